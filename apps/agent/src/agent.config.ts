@@ -1,0 +1,39 @@
+import { ArrayMaxSize, IsArray, IsString } from 'class-validator';
+import { CacheNodeConfig, ConfigKey, IsDuration, IsRate, IsSize } from '#ops';
+
+/** The agent's config: a registry mirror on every node (DaemonSet, hostNetwork). */
+export class AgentConfig extends CacheNodeConfig {
+  override port = 5004;
+  override dataDir = '/p2p_agent_data';
+  override p2pPort = 6881;
+
+  @ConfigKey({
+    kind: 'rate',
+    doc: 'Node-wide download limit, bytes/s, for peer and origin traffic together (0 = unlimited). Live: PATCH /admin/rate.',
+    defaultText: '0 (unlimited)',
+  })
+  @IsRate()
+  downloadRate = 0;
+
+  @ConfigKey({
+    kind: 'list',
+    doc: 'Proxy base URLs (http://host:5005), or one URL whose host is a headless Service name: every address it resolves to is a proxy.',
+    defaultText: '[] (no swarm: pulls go to the origin)',
+  })
+  @IsArray()
+  @ArrayMaxSize(1024)
+  @IsString({ each: true })
+  proxies: string[] = [];
+
+  @ConfigKey({ kind: 'duration', doc: 'How often proxy DNS names are re-resolved and proxy health re-checked.' })
+  @IsDuration()
+  proxyRefreshInterval = 30;
+
+  @ConfigKey({ kind: 'duration', doc: 'A swarm download with no progress for this long continues from the origin (same client response).' })
+  @IsDuration()
+  stallTimeout = 10;
+
+  @ConfigKey({ kind: 'size', doc: 'Blobs smaller than this (configs, small layers) go straight to the origin.', defaultText: '1MiB' })
+  @IsSize()
+  p2pMinSize = 2 ** 20;
+}

@@ -1,0 +1,47 @@
+import { BadRequestException, Body, Controller, Get, HttpCode, Patch, UseGuards, ValidationPipe, type Type } from '@nestjs/common';
+import { parseRate } from '../config/units.js';
+import { ThrottleService } from '../throttle/throttle.service.js';
+import { AdminTokenGuard } from './admin-token.guard.js';
+import { ratePatchDto } from './rate-patch.dto.js';
+
+/**
+ * `GET|PATCH /admin/rate` for the limits this app declares. Built per app because the accepted
+ * body keys are that app's limit names: `{"originRate":1}` sent to an agent is a 400, not a no-op.
+ */
+export function rateControllerFor(names: readonly string[]): Type<unknown> {
+  const Dto = ratePatchDto(names);
+  const pipe = new ValidationPipe({
+    expectedType: Dto,
+    whitelist: true,
+    forbidNonWhitelisted: true,
+    forbidUnknownValues: true,
+    transform: false,
+    exceptionFactory: (errors) =>
+      new BadRequestException(
+        errors.flatMap((e) => Object.values(e.constraints ?? {}).map((m) => (m.startsWith(`${e.property} `) ? m : `${e.property}: ${m}`))),
+      ),
+  });
+
+  @Controller('admin')
+  @UseGuards(AdminTokenGuard)
+  class RateController {
+    constructor(private readonly throttle: ThrottleService) {}
+
+    @Get('rate')
+    current(): Record<string, number> {
+      return this.throttle.snapshot();
+    }
+
+    @Patch('rate')
+    @HttpCode(200)
+    update(@Body(pipe) body: Record<string, unknown>): Record<string, number> {
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+        throw new BadRequestException('body must be a JSON object of limit names to rates');
+      }
+      const updates = Object.entries(body).map(([name, value]) => [name, parseRate(value) as number] as const);
+      for (const [name, rate] of updates) this.throttle.set(name, rate);
+      return this.throttle.snapshot();
+    }
+  }
+  return RateController;
+}

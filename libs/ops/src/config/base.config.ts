@@ -1,0 +1,129 @@
+import { ArrayMaxSize, IsArray, IsIn, IsInt, IsNumber, IsString, IsUrl, Max, Min } from 'class-validator';
+import { ConfigKey } from './config-key.decorator.js';
+import { IsDuration, IsRate, IsSize } from './unit.validators.js';
+
+const HTTP_URL = { require_tld: false, require_protocol: true, protocols: ['http', 'https'] };
+
+/**
+ * Keys every app has. Unit-typed keys (rates, sizes, durations) accept strings with units in the
+ * file and the environment; once loaded they hold plain numbers (bytes, bytes/s, seconds), which is
+ * why they are typed `number` here.
+ */
+export class BaseAppConfig {
+  @ConfigKey({ kind: 'number', doc: 'HTTP port (health, metrics, admin API and the app\'s own API). 0 picks a free port.' })
+  @IsInt()
+  @Min(0)
+  @Max(65535)
+  port = 0;
+
+  @ConfigKey({ kind: 'string', doc: 'Address the HTTP server listens on.' })
+  @IsString()
+  host = '0.0.0.0';
+
+  @ConfigKey({
+    kind: 'string',
+    doc: 'File holding the admin bearer token for /admin/*. Env P2P_ADMIN_TOKEN takes precedence. No token → admin API answers 403.',
+    defaultText: '"" (admin API off)',
+  })
+  @IsString()
+  adminTokenFile = '';
+
+  @ConfigKey({
+    kind: 'string',
+    doc: 'File holding the shared swarm token that agents, proxies and trackers present to each other. Env P2P_SWARM_TOKEN takes precedence.',
+    defaultText: '"" (no token: swarm open to anyone who can reach it)',
+  })
+  @IsString()
+  swarmTokenFile = '';
+
+  @ConfigKey({ kind: 'string', doc: 'Lowest log level written: error, warn, log, debug or verbose.' })
+  @IsIn(['error', 'warn', 'log', 'debug', 'verbose'])
+  logLevel = 'log';
+
+  @ConfigKey({ kind: 'string', doc: 'auto = readable text on a TTY, JSON lines otherwise; or force json / text.' })
+  @IsIn(['auto', 'json', 'text'])
+  logFormat = 'auto';
+
+  @ConfigKey({ kind: 'duration', doc: 'On SIGTERM, how long in-flight requests may run before the process exits anyway.' })
+  @IsDuration()
+  shutdownGraceSeconds = 25;
+}
+
+/** Keys of the apps that keep a blob cache and talk to the origin registry and the swarm (agent, proxy). */
+export class CacheNodeConfig extends BaseAppConfig {
+  @ConfigKey({ kind: 'url', doc: 'Origin registry base URL (scheme://host[:port]) that plain pulls are served from.' })
+  @IsUrl(HTTP_URL)
+  registry = 'https://registry-1.docker.io';
+
+  @ConfigKey({
+    kind: 'list',
+    doc: 'More origin base URLs accelerated in containerd mirror mode (requests carrying ?ns=<host>). Any other ns is refused.',
+    defaultText: '[]',
+  })
+  @IsArray()
+  @ArrayMaxSize(256)
+  @IsUrl(HTTP_URL, { each: true })
+  registries: string[] = [];
+
+  @ConfigKey({ kind: 'string', doc: 'Cache directory: verified blobs, temp files, torrent state.' })
+  @IsString()
+  dataDir = '';
+
+  @ConfigKey({ kind: 'size', doc: 'Readiness fails when the data dir has less free space than this.', defaultText: '1GiB' })
+  @IsSize()
+  minFreeSpace = 2 ** 30;
+
+  @ConfigKey({ kind: 'size', doc: 'Cache quota in bytes (0 = no quota, only minFreeSpace protects the disk).', defaultText: '50GB' })
+  @IsSize()
+  cacheMaxBytes = 50e9;
+
+  @ConfigKey({ kind: 'number', doc: 'Eviction starts when the cache passes this fraction of cacheMaxBytes.' })
+  @IsNumber()
+  @Min(0.05)
+  @Max(1)
+  cacheHighWatermark = 0.9;
+
+  @ConfigKey({ kind: 'number', doc: 'Eviction (LRU, blobs not being read) stops at this fraction of cacheMaxBytes.' })
+  @IsNumber()
+  @Min(0)
+  @Max(1)
+  cacheLowWatermark = 0.8;
+
+  @ConfigKey({ kind: 'duration', doc: 'How long a "these credentials may read this repo" decision at the origin is reused.' })
+  @IsDuration()
+  authCacheTtl = 60;
+
+  @ConfigKey({ kind: 'duration', doc: 'TCP connect timeout towards the origin registry.' })
+  @IsDuration()
+  upstreamConnectTimeout = 10;
+
+  @ConfigKey({ kind: 'duration', doc: 'Time allowed for the origin to send response headers.' })
+  @IsDuration()
+  upstreamHeadersTimeout = 30;
+
+  @ConfigKey({ kind: 'number', doc: 'BitTorrent listen port.' })
+  @IsInt()
+  @Min(0)
+  @Max(65535)
+  p2pPort = 0;
+
+  @ConfigKey({ kind: 'rate', doc: 'Upload limit for seeding to peers, bytes/s (0 = unlimited). Live: PATCH /admin/rate.', defaultText: '0 (unlimited)' })
+  @IsRate()
+  uploadRate = 0;
+
+  @ConfigKey({ kind: 'list', doc: 'Tracker announce URLs (every replica: clients announce to all of them).', defaultText: '[]' })
+  @IsArray()
+  @ArrayMaxSize(64)
+  @IsUrl(HTTP_URL, { each: true })
+  trackers: string[] = [];
+
+  @ConfigKey({ kind: 'duration', doc: 'How long a blob keeps being seeded after its last use.', defaultText: '1h' })
+  @IsDuration()
+  seedTtl = 3600;
+
+  @ConfigKey({ kind: 'number', doc: 'Most torrents seeded at once; the least recently used stop first.' })
+  @IsInt()
+  @Min(1)
+  @Max(100_000)
+  maxSeeding = 200;
+}

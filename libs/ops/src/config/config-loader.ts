@@ -1,0 +1,132 @@
+import { readFileSync } from 'node:fs';
+import { validateSync, type ValidationError } from 'class-validator';
+import { parse as parseYaml } from 'yaml';
+import { configKeys, type ConfigKeyInfo } from './config-key.decorator.js';
+import { parseDuration, parseRate, parseSize } from './units.js';
+
+/** Raised when a config file or `P2P_*` variable is unusable; `problems` names each bad key. */
+export class ConfigError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
+    super(`invalid configuration (${source}):\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface LoadConfigOptions {
+  /** YAML file path; omitted → built-in defaults plus environment. */
+  file?: string;
+  /** Environment to read `P2P_*` overrides from (default: `process.env`). */
+  env?: NodeJS.ProcessEnv;
+  /** Values applied after the file and before the environment (used by `npm start`'s dev defaults). */
+  defaults?: Record<string, unknown>;
+}
+
+type ConfigClass<T> = new () => T;
+
+/**
+ * Loads a config class from YAML + `P2P_<UPPER_SNAKE_KEY>` environment overrides, validates it
+ * once with class-validator, and normalises unit strings (rates, sizes, durations) to numbers.
+ * Unknown keys are errors: a typo in a ConfigMap must fail loudly, not be ignored.
+ */
+export function loadConfig<T extends object>(cls: ConfigClass<T>, options: LoadConfigOptions = {}): T {
+  const env = options.env ?? process.env;
+  const source = options.file ?? 'built-in defaults';
+  const keys = configKeys(cls);
+  const known = new Map(keys.map((k) => [k.key, k]));
+  const problems: string[] = [];
+
+  const raw = { ...(options.defaults ?? {}), ...readYaml(options.file) };
+  for (const key of Object.keys(raw)) {
+    if (!known.has(key)) problems.push(`${key}: unknown key${suggest(key, [...known.keys()])}`);
+  }
+  for (const info of keys) {
+    const text = env[info.env];
+    if (text !== undefined) raw[info.key] = fromEnv(info, text);
+  }
+
+  const config = new cls();
+  for (const [key, value] of Object.entries(raw)) {
+    if (known.has(key)) (config as Record<string, unknown>)[key] = value;
+  }
+  for (const error of validateSync(config, { forbidUnknownValues: true })) problems.push(...describe(error));
+  if (problems.length > 0) throw new ConfigError(source, problems);
+
+  for (const info of keys) normalise(config as Record<string, unknown>, info);
+  return config;
+}
+
+function readYaml(file: string | undefined): Record<string, unknown> {
+  if (!file) return {};
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, [`cannot read the file: ${(err as Error).message}`]);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(file, [`not valid YAML: ${(err as Error).message}`]);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new ConfigError(file, ['the file must hold a mapping of keys to values']);
+  }
+  return { ...(doc as Record<string, unknown>) };
+}
+
+/** Environment values are text: read them by the key's kind, leaving garbage for the validator to name. */
+function fromEnv(info: ConfigKeyInfo, text: string): unknown {
+  switch (info.kind) {
+    case 'number':
+      return text.trim() !== '' && !Number.isNaN(Number(text)) ? Number(text) : text;
+    case 'boolean':
+      return text === 'true' ? true : text === 'false' ? false : text;
+    case 'list':
+      return text
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
+    case 'rate':
+    case 'size':
+    case 'duration':
+      return /^\d+$/.test(text.trim()) ? Number(text) : text;
+    default:
+      return text;
+  }
+}
+
+function normalise(config: Record<string, unknown>, info: ConfigKeyInfo): void {
+  const parse =
+    info.kind === 'rate' ? parseRate : info.kind === 'size' ? parseSize : info.kind === 'duration' ? parseDuration : undefined;
+  if (parse) config[info.key] = parse(config[info.key]);
+}
+
+function describe(error: ValidationError, prefix = ''): string[] {
+  const path = `${prefix}${error.property}`;
+  // class-validator messages usually start with the property already ("port must not be…").
+  const own = Object.values(error.constraints ?? {}).map((m) => (m.startsWith(`${error.property} `) ? `${prefix}${m}` : `${path}: ${m}`));
+  const nested = (error.children ?? []).flatMap((c) => describe(c, `${path}.`));
+  return [...own, ...nested];
+}
+
+function suggest(key: string, known: string[]): string {
+  const lower = key.toLowerCase();
+  const close = known.find((k) => k.toLowerCase() === lower || distance(k.toLowerCase(), lower) <= 2);
+  return close ? ` (did you mean ${close}?)` : '';
+}
+
+function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+  }
+  return d[a.length][b.length];
+}

@@ -1,0 +1,84 @@
+import { Logger, Module, type DynamicModule, type Provider } from '@nestjs/common';
+import { ConfigModule } from '@nestjs/config';
+import { TerminusModule } from '@nestjs/terminus';
+import { ADMIN_TOKEN, AdminTokenGuard } from './admin/admin-token.guard.js';
+import { rateControllerFor } from './admin/rate.controller.js';
+import { readSecret } from './admin/secrets.js';
+import type { BaseAppConfig } from './config/base.config.js';
+import { DataDirIndicator } from './health/data-dir.indicator.js';
+import { HealthController } from './health/health.controller.js';
+import { ReadinessRegistry } from './health/readiness.registry.js';
+import { MetricsController } from './metrics/metrics.controller.js';
+import { MetricsService } from './metrics/metrics.service.js';
+import { ThrottleService, type LimitSpec } from './throttle/throttle.service.js';
+
+export const APP_CONFIG = Symbol('APP_CONFIG');
+/** The shared swarm token (or undefined when none is configured). */
+export const SWARM_TOKEN = Symbol('SWARM_TOKEN');
+
+export interface OpsModuleOptions {
+  appName: string;
+  config: BaseAppConfig;
+  /** The app's named limits (config key → unit and initial value). */
+  limits: Record<string, LimitSpec>;
+  /** Apps with a data dir get a readiness check for it. */
+  dataDir?: { path: string; minFreeBytes: number };
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Cross-cutting pieces, written once for all apps: typed config, health and readiness, metrics,
+ * the throttle and its admin API, admin and swarm tokens. Global so feature modules just inject.
+ */
+@Module({})
+export class OpsModule {
+  static forRoot(options: OpsModuleOptions): DynamicModule {
+    const env = options.env ?? process.env;
+    const admin = readSecret({ env: 'P2P_ADMIN_TOKEN', file: options.config.adminTokenFile }, env);
+    const swarm = readSecret({ env: 'P2P_SWARM_TOKEN', file: options.config.swarmTokenFile }, env);
+    const providers: Provider[] = [
+      { provide: APP_CONFIG, useValue: options.config },
+      { provide: options.config.constructor, useValue: options.config },
+      { provide: ThrottleService, useValue: new ThrottleService(options.limits) },
+      { provide: MetricsService, useValue: new MetricsService(options.appName) },
+      { provide: ADMIN_TOKEN, useValue: admin.value },
+      { provide: SWARM_TOKEN, useValue: swarm.value },
+      AdminTokenGuard,
+      ReadinessRegistry,
+      DataDirIndicator,
+      {
+        provide: 'OPS_BOOT_NOTES',
+        inject: [ReadinessRegistry, DataDirIndicator],
+        useFactory: (registry: ReadinessRegistry, indicator: DataDirIndicator) => {
+          const dir = options.dataDir;
+          if (dir) registry.register('dataDir', () => indicator.check(dir.path, dir.minFreeBytes));
+          const log = new Logger(OpsModule.name);
+          log.log(`admin API ${admin.value ? 'on' : 'off'}: token ${admin.origin}`);
+          log.log(`swarm token ${swarm.value ? 'set' : 'not set'}: ${swarm.origin}`);
+          return { adminToken: admin.origin, swarmToken: swarm.origin };
+        },
+      },
+    ];
+    return {
+      module: OpsModule,
+      global: true,
+      imports: [
+        TerminusModule.forRoot({ errorLogStyle: 'json', gracefulShutdownTimeoutMs: 0 }),
+        ConfigModule.forRoot({ ignoreEnvFile: true, isGlobal: true, load: [() => ({ ...options.config })] }),
+      ],
+      controllers: [HealthController, MetricsController, rateControllerFor(Object.keys(options.limits))],
+      providers,
+      exports: [
+        APP_CONFIG,
+        options.config.constructor,
+        ThrottleService,
+        MetricsService,
+        ADMIN_TOKEN,
+        SWARM_TOKEN,
+        AdminTokenGuard,
+        ReadinessRegistry,
+        'OPS_BOOT_NOTES',
+      ],
+    };
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * A token bucket whose rate can change while callers wait.
+ *
+ * `take(n)` may overdraw the bucket (a 4 MiB piece is taken in one go) and then waits until the
+ * debt is repaid, so long transfers average exactly `rate`. Waiters re-plan when the rate changes:
+ * a `PATCH /admin/rate` from 1 MB/s to unlimited releases them at once instead of after their
+ * old sleep.
+ */
+export class TokenBucket {
+  private tokens: number;
+  private last = performance.now();
+  private readonly waiters = new Set<Waiter>();
+
+  /** @param rate units per second; 0 = unlimited. @param burstSeconds how much idle time may be saved up. */
+  constructor(
+    private rate: number,
+    private readonly burstSeconds = 0.25,
+    private readonly minBurst = 64 * 1024,
+  ) {
+    this.tokens = this.capacity();
+  }
+
+  get currentRate(): number {
+    return this.rate;
+  }
+
+  setRate(rate: number): void {
+    this.refill();
+    this.rate = rate;
+    this.tokens = Math.min(this.tokens, this.capacity());
+    for (const w of this.waiters) this.schedule(w);
+  }
+
+  /** Takes `n` units now if the bucket holds them (request limiting); never waits. */
+  tryTake(n = 1): boolean {
+    if (this.rate === 0) return true;
+    this.refill();
+    if (this.tokens < n) return false;
+    this.tokens -= n;
+    return true;
+  }
+
+  /** Takes `n` units, resolving once the rate allows it; rejects with the signal's reason on abort. */
+  take(n: number, signal?: AbortSignal): Promise<void> {
+    if (this.rate === 0) return Promise.resolve();
+    this.refill();
+    this.tokens -= n;
+    if (this.tokens >= 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = { resolve, reject, timer: undefined, signal, onAbort: undefined };
+      if (signal) {
+        if (signal.aborted) return reject(signal.reason);
+        waiter.onAbort = () => this.finish(waiter, signal.reason);
+        signal.addEventListener('abort', waiter.onAbort, { once: true });
+      }
+      this.waiters.add(waiter);
+      this.schedule(waiter);
+    });
+  }
+
+  private schedule(w: Waiter): void {
+    if (w.timer) clearTimeout(w.timer);
+    if (this.rate === 0) {
+      this.tokens = Math.max(this.tokens, 0);
+      return this.finish(w);
+    }
+    this.refill();
+    const waitMs = this.tokens >= 0 ? 0 : (-this.tokens / this.rate) * 1000;
+    w.timer = setTimeout(() => this.finish(w), waitMs);
+  }
+
+  private finish(w: Waiter, error?: unknown): void {
+    if (!this.waiters.delete(w)) return;
+    if (w.timer) clearTimeout(w.timer);
+    if (w.signal && w.onAbort) w.signal.removeEventListener('abort', w.onAbort);
+    if (error !== undefined) w.reject(error);
+    else w.resolve();
+  }
+
+  private capacity(): number {
+    return Math.max(this.rate * this.burstSeconds, this.minBurst);
+  }
+
+  private refill(): void {
+    const now = performance.now();
+    if (this.rate > 0) this.tokens = Math.min(this.capacity(), this.tokens + ((now - this.last) / 1000) * this.rate);
+    this.last = now;
+  }
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (e: unknown) => void;
+  timer: NodeJS.Timeout | undefined;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
