@@ -69,6 +69,7 @@ export class OpsModule {
       controllers: [HealthController, MetricsController, rateControllerFor(Object.keys(options.limits))],
       providers,
       exports: [
+        TerminusModule,
         APP_CONFIG,
         options.config.constructor,
         ThrottleService,

@@ -1,0 +1,107 @@
+import { writeFile, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { IsString } from 'class-validator';
+import { describe, expect, it } from 'vitest';
+import { CacheNodeConfig } from './base.config.js';
+import { ConfigKey, configKeys, envName } from './config-key.decorator.js';
+import { ConfigError, loadConfig } from './config-loader.js';
+import { IsRate } from './unit.validators.js';
+
+class SampleConfig extends CacheNodeConfig {
+  @ConfigKey({ kind: 'rate', doc: 'test rate' })
+  @IsRate()
+  downloadRate = 0;
+
+  @ConfigKey({ kind: 'string', doc: 'test string' })
+  @IsString()
+  label = 'x';
+}
+
+async function yamlFile(text: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'cfg-'));
+  const file = join(dir, 'c.yaml');
+  await writeFile(file, text);
+  return file;
+}
+
+function problemsOf(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe(loadConfig.name, () => {
+  it('returns defaults when given nothing', () => {
+    const config = loadConfig(SampleConfig, { env: {} });
+    expect(config.downloadRate).toBe(0);
+    expect(config.cacheMaxBytes).toBe(50e9);
+    expect(config.registries).toEqual([]);
+  });
+
+  it('normalises unit strings from YAML into numbers', async () => {
+    const file = await yamlFile('downloadRate: 100MB\ncacheMaxBytes: 2GiB\nseedTtl: 5m\nminFreeSpace: 1048576\n');
+    const config = loadConfig(SampleConfig, { file, env: {} });
+    expect(config.downloadRate).toBe(100_000_000);
+    expect(config.cacheMaxBytes).toBe(2 * 2 ** 30);
+    expect(config.seedTtl).toBe(300);
+    expect(config.minFreeSpace).toBe(1048576);
+  });
+
+  it('lets P2P_* variables override the file, lists split on commas', async () => {
+    const file = await yamlFile('downloadRate: 1MB\nlabel: file\n');
+    const config = loadConfig(SampleConfig, {
+      file,
+      env: { P2P_DOWNLOAD_RATE: '20MiB/s', P2P_LABEL: 'env', P2P_TRACKERS: 'http://a:1/announce, http://b:2/announce', P2P_P2P_PORT: '7000' },
+    });
+    expect(config.downloadRate).toBe(20 * 2 ** 20);
+    expect(config.label).toBe('env');
+    expect(config.trackers).toEqual(['http://a:1/announce', 'http://b:2/announce']);
+    expect(config.p2pPort).toBe(7000);
+  });
+
+  it('names every bad key, including unknown ones with a suggestion', async () => {
+    const file = await yamlFile('downloadRate: banana\nport: -1\nregistry: not a url\nlabl: y\n');
+    const problems = problemsOf(() => loadConfig(SampleConfig, { file, env: {} }));
+    expect(problems.find((p) => p.startsWith('downloadRate'))).toContain('banana');
+    expect(problems.some((p) => p.startsWith('port'))).toBe(true);
+    expect(problems.some((p) => p.startsWith('registry'))).toBe(true);
+    expect(problems).toContain('labl: unknown key (did you mean label?)');
+  });
+
+  it('rejects env values of the wrong kind', () => {
+    const problems = problemsOf(() => loadConfig(SampleConfig, { env: { P2P_PORT: 'eighty' } }));
+    expect(problems.some((p) => p.startsWith('port'))).toBe(true);
+  });
+
+  it('rejects YAML that is not a mapping and files that cannot be read', async () => {
+    expect(problemsOf(() => loadConfig(SampleConfig, { file: '/nonexistent/c.yaml', env: {} }))[0]).toContain('cannot read');
+    const list = await yamlFile('- 1\n- 2\n');
+    expect(problemsOf(() => loadConfig(SampleConfig, { file: list, env: {} }))[0]).toContain('mapping');
+    const broken = await yamlFile('a: [unclosed\n');
+    expect(problemsOf(() => loadConfig(SampleConfig, { file: broken, env: {} }))[0]).toContain('not valid YAML');
+  });
+
+  it('treats an empty file as all defaults', async () => {
+    const file = await yamlFile('');
+    expect(loadConfig(SampleConfig, { file, env: {} }).label).toBe('x');
+  });
+});
+
+describe(configKeys.name, () => {
+  it('lists base keys first and each key once', () => {
+    const keys = configKeys(SampleConfig).map((k) => k.key);
+    expect(keys[0]).toBe('port');
+    expect(keys).toContain('downloadRate');
+    expect(new Set(keys).size).toBe(keys.length);
+  });
+
+  it('derives env names in upper snake case', () => {
+    expect(envName('downloadRate')).toBe('P2P_DOWNLOAD_RATE');
+    expect(envName('p2pPort')).toBe('P2P_P2P_PORT');
+  });
+});
