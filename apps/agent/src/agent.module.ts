@@ -1,6 +1,8 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { OpsModule } from '#ops';
+import { RegistryMirrorController } from '#registry';
 import type { AgentConfig } from './agent.config.js';
+import { mirrorProviders } from './mirror.providers.js';
 
 /** Wiring only: the mirror, cache and swarm live in libs. */
 @Module({})
@@ -19,6 +21,8 @@ export class AgentModule {
           dataDir: { path: config.dataDir, minFreeBytes: config.minFreeSpace },
         }),
       ],
+      controllers: [RegistryMirrorController],
+      providers: mirrorProviders,
     };
   }
 }

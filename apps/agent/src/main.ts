@@ -1,10 +1,11 @@
 import { bootstrapApp, exitOnSignals, type AppEntry, type RunningApp } from '#ops';
+import { registerRawBodyParser } from '#registry';
 import { AgentConfig } from './agent.config.js';
 import { AgentModule } from './agent.module.js';
 
 /** Starts the agent and returns it (tests stop it with `close()`). */
 export function startAgent(config: AgentConfig): Promise<RunningApp> {
-  return bootstrapApp({ appName: 'agent', module: AgentModule.forRoot(config), config });
+  return bootstrapApp({ appName: 'agent', module: AgentModule.forRoot(config), config, configure: registerRawBodyParser });
 }
 
 export const agentEntry: AppEntry<AgentConfig> = {

@@ -1,5 +1,6 @@
 export * from './admin/admin-token.guard.js';
 export * from './admin/secrets.js';
+export * from './admin/swarm-token.guard.js';
 export * from './bootstrap/bootstrap-app.js';
 export * from './cli/run-cli.js';
 export * from './config/base.config.js';
@@ -12,6 +13,7 @@ export * from './health/readiness.registry.js';
 export * from './logging/app-logger.js';
 export * from './metrics/metrics.service.js';
 export * from './ops.module.js';
+export * from './tokens.js';
 export * from './throttle/throttle.service.js';
 export * from './throttle/throttled-stream.js';
 export * from './throttle/token-bucket.js';

@@ -2,6 +2,7 @@ import { Logger, Module, type DynamicModule, type Provider } from '@nestjs/commo
 import { ConfigModule } from '@nestjs/config';
 import { TerminusModule } from '@nestjs/terminus';
 import { ADMIN_TOKEN, AdminTokenGuard } from './admin/admin-token.guard.js';
+import { SwarmTokenGuard } from './admin/swarm-token.guard.js';
 import { rateControllerFor } from './admin/rate.controller.js';
 import { readSecret } from './admin/secrets.js';
 import type { BaseAppConfig } from './config/base.config.js';
@@ -11,10 +12,8 @@ import { ReadinessRegistry } from './health/readiness.registry.js';
 import { MetricsController } from './metrics/metrics.controller.js';
 import { MetricsService } from './metrics/metrics.service.js';
 import { ThrottleService, type LimitSpec } from './throttle/throttle.service.js';
+import { APP_CONFIG, SWARM_TOKEN } from './tokens.js';
 
-export const APP_CONFIG = Symbol('APP_CONFIG');
-/** The shared swarm token (or undefined when none is configured). */
-export const SWARM_TOKEN = Symbol('SWARM_TOKEN');
 
 export interface OpsModuleOptions {
   appName: string;
@@ -44,6 +43,7 @@ export class OpsModule {
       { provide: ADMIN_TOKEN, useValue: admin.value },
       { provide: SWARM_TOKEN, useValue: swarm.value },
       AdminTokenGuard,
+      SwarmTokenGuard,
       ReadinessRegistry,
       DataDirIndicator,
       {
@@ -77,6 +77,7 @@ export class OpsModule {
         ADMIN_TOKEN,
         SWARM_TOKEN,
         AdminTokenGuard,
+        SwarmTokenGuard,
         ReadinessRegistry,
         'OPS_BOOT_NOTES',
       ],

@@ -1,0 +1,93 @@
+import type { Provider } from '@nestjs/common';
+import { MetricsService, ThrottleService, throttledStream } from '#ops';
+import {
+  BlobAccessAuthorizer,
+  BlobCache,
+  BlobSourceChain,
+  CachedBlobSource,
+  FillingBlobSource,
+  OriginFetcher,
+  RegistryMetrics,
+  RegistryMirror,
+  UpstreamClient,
+  UpstreamSet,
+  type BlobFetcher,
+} from '#registry';
+import { AgentConfig } from './agent.config.js';
+
+/**
+ * Ordered fetchers that fill the cache on a miss. The swarm fetcher of the P2P issue goes in front
+ * of the origin here (override this provider); the mirror itself never changes.
+ */
+export const BLOB_FETCHERS = Symbol('BLOB_FETCHERS');
+
+/** The agent's registry mirror: upstreams, origin client, verified cache, source chain. */
+export const mirrorProviders: Provider[] = [
+  {
+    provide: UpstreamSet,
+    inject: [AgentConfig],
+    useFactory: (config: AgentConfig) => new UpstreamSet(config.registry, config.registries),
+  },
+  {
+    provide: UpstreamClient,
+    inject: [AgentConfig],
+    useFactory: (config: AgentConfig) =>
+      new UpstreamClient({ connectTimeoutMs: config.upstreamConnectTimeout * 1000, headersTimeoutMs: config.upstreamHeadersTimeout * 1000 }),
+  },
+  {
+    provide: BlobCache,
+    inject: [AgentConfig],
+    useFactory: async (config: AgentConfig) => {
+      const cache = new BlobCache({
+        dir: config.dataDir,
+        maxBytes: config.cacheMaxBytes,
+        highWatermark: config.cacheHighWatermark,
+        lowWatermark: Math.min(config.cacheLowWatermark, config.cacheHighWatermark),
+        minFreeBytes: config.minFreeSpace,
+      });
+      await cache.init();
+      return cache;
+    },
+  },
+  {
+    provide: RegistryMetrics,
+    inject: [MetricsService, BlobCache],
+    useFactory: (metrics: MetricsService, cache: BlobCache) => new RegistryMetrics(metrics, cache),
+  },
+  {
+    provide: BLOB_FETCHERS,
+    inject: [UpstreamClient, ThrottleService],
+    useFactory: (client: UpstreamClient, throttle: ThrottleService): BlobFetcher[] => [
+      // Origin bytes count against the node's downloadRate.
+      new OriginFetcher(client, { throttle: () => throttledStream(throttle, 'downloadRate') }),
+    ],
+  },
+  {
+    provide: BlobAccessAuthorizer,
+    inject: [UpstreamClient, AgentConfig],
+    useFactory: (client: UpstreamClient, config: AgentConfig) => new BlobAccessAuthorizer(client, config.authCacheTtl * 1000),
+  },
+  {
+    provide: RegistryMirror,
+    inject: [UpstreamSet, UpstreamClient, BlobAccessAuthorizer, BlobCache, BLOB_FETCHERS, RegistryMetrics, AgentConfig],
+    useFactory: (
+      upstreams: UpstreamSet,
+      client: UpstreamClient,
+      authorizer: BlobAccessAuthorizer,
+      cache: BlobCache,
+      fetchers: BlobFetcher[],
+      metrics: RegistryMetrics,
+      config: AgentConfig,
+    ) => {
+      const onServed = (source: string, n: number) => metrics.bytesServed.inc({ source }, n);
+      const filling = new FillingBlobSource(cache, fetchers, {
+        stallTimeoutMs: config.stallTimeout * 1000,
+        onBytes: (source, n) => metrics.bytesFetched.inc({ source }, n),
+        onServed,
+        onFilled: (seconds, ok) => metrics.fetchDuration.observe({ result: ok ? 'ok' : 'error' }, seconds),
+      });
+      const chain = new BlobSourceChain([new CachedBlobSource(cache, onServed), filling]);
+      return new RegistryMirror(upstreams, client, authorizer, chain);
+    },
+  },
+];

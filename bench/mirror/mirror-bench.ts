@@ -1,0 +1,195 @@
+/**
+ * Cached-blob throughput through the agent vs skopeo straight from docker-registry (same run,
+ * loopback), and the agent's peak RSS while it fills and serves a large blob.
+ *
+ *   npm run bench:mirror                      # 1 GiB layer
+ *   BENCH_BLOB_MB=256 npm run bench:mirror    # quicker
+ *   BENCH_AGENT_NODE_OPTIONS=--max-semi-space-size=2 npm run bench:mirror   # agent with a small V8 young generation
+ *
+ * Needs docker-registry and skopeo (see REAL-TOOLS.md). Everything listens on 127.0.0.1.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { stringify } from 'yaml';
+import { tempDir } from '../../test/support/app-process.js';
+import { OciLayout, pushImage } from '../../test/support/oci-image.js';
+import { startOriginRegistry, type OriginRegistry } from '../../test/support/origin-registry.js';
+
+const exec = promisify(execFile);
+const MB = 1e6;
+const blobMiB = Number(process.env.BENCH_BLOB_MB ?? 1024);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+
+interface AgentProcess {
+  proc: ChildProcess;
+  port: number;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** The repo root (holding bin/p2p), whether this runs from source or from dist/. */
+function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'bin', 'p2p'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('bin/p2p not found above the bench');
+    dir = up;
+  }
+  return dir;
+}
+
+/** Runs the compiled agent (`bin/p2p agent`) on an ephemeral loopback port; resolves once it logs its address. */
+async function startAgent(dir: string, config: Record<string, unknown>): Promise<AgentProcess> {
+  const file = join(dir, 'agent.yaml');
+  await writeFile(file, stringify({ port: 0, host: '127.0.0.1', logFormat: 'json', ...config }));
+  const root = repoRoot();
+  const proc = spawn(process.execPath, [join(root, 'bin', 'p2p'), 'agent', '--config', file], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // BENCH_AGENT_NODE_OPTIONS tries V8 tuning on the agent only, e.g. --max-semi-space-size=2.
+    env: { ...process.env, NODE_OPTIONS: process.env.BENCH_AGENT_NODE_OPTIONS ?? process.env.NODE_OPTIONS ?? '' },
+  });
+  const exited = new Promise<void>((res) => proc.once('exit', () => res()));
+  let out = '';
+  const port = await new Promise<number>((res, rej) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      rej(new Error(`agent did not start:\n${out}`));
+    }, 20_000);
+    const onData = (c: Buffer) => {
+      out += c.toString();
+      const m = /listening on [^"\s]*:(\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        proc.stdout!.off('data', onData);
+        proc.stderr!.off('data', onData);
+        proc.stdout!.resume();
+        proc.stderr!.resume();
+        res(Number(m[1]));
+      }
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    void exited.then(() => rej(new Error(`agent exited:\n${out}`)));
+  });
+  return {
+    proc,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+async function rssNow(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
+}
+
+/** Samples a process's RSS (VmRSS) every 20 ms until stopped; returns the peak in bytes. */
+function rssSampler(pid: number): { stop(): number } {
+  let peak = 0;
+  const sample = async () => {
+    peak = Math.max(peak, await rssNow(pid));
+  };
+  const timer = setInterval(() => void sample(), 20);
+  void sample();
+  return {
+    stop() {
+      clearInterval(timer);
+      return peak;
+    },
+  };
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t = performance.now();
+  await fn();
+  return (performance.now() - t) / 1000;
+}
+
+async function skopeoCopy(src: string, out: string): Promise<void> {
+  await rm(out, { recursive: true, force: true });
+  await exec('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${src}`, `dir:${out}`], { maxBuffer: 1 << 24 });
+}
+
+async function curlBlob(url: string): Promise<void> {
+  await exec('curl', ['-sf', '-o', '/dev/null', url]);
+}
+
+const mem = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB = ${(bytes / MB).toFixed(0)} MB`;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function main(): Promise<void> {
+  const dir = await tempDir('p2p-bench-');
+  let origin: OriginRegistry | undefined;
+  let agent: AgentProcess | undefined;
+  try {
+    const layout = new OciLayout(join(dir, 'layout'));
+    process.stdout.write(`building a ${blobMiB} MiB layer…\n`);
+    const image = await layout.addImage('bench', [blobMiB * 2 ** 20]);
+    const layer = image.layers[0];
+    origin = await startOriginRegistry({ dir: join(dir, 'origin') });
+    await pushImage(layout.dir, 'bench', { host: origin.host, repo: 'bench/big' });
+    agent = await startAgent(dir, { registry: origin.url, dataDir: join(dir, 'agent-data') });
+    let agentHost = `127.0.0.1:${agent.port}`;
+
+    // Cold: the agent fills its cache from the origin while streaming to skopeo.
+    const coldRss = rssSampler(agent.proc.pid!);
+    const cold = await timed(() => skopeoCopy(`${agentHost}/bench/big:bench`, join(dir, 'out-cold')));
+    const coldPeak = coldRss.stop();
+
+    // A fresh agent on the same data dir (the cache survives restarts) so the cached-serving peak
+    // is not inflated by the fill above.
+    await agent.stop();
+    const idleAgent = await startAgent(dir, { registry: origin.url, dataDir: join(dir, 'agent-data') });
+    agent = idleAgent;
+    agentHost = `127.0.0.1:${agent.port}`;
+    const idlePeak = await rssNow(agent.proc.pid!);
+
+    const direct: number[] = [];
+    const viaAgent: number[] = [];
+    const curlDirect: number[] = [];
+    const curlAgent: number[] = [];
+    const warmRss = rssSampler(agent.proc.pid!);
+    for (let i = 0; i < rounds; i++) {
+      direct.push(await timed(() => skopeoCopy(`${origin!.host}/bench/big:bench`, join(dir, 'out-direct'))));
+      viaAgent.push(await timed(() => skopeoCopy(`${agentHost}/bench/big:bench`, join(dir, 'out-agent'))));
+      curlDirect.push(await timed(() => curlBlob(`${origin!.url}/v2/bench/big/blobs/${layer.digest}`)));
+      curlAgent.push(await timed(() => curlBlob(`${agent!.url}/v2/bench/big/blobs/${layer.digest}`)));
+    }
+    const warmPeak = warmRss.stop();
+    const originGets = origin.blobGets(layer.digest);
+
+    const mbps = (s: number) => layer.size / MB / s;
+    const row = (name: string, s: number) => `  ${name.padEnd(44)} ${mbps(s).toFixed(0).padStart(6)} MB/s  (${s.toFixed(2)} s)`;
+    const ratio = mbps(median(viaAgent)) / mbps(median(direct));
+    const lines = [
+      `blob: ${layer.size} bytes (${(layer.size / MB).toFixed(0)} MB), ${rounds} rounds, medians; agent NODE_OPTIONS="${process.env.BENCH_AGENT_NODE_OPTIONS ?? ''}"`,
+      row('skopeo direct from docker-registry', median(direct)),
+      row('skopeo through the agent (cached blob)', median(viaAgent)),
+      row('curl blob direct from docker-registry', median(curlDirect)),
+      row('curl blob through the agent (cached blob)', median(curlAgent)),
+      row('skopeo through the agent, cold (origin fill)', cold),
+      `  ratio agent/direct (skopeo, cached): ${ratio.toFixed(2)}x  (goal >= 0.8x)`,
+      `  ratio agent/direct (curl, cached):   ${(mbps(median(curlAgent)) / mbps(median(curlDirect))).toFixed(2)}x`,
+      `  agent RSS idle after start:                           ${mem(idlePeak)}`,
+      `  agent peak RSS while filling+serving the blob (cold): ${mem(coldPeak)}`,
+      `  agent peak RSS while serving it from cache:           ${mem(warmPeak)}  (goal <= 150 MB)`,
+      `  origin GETs of the blob (direct pulls + the agent's one fill): ${originGets} (expected ${rounds * 2 + 1})`,
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } finally {
+    await agent?.stop();
+    await origin?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -1,0 +1,209 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { createReadStream } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat, statfs } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Logger } from '@nestjs/common';
+import { DigestMismatchError } from '../oci/oci.errors.js';
+import { digestHex } from '../oci/oci-names.js';
+
+export interface BlobCacheOptions {
+  /** Data dir: verified blobs in `blobs/sha256/<hex>`, temp files in `tmp/`. */
+  dir: string;
+  /** Quota in bytes (0 = none). */
+  maxBytes: number;
+  /** Eviction starts above this fraction of maxBytes… */
+  highWatermark: number;
+  /** …and stops at this fraction. */
+  lowWatermark: number;
+  /** Also evict (LRU) while the disk has less free space than this, bytes (0 = no check). */
+  minFreeBytes?: number;
+}
+
+export interface BlobCacheStats {
+  bytes: number;
+  entries: number;
+  evictions: number;
+}
+
+interface Entry {
+  size: number;
+}
+
+/**
+ * Content-addressed blob store on disk. Only verified blobs are visible (a file's name is its sha256
+ * hex, which the swarm relies on to seed it directly); files being produced live under `tmp/` until
+ * their hash matches. LRU eviction between watermarks skips pinned blobs (being read or seeded).
+ * A restart rebuilds the index from disk and deletes leftover temp files.
+ */
+export class BlobCache {
+  private readonly logger = new Logger(BlobCache.name);
+  /** Insertion order is recency order: oldest first. */
+  private readonly entries = new Map<string, Entry>();
+  private readonly pins = new Map<string, number>();
+  private readonly events = new EventEmitter();
+  private bytes = 0;
+  private evictions = 0;
+  private evicting: Promise<void> | undefined;
+  readonly blobDir: string;
+  readonly tmpDir: string;
+
+  constructor(readonly options: BlobCacheOptions) {
+    this.blobDir = join(options.dir, 'blobs', 'sha256');
+    this.tmpDir = join(options.dir, 'tmp');
+  }
+
+  /** Creates the layout, removes leftover temp files and indexes the verified blobs (oldest use first). */
+  async init(): Promise<void> {
+    await rm(this.tmpDir, { recursive: true, force: true });
+    await mkdir(this.tmpDir, { recursive: true });
+    await mkdir(this.blobDir, { recursive: true });
+    const found: { hex: string; size: number; used: number }[] = [];
+    for (const name of await readdir(this.blobDir)) {
+      const file = join(this.blobDir, name);
+      if (!/^[a-f0-9]{64}$/.test(name)) {
+        await rm(file, { recursive: true, force: true });
+        continue;
+      }
+      const st = await stat(file);
+      if (st.isFile()) found.push({ hex: name, size: st.size, used: Math.max(st.atimeMs, st.mtimeMs) });
+    }
+    found.sort((a, b) => a.used - b.used);
+    for (const f of found) this.add(f.hex, f.size);
+    this.logger.log(`cache at ${this.options.dir}: ${this.entries.size} blobs, ${this.bytes} bytes`);
+    await this.evictIfNeeded();
+  }
+
+  /** Path of a verified blob, or undefined; counts as a use for LRU. */
+  path(digest: string): string | undefined {
+    const hex = digestHex(digest);
+    const entry = this.entries.get(hex);
+    if (!entry) return undefined;
+    this.entries.delete(hex);
+    this.entries.set(hex, entry);
+    return join(this.blobDir, hex);
+  }
+
+  /** Size of a verified blob, or undefined. */
+  size(digest: string): number | undefined {
+    return this.entries.get(digestHex(digest))?.size;
+  }
+
+  has(digest: string): boolean {
+    return this.entries.has(digestHex(digest));
+  }
+
+  /** Keeps `digest` from eviction (present or still to come) until the returned function is called. */
+  pin(digest: string): () => void {
+    const hex = digestHex(digest);
+    this.pins.set(hex, (this.pins.get(hex) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (this.pins.get(hex) ?? 1) - 1;
+      if (n <= 0) this.pins.delete(hex);
+      else this.pins.set(hex, n);
+    };
+  }
+
+  /** A fresh temp file path under `tmp/` for producing `digest`. */
+  tempPath(digest: string): string {
+    return join(this.tmpDir, `${digestHex(digest)}.${randomBytes(6).toString('hex')}.part`);
+  }
+
+  /**
+   * Hands in a finished file produced elsewhere (e.g. a swarm download): its sha256 is checked and it
+   * is renamed into place. On a mismatch the file is deleted and DigestMismatchError thrown.
+   */
+  async adopt(digest: string, tempFile: string): Promise<string> {
+    const hash = createHash('sha256');
+    await pipeline(createReadStream(tempFile), hash);
+    const actual = `sha256:${hash.digest('hex')}`;
+    if (actual !== digest) {
+      await rm(tempFile, { force: true });
+      throw new DigestMismatchError(digest, actual);
+    }
+    return this.commitVerified(digest, tempFile);
+  }
+
+  /** Moves a file whose sha256 the caller has already verified into place (no second read). */
+  async commitVerified(digest: string, tempFile: string): Promise<string> {
+    const hex = digestHex(digest);
+    const target = join(this.blobDir, hex);
+    const { size } = await stat(tempFile);
+    await rename(tempFile, target);
+    if (!this.entries.has(hex)) this.add(hex, size);
+    void this.evictIfNeeded();
+    return target;
+  }
+
+  /** Deletes a blob unless it is pinned; true if removed. */
+  async remove(digest: string): Promise<boolean> {
+    const hex = digestHex(digest);
+    if (this.pins.has(hex) || !this.entries.has(hex)) return false;
+    await this.drop(hex);
+    return true;
+  }
+
+  /** Evicts first if `incoming` more bytes would cross the high watermark. */
+  async ensureRoom(incoming: number): Promise<void> {
+    await this.evictIfNeeded(incoming);
+  }
+
+  stats(): BlobCacheStats {
+    return { bytes: this.bytes, entries: this.entries.size, evictions: this.evictions };
+  }
+
+  /** Called with the digest of every evicted blob (the swarm stops seeding it). */
+  onEvict(listener: (digest: string) => void): () => void {
+    this.events.on('evict', listener);
+    return () => this.events.off('evict', listener);
+  }
+
+  private add(hex: string, size: number): void {
+    this.entries.set(hex, { size });
+    this.bytes += size;
+  }
+
+  private async drop(hex: string): Promise<void> {
+    const entry = this.entries.get(hex);
+    if (!entry) return;
+    this.entries.delete(hex);
+    this.bytes -= entry.size;
+    await rm(join(this.blobDir, hex), { force: true });
+    this.events.emit('evict', `sha256:${hex}`);
+  }
+
+  private async evictIfNeeded(incoming = 0): Promise<void> {
+    const { maxBytes, highWatermark, lowWatermark } = this.options;
+    while (this.evicting) await this.evicting;
+    const overQuota = maxBytes > 0 && this.bytes + incoming > maxBytes * highWatermark;
+    const shortfall = await this.diskShortfall(incoming);
+    if (!overQuota && shortfall <= 0) return;
+    const target = Math.min(overQuota ? maxBytes * lowWatermark - incoming : Infinity, this.bytes - shortfall);
+    this.evicting = (async () => {
+      for (const hex of [...this.entries.keys()]) {
+        if (this.bytes <= target) break;
+        if (this.pins.has(hex)) continue;
+        await this.drop(hex);
+        this.evictions++;
+      }
+      if (this.bytes > target) this.logger.warn(`cache cannot shrink to its target: remaining blobs are in use`);
+    })();
+    try {
+      await this.evicting;
+    } finally {
+      this.evicting = undefined;
+    }
+  }
+
+  /** Bytes missing to keep minFreeBytes free once `incoming` more are written. */
+  private async diskShortfall(incoming: number): Promise<number> {
+    if (!this.options.minFreeBytes) return 0;
+    const fs = await statfs(this.options.dir).catch(() => undefined);
+    if (!fs) return 0;
+    return Math.max(0, this.options.minFreeBytes + incoming - fs.bavail * fs.bsize);
+  }
+}

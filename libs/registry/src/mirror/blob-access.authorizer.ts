@@ -1,0 +1,66 @@
+import { BadOriginResponseError, OciError } from '../oci/oci.errors.js';
+import type { BlobRequest } from '../sources/blob-source.js';
+import type { UpstreamClient } from '../upstream/upstream.client.js';
+
+interface Decision {
+  expiresAt: number;
+  size: number | undefined;
+}
+
+const MAX_DECISIONS = 100_000;
+
+/**
+ * Confirms at the origin (a `HEAD` of the blob in that repo, with the request's credentials) that
+ * a client may read a blob before any byte of it is served — cache hits included. Positive
+ * decisions are reused for `ttlMs` per (credentials hash, repository, digest): keying on the digest
+ * too means knowing a digest never unlocks it through a repo that does not contain it. Denials are
+ * not cached, so fixed credentials work at once.
+ */
+export class BlobAccessAuthorizer {
+  private readonly decisions = new Map<string, Decision>();
+  private readonly pending = new Map<string, Promise<number | undefined>>();
+
+  constructor(
+    private readonly client: UpstreamClient,
+    private readonly ttlMs: number,
+  ) {}
+
+  /** Resolves with the blob's size at the origin when readable; throws UnauthorizedError, 403/404 OciError or an origin error. */
+  async authorize(request: BlobRequest): Promise<number | undefined> {
+    const key = `${request.upstream.base}|${request.credentials.key}|${request.repository}|${request.digest}`;
+    const hit = this.decisions.get(key);
+    if (hit && hit.expiresAt > Date.now()) return hit.size;
+    let pending = this.pending.get(key);
+    if (!pending) {
+      // Shared by concurrent requests, so no single client's disconnect may abort it.
+      pending = this.check(request).then((size) => {
+        if (this.decisions.size >= MAX_DECISIONS) this.decisions.delete(this.decisions.keys().next().value as string);
+        this.decisions.set(key, { expiresAt: Date.now() + this.ttlMs, size });
+        return size;
+      });
+      this.pending.set(key, pending);
+      void pending.catch(() => undefined).finally(() => this.pending.delete(key));
+    }
+    return pending;
+  }
+
+  private async check(request: BlobRequest): Promise<number | undefined> {
+    const res = await this.client.request({
+      upstream: request.upstream,
+      method: 'HEAD',
+      path: `/v2/${request.repository}/blobs/${request.digest}`,
+      credentials: request.credentials,
+      scope: `repository:${request.repository}:pull`,
+      followRedirects: true,
+    });
+    res.body.resume();
+    if (res.status === 200) {
+      const size = Number(res.headers['content-length']);
+      return Number.isSafeInteger(size) && size >= 0 ? size : undefined;
+    }
+    if (res.status === 404) throw new OciError(404, 'BLOB_UNKNOWN', 'blob unknown to registry', { digest: request.digest });
+    if (res.status === 403) throw new OciError(403, 'DENIED', 'requested access to the resource is denied');
+    if (res.status === 429) throw new OciError(429, 'TOOMANYREQUESTS', 'origin rate limit reached');
+    throw new BadOriginResponseError(`origin answered ${res.status} to a blob HEAD`);
+  }
+}

@@ -1,0 +1,93 @@
+import { All, Controller, Req, Res, UseFilters } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Readable } from 'node:stream';
+import { classifyPath } from '../oci/oci-names.js';
+import type { HeaderMap } from '../upstream/upstream.client.js';
+import { OciErrorFilter } from './oci-error.filter.js';
+import { RegistryMirror, type MirrorRequest, type MirrorResponse } from './registry-mirror.service.js';
+
+/** Every `/v2/` request of the agent: routed by path shape, since repository names nest. */
+@Controller()
+@UseFilters(OciErrorFilter)
+export class RegistryMirrorController {
+  constructor(private readonly mirror: RegistryMirror) {}
+
+  @All(['v2', 'v2/*'])
+  async handle(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    const req = toMirrorRequest(request, reply);
+    const route = classifyPath(req.path);
+    let res: MirrorResponse;
+    const readOnly = req.method === 'GET' || req.method === 'HEAD';
+    if (route.kind === 'base' && readOnly) res = await this.mirror.base(req);
+    else if (route.kind === 'manifest' && readOnly) res = await this.mirror.manifest(req, route.name, route.reference);
+    else if (route.kind === 'blob' && readOnly) res = await this.mirror.blob(req, route.name, route.digest);
+    else res = await this.mirror.passthrough(req);
+    send(reply, res);
+  }
+}
+
+function toMirrorRequest(request: FastifyRequest, reply: FastifyReply): MirrorRequest {
+  const url = request.url;
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  const params = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+  const ns = params.get('ns') ?? undefined;
+  params.delete('ns');
+  const rest = params.toString();
+  const ac = new AbortController();
+  // The client went away: stop origin work done only for it (shared fills keep running).
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) ac.abort(new Error('client disconnected'));
+  });
+  return {
+    method: request.method,
+    path,
+    query: rest ? `?${rest}` : '',
+    ns,
+    headers: request.headers as HeaderMap,
+    body: requestBody(request),
+    signal: ac.signal,
+  };
+}
+
+/** Raw bodies arrive as streams (see registerRawBodyParser); a body a default parser already consumed is re-encoded. */
+function requestBody(request: FastifyRequest): Readable | Buffer | undefined {
+  const body = request.body as unknown;
+  if (body === undefined || body === null) return undefined;
+  if (body instanceof Readable) return body;
+  if (Buffer.isBuffer(body)) return body;
+  return Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+}
+
+function send(reply: FastifyReply, res: MirrorResponse): void {
+  let finished = false;
+  const done = () => {
+    if (!finished) {
+      finished = true;
+      res.done?.();
+    }
+  };
+  reply.raw.once('close', done);
+  if (res.blob) {
+    // Blob bytes bypass Fastify's stream piping so they can flow through two reused buffers; the
+    // request still counts in the onResponse metrics (they hang off the socket's 'finish').
+    void reply.hijack();
+    reply.raw.writeHead(res.status, res.headers);
+    res.blob.copyTo(reply.raw).then(
+      () => reply.raw.end(),
+      // Failing mid-response (digest mismatch, origin gone) must cut the connection so the client
+      // sees a failed download instead of a short or wrong blob.
+      () => reply.raw.destroy(),
+    );
+    return;
+  }
+  reply.status(res.status).headers(res.headers);
+  if (res.body instanceof Readable) {
+    const body = res.body;
+    body.once('error', () => reply.raw.destroy());
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) body.destroy();
+    });
+  }
+  void reply.send(res.body);
+}

@@ -1,0 +1,70 @@
+import type { Readable, Writable } from 'node:stream';
+import type { ByteRange } from '../oci/byte-range.js';
+import type { ClientCredentials } from '../upstream/client-credentials.js';
+import type { Upstream } from '../upstream/upstream-set.js';
+
+/** One blob of one repository at one origin, asked for with the client's credentials. */
+export interface BlobRequest {
+  upstream: Upstream;
+  repository: string;
+  /** `sha256:<hex>`, validated. */
+  digest: string;
+  credentials: ClientCredentials;
+  /** Size when already known (the authorisation HEAD at the origin tells it). */
+  size?: number;
+}
+
+/** Bytes of a blob from some offset on, as a fetcher produces them. */
+export interface FetchedBlob {
+  /** Size of the whole blob (not of the stream). */
+  size: number;
+  /** The blob's bytes from the requested offset to the end. */
+  stream: Readable;
+}
+
+/**
+ * Produces a blob's bytes from one place (origin, swarm, …). Fetchers are tried in order; when one
+ * errors or stalls mid-blob the next continues from the byte already written.
+ */
+export interface BlobFetcher {
+  /** Label for metrics and logs: origin, peer, proxy… */
+  readonly name: string;
+  /** The blob from `offset` on, or undefined when this fetcher cannot serve it (the next one is tried). */
+  fetch(request: BlobRequest, offset: number, signal: AbortSignal): Promise<FetchedBlob | undefined>;
+}
+
+/** A blob ready to be streamed to a client. */
+export interface OpenedBlob {
+  size: number;
+  /** Where the bytes come from: `cache` for a verified file, else the fetcher filling it. */
+  readonly source: string;
+  /** Streams bytes [start, end] (whole blob by default); the stream errors if the blob proves wrong. */
+  read(range?: ByteRange): Readable;
+  /**
+   * Writes bytes [start, end] into `dest` with two reused buffers (the serving path: no per-chunk
+   * garbage); rejects if the blob proves wrong or `dest` closes. Does not end `dest`.
+   */
+  copyTo(dest: Writable, range?: ByteRange): Promise<void>;
+  /** Lets the cache evict the blob again; call once when the response is over. */
+  release(): void;
+}
+
+/** Something that can serve a blob: the verified cache, or a producer that fills the cache. */
+export interface BlobSource {
+  /** The blob, or undefined when this source does not have it (the chain asks the next). */
+  open(request: BlobRequest): Promise<OpenedBlob | undefined>;
+}
+
+/** Sources asked in order (cache → fill via fetchers); the mirror controller only knows this. */
+export class BlobSourceChain implements BlobSource {
+  constructor(private readonly sources: readonly BlobSource[]) {}
+
+  /** The first source that has the blob, or undefined. */
+  async open(request: BlobRequest): Promise<OpenedBlob | undefined> {
+    for (const source of this.sources) {
+      const opened = await source.open(request);
+      if (opened) return opened;
+    }
+    return undefined;
+  }
+}

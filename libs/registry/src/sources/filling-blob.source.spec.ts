@@ -1,0 +1,170 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BlobCache } from '../cache/blob-cache.js';
+import { DigestMismatchError } from '../oci/oci.errors.js';
+import { ClientCredentials } from '../upstream/client-credentials.js';
+import type { BlobFetcher, BlobRequest, FetchedBlob } from './blob-source.js';
+import { BlobSourceChain } from './blob-source.js';
+import { CachedBlobSource } from './cached-blob.source.js';
+import { FillingBlobSource } from './filling-blob.source.js';
+
+const digestOf = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/** In-memory fetcher: serves `data` from any offset, optionally dying after `failAfter` bytes or going silent. */
+class FakeFetcher implements BlobFetcher {
+  calls: number[] = [];
+  signals: AbortSignal[] = [];
+  constructor(
+    readonly name: string,
+    private readonly data: Buffer | undefined,
+    private readonly behaviour: { failAfter?: number; stallAfter?: number; corrupt?: boolean } = {},
+  ) {}
+
+  async fetch(_req: BlobRequest, offset: number, signal: AbortSignal): Promise<FetchedBlob | undefined> {
+    this.calls.push(offset);
+    this.signals.push(signal);
+    if (!this.data) return undefined;
+    let bytes = Buffer.from(this.data.subarray(offset));
+    if (this.behaviour.corrupt) bytes[bytes.length - 1] ^= 1;
+    const { failAfter, stallAfter } = this.behaviour;
+    const data = bytes;
+    const stream = new Readable({ read() {} });
+    const chunk = 64 * 1024;
+    let pos = 0;
+    const step = () => {
+      if (failAfter !== undefined && pos >= failAfter) return stream.destroy(new Error('peer went away'));
+      if (stallAfter !== undefined && pos >= stallAfter) return;
+      if (pos >= data.length) return stream.push(null);
+      stream.push(data.subarray(pos, pos + chunk));
+      pos += chunk;
+      setImmediate(step);
+    };
+    setImmediate(step);
+    return { size: this.data.length, stream };
+  }
+}
+
+async function readAll(s: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of s) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+describe(FillingBlobSource.name, () => {
+  let dir: string;
+  let cache: BlobCache;
+  const data = randomBytes(1024 * 1024 + 123);
+  const digest = digestOf(data);
+  const request = (): BlobRequest => ({ upstream: { base: 'http://127.0.0.1:1', host: '127.0.0.1:1' }, repository: 'a/b', digest, credentials: ClientCredentials.anonymous });
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fill-spec-'));
+    cache = new BlobCache({ dir, maxBytes: 0, highWatermark: 0.9, lowWatermark: 0.8 });
+    await cache.init();
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  it('switches fetcher mid-blob, continuing from the byte already written, and caches the verified blob', async () => {
+    const swarm = new FakeFetcher('peer', data, { failAfter: 300 * 1024 });
+    const origin = new FakeFetcher('origin', data);
+    const source = new FillingBlobSource(cache, [swarm, origin], { stallTimeoutMs: 2000 });
+    const opened = (await source.open(request()))!;
+    expect(opened.size).toBe(data.length);
+    const body = await readAll(opened.read());
+    opened.release();
+    expect(body.equals(data)).toBe(true);
+    expect(swarm.calls).toEqual([0]);
+    expect(swarm.signals[0].aborted).toBe(true);
+    expect(origin.signals[0].aborted).toBe(false);
+    expect(origin.calls).toHaveLength(1);
+    expect(origin.calls[0]).toBeGreaterThan(0);
+    expect((await readFile(cache.path(digest)!)).equals(data)).toBe(true);
+  });
+
+  it('abandons a stalled fetcher after the stall timeout', async () => {
+    const stalled = new FakeFetcher('peer', data, { stallAfter: 128 * 1024 });
+    const origin = new FakeFetcher('origin', data);
+    const source = new FillingBlobSource(cache, [stalled, origin], { stallTimeoutMs: 200 });
+    const opened = (await source.open(request()))!;
+    expect((await readAll(opened.read())).equals(data)).toBe(true);
+    opened.release();
+    expect(origin.calls[0]).toBe(128 * 1024);
+  });
+
+  it('skips fetchers that cannot serve (undefined) and shares one fill between concurrent readers and ranges', async () => {
+    const none = new FakeFetcher('peer', undefined);
+    const origin = new FakeFetcher('origin', data);
+    const source = new FillingBlobSource(cache, [none, origin], { stallTimeoutMs: 2000 });
+    const opens = await Promise.all(Array.from({ length: 5 }, () => source.open(request())));
+    const bodies = await Promise.all(opens.map((o, i) => readAll(o!.read(i === 4 ? { start: 1000, end: 99_999 } : undefined))));
+    opens.forEach((o) => o!.release());
+    for (const b of bodies.slice(0, 4)) expect(b.equals(data)).toBe(true);
+    expect(bodies[4].equals(data.subarray(1000, 100_000))).toBe(true);
+    expect(origin.calls).toEqual([0]);
+    expect(none.calls).toEqual([0]);
+  });
+
+  it('on a digest mismatch aborts every reader, never delivers the whole blob, and leaves nothing behind', async () => {
+    const bad = new FakeFetcher('origin', data, { corrupt: true });
+    const source = new FillingBlobSource(cache, [bad], { stallTimeoutMs: 2000 });
+    const opened = (await source.open(request()))!;
+    const received: Buffer[] = [];
+    const reader = opened.read();
+    reader.on('data', (c: Buffer) => received.push(c));
+    await expect(new Promise((res, rej) => reader.on('end', res).on('error', rej))).rejects.toBeInstanceOf(DigestMismatchError);
+    opened.release();
+    expect(Buffer.concat(received).length).toBeLessThan(data.length);
+    expect(cache.has(digest)).toBe(false);
+    expect(await readdir(cache.tmpDir)).toEqual([]);
+    // A later request starts a fresh fill.
+    const good = new FillingBlobSource(cache, [new FakeFetcher('origin', data)], { stallTimeoutMs: 2000 });
+    const chain = new BlobSourceChain([new CachedBlobSource(cache), good]);
+    const again = (await chain.open(request()))!;
+    expect((await readAll(again.read())).equals(data)).toBe(true);
+    again.release();
+    const hit = (await chain.open(request()))!;
+    expect(hit.source).toBe('cache');
+    hit.release();
+  });
+});
+
+describe(BlobCache.name, () => {
+  let dir: string;
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  it('adopts only files whose sha256 matches, evicts LRU unpinned blobs between watermarks, and rebuilds its index', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cache-spec-'));
+    const cache = new BlobCache({ dir, maxBytes: 1000, highWatermark: 0.9, lowWatermark: 0.5 });
+    await cache.init();
+    const blobs = Array.from({ length: 4 }, () => randomBytes(250));
+    const { writeFile } = await import('node:fs/promises');
+    const wrong = cache.tempPath(digestOf(blobs[0]));
+    await writeFile(wrong, blobs[1]);
+    await expect(cache.adopt(digestOf(blobs[0]), wrong)).rejects.toBeInstanceOf(DigestMismatchError);
+    expect(cache.has(digestOf(blobs[0]))).toBe(false);
+    const unpin = cache.pin(digestOf(blobs[0]));
+    for (const b of blobs.slice(0, 3)) {
+      const t = cache.tempPath(digestOf(b));
+      await writeFile(t, b);
+      await cache.adopt(digestOf(b), t);
+    }
+    expect(cache.stats().bytes).toBe(750);
+    const t = cache.tempPath(digestOf(blobs[3]));
+    await writeFile(t, blobs[3]);
+    await cache.adopt(digestOf(blobs[3]), t);
+    await cache.ensureRoom(0);
+    // 1000 > 900: evict to ≤ 500, oldest first, skipping the pinned blob 0.
+    expect(cache.has(digestOf(blobs[0]))).toBe(true);
+    expect(cache.has(digestOf(blobs[1]))).toBe(false);
+    expect(cache.has(digestOf(blobs[2]))).toBe(false);
+    expect(cache.stats()).toMatchObject({ bytes: 500, entries: 2, evictions: 2 });
+    unpin();
+    const reopened = new BlobCache(cache.options);
+    await reopened.init();
+    expect(reopened.stats()).toMatchObject({ bytes: 500, entries: 2 });
+  });
+});

@@ -1,0 +1,72 @@
+import type { Writable } from 'node:stream';
+import type { BlobCache } from '../cache/blob-cache.js';
+import { BlobFill, type BlobFillOptions } from '../cache/blob-fill.js';
+import type { ByteRange } from '../oci/byte-range.js';
+import { CachedBlobSource } from './cached-blob.source.js';
+import type { BlobFetcher, BlobRequest, BlobSource, OpenedBlob } from './blob-source.js';
+
+/**
+ * The producing end of the chain: one fill per digest at a time (singleflight), shared by every
+ * concurrent request, which all stream from it as bytes arrive. Fetchers are tried in order.
+ */
+export class FillingBlobSource implements BlobSource {
+  private readonly fills = new Map<string, BlobFill>();
+
+  constructor(
+    private readonly cache: BlobCache,
+    private readonly fetchers: readonly BlobFetcher[],
+    private readonly options: BlobFillOptions & {
+      /** Bytes sent to clients from a fill, by the fetcher that produced them. */
+      onServed?: (source: string, n: number) => void;
+      /** Duration of every finished fill, seconds, and whether it produced a verified blob. */
+      onFilled?: (seconds: number, ok: boolean) => void;
+    },
+  ) {}
+
+  async open(request: BlobRequest): Promise<OpenedBlob | undefined> {
+    const fill = this.join(request);
+    if (!fill) return new CachedBlobSource(this.cache, this.options.onServed).open(request);
+    try {
+      const size = await fill.sized;
+      return {
+        size,
+        get source() {
+          return fill.sourceAt(0);
+        },
+        read: (range?: ByteRange) => fill.read(range, this.options.onServed),
+        copyTo: (dest: Writable, range?: ByteRange) => fill.copyTo(dest, range, this.options.onServed),
+        release: () => fill.release(),
+      };
+    } catch (err) {
+      fill.release();
+      throw err;
+    }
+  }
+
+  /** Fills in progress (for tests and the admin view). */
+  inProgress(): string[] {
+    return [...this.fills.keys()];
+  }
+
+  private join(request: BlobRequest): BlobFill | undefined {
+    const existing = this.fills.get(request.digest);
+    if (existing?.filling) {
+      existing.retain();
+      return existing;
+    }
+    // The fill may have just committed: then the cache has it and the chain's cache source missed by a hair.
+    if (this.cache.has(request.digest)) return undefined;
+    const started = performance.now();
+    const fill = new BlobFill(this.cache, request, this.fetchers, this.options);
+    this.fills.set(request.digest, fill);
+    const finished = (ok: boolean) => {
+      if (this.fills.get(request.digest) === fill) this.fills.delete(request.digest);
+      this.options.onFilled?.((performance.now() - started) / 1000, ok);
+    };
+    void fill.done.then(
+      () => finished(true),
+      () => finished(false),
+    );
+    return fill;
+  }
+}

@@ -1,0 +1,247 @@
+import type { Readable } from 'node:stream';
+import { Logger } from '@nestjs/common';
+import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
+import { BadOriginResponseError, OriginUnavailableError, UnauthorizedError } from '../oci/oci.errors.js';
+import { ClientCredentials } from './client-credentials.js';
+import type { Upstream } from './upstream-set.js';
+import { parseChallenge, type AuthChallenge } from './www-authenticate.js';
+
+export interface UpstreamClientOptions {
+  /** TCP connect timeout, ms. */
+  connectTimeoutMs: number;
+  /** Time for the origin to send response headers, ms. */
+  headersTimeoutMs: number;
+  /** Longest silence while reading a response body, ms (0 = none). */
+  bodyTimeoutMs?: number;
+}
+
+export type HeaderMap = Record<string, string | string[] | undefined>;
+
+export interface UpstreamRequest {
+  upstream: Upstream;
+  method: string;
+  /** Path and query, starting with /v2/. */
+  path: string;
+  credentials: ClientCredentials;
+  /** Token scope for Bearer origins, e.g. `repository:a/b:pull`. */
+  scope?: string;
+  headers?: HeaderMap;
+  /** Request body (pass-through uploads); a stream cannot be replayed, so auth is settled before it is sent. */
+  body?: Readable | Buffer;
+  signal?: AbortSignal;
+  /** Follow redirects (blob storage backends); Authorization is dropped when the host changes. */
+  followRedirects?: boolean;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  headers: HeaderMap;
+  body: Readable;
+}
+
+interface CachedToken {
+  token: string;
+  expiresAt: number;
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'authorization']);
+const MAX_TOKENS = 10_000;
+const MAX_REDIRECTS = 5;
+
+/**
+ * HTTP client for origin registries with their auth: the client's Basic credentials are forwarded
+ * to Basic origins and exchanged for tokens at Bearer origins (anonymous tokens when it sent none);
+ * tokens are cached per (credentials hash, realm, service, scope) until they expire. A 401 is
+ * retried once with fresh auth; one that persists becomes an {@link UnauthorizedError} asking the
+ * client for credentials. Used by the agent's mirror and by the proxy's origin fetches.
+ */
+export class UpstreamClient {
+  private readonly logger = new Logger(UpstreamClient.name);
+  private readonly dispatcher: Dispatcher;
+  private readonly challenges = new Map<string, AuthChallenge | null>();
+  private readonly tokens = new Map<string, CachedToken>();
+  private readonly pendingTokens = new Map<string, Promise<string>>();
+
+  constructor(options: UpstreamClientOptions, dispatcher?: Dispatcher) {
+    this.dispatcher =
+      dispatcher ??
+      new Agent({
+        connect: { timeout: options.connectTimeoutMs },
+        headersTimeout: options.headersTimeoutMs,
+        bodyTimeout: options.bodyTimeoutMs ?? 0,
+        keepAliveTimeout: 30_000,
+        connections: 64,
+      });
+  }
+
+  /** Sends one request with the right origin auth; throws UnauthorizedError / OriginUnavailableError. */
+  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const replayable = req.body === undefined || Buffer.isBuffer(req.body);
+    if (!replayable && !this.challenges.has(req.upstream.base)) await this.learnChallenge(req.upstream, req.signal);
+    let auth = await this.authorization(req.upstream, req.credentials, req.scope);
+    for (let attempt = 0; ; attempt++) {
+      const res = await this.send(req, auth);
+      if (res.status !== 401) return res;
+      res.body.resume();
+      const challenge = parseChallenge(res.headers['www-authenticate']) ?? null;
+      this.challenges.set(req.upstream.base, challenge);
+      if (attempt > 0 || !replayable || !challenge) throw new UnauthorizedError(req.upstream.host);
+      if (challenge.scheme === 'bearer') this.dropTokens(req.credentials, challenge, req.scope);
+      const next = await this.authorization(req.upstream, req.credentials, req.scope ?? challenge.scope);
+      if (next === auth && challenge.scheme === 'basic') throw new UnauthorizedError(req.upstream.host);
+      auth = next;
+    }
+  }
+
+  /**
+   * Checks that `credentials` are accepted by the origin at all (the `GET /v2/` ping): Basic origins
+   * are asked directly, Bearer origins are asked for a token without scope.
+   */
+  async ping(upstream: Upstream, credentials: ClientCredentials, signal?: AbortSignal): Promise<void> {
+    const res = await this.request({ upstream, method: 'GET', path: '/v2/', credentials, signal });
+    res.body.resume();
+    if (res.status >= 500) throw new BadOriginResponseError(`origin answered ${res.status} to /v2/`);
+  }
+
+  private async learnChallenge(upstream: Upstream, signal?: AbortSignal): Promise<void> {
+    const res = await this.send({ upstream, method: 'GET', path: '/v2/', credentials: ClientCredentials.anonymous, signal }, undefined);
+    res.body.resume();
+    this.challenges.set(upstream.base, res.status === 401 ? (parseChallenge(res.headers['www-authenticate']) ?? null) : null);
+  }
+
+  private async authorization(upstream: Upstream, creds: ClientCredentials, scope: string | undefined): Promise<string | undefined> {
+    const challenge = this.challenges.get(upstream.base);
+    if (!challenge) return challenge === null ? creds.header : undefined;
+    if (challenge.scheme === 'basic') return creds.header;
+    return `Bearer ${await this.token(upstream, creds, challenge, scope ?? challenge.scope)}`;
+  }
+
+  private tokenKey(creds: ClientCredentials, challenge: AuthChallenge, scope: string | undefined): string {
+    return `${creds.key}|${challenge.realm}|${challenge.service ?? ''}|${scope ?? ''}`;
+  }
+
+  private dropTokens(creds: ClientCredentials, challenge: AuthChallenge, scope: string | undefined): void {
+    this.tokens.delete(this.tokenKey(creds, challenge, scope ?? challenge.scope));
+  }
+
+  private async token(upstream: Upstream, creds: ClientCredentials, challenge: AuthChallenge, scope: string | undefined): Promise<string> {
+    const key = this.tokenKey(creds, challenge, scope);
+    const cached = this.tokens.get(key);
+    if (cached && cached.expiresAt > Date.now()) return cached.token;
+    let pending = this.pendingTokens.get(key);
+    if (!pending) {
+      // Shared by concurrent requests, so no single client's disconnect may abort it.
+      pending = this.fetchToken(upstream, creds, challenge, scope).then(
+        ({ token, expiresIn }) => {
+          if (this.tokens.size >= MAX_TOKENS) this.tokens.delete(this.tokens.keys().next().value as string);
+          // Renew a little early so a token never expires between the check and its use.
+          this.tokens.set(key, { token, expiresAt: Date.now() + Math.max(0, expiresIn - 10) * 1000 });
+          return token;
+        },
+      );
+      this.pendingTokens.set(key, pending);
+      void pending.catch(() => undefined).finally(() => this.pendingTokens.delete(key));
+    }
+    return pending;
+  }
+
+  private async fetchToken(upstream: Upstream, creds: ClientCredentials, challenge: AuthChallenge, scope: string | undefined): Promise<{ token: string; expiresIn: number }> {
+    if (!challenge.realm) throw new BadOriginResponseError('bearer challenge without realm');
+    let url: URL;
+    try {
+      url = new URL(challenge.realm);
+    } catch {
+      throw new BadOriginResponseError('bearer challenge with an invalid realm');
+    }
+    if (challenge.service) url.searchParams.set('service', challenge.service);
+    if (scope) url.searchParams.set('scope', scope);
+    const headers: Record<string, string> = {};
+    if (creds.header) headers.authorization = creds.header;
+    const res = await this.dispatch({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers }, upstream);
+    const text = await readLimited(res.body, 1024 * 1024);
+    if (res.status === 401 || res.status === 403) throw new UnauthorizedError(upstream.host, 'credentials rejected by the origin');
+    if (res.status !== 200) throw new BadOriginResponseError(`token endpoint answered ${res.status}`);
+    let parsed: { token?: string; access_token?: string; expires_in?: number };
+    try {
+      parsed = JSON.parse(text) as typeof parsed;
+    } catch {
+      throw new BadOriginResponseError('token endpoint answered invalid JSON');
+    }
+    const token = parsed.token ?? parsed.access_token;
+    if (!token) throw new BadOriginResponseError('token endpoint answered no token');
+    return { token, expiresIn: typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : 60 };
+  }
+
+  private async send(req: UpstreamRequest, auth: string | undefined): Promise<UpstreamResponse> {
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(req.headers ?? {})) if (v !== undefined && !HOP_BY_HOP.has(k.toLowerCase())) headers[k.toLowerCase()] = v;
+    if (auth) headers.authorization = auth;
+    let origin = req.upstream.base;
+    let path = req.path;
+    for (let hop = 0; ; hop++) {
+      const res = await this.dispatch({ origin, path, method: req.method, headers, body: req.body, signal: req.signal }, req.upstream);
+      const location = res.headers.location;
+      if (!req.followRedirects || ![301, 302, 303, 307, 308].includes(res.status) || typeof location !== 'string' || hop >= MAX_REDIRECTS) return res;
+      res.body.resume();
+      const next = new URL(location, origin + path);
+      if (next.origin !== origin) delete headers.authorization;
+      origin = next.origin;
+      path = next.pathname + next.search;
+    }
+  }
+
+  private async dispatch(options: Dispatcher.RequestOptions, upstream: Upstream): Promise<UpstreamResponse> {
+    try {
+      const res = await this.dispatcher.request(options);
+      return { status: res.statusCode, headers: res.headers, body: res.body };
+    } catch (err) {
+      if (options.signal && (options.signal as AbortSignal).aborted) throw err;
+      const e = err as Error & { code?: string };
+      this.logger.warn(`${options.method} ${upstream.host}${redactPath(options.path)} failed: ${e.code ?? e.name}`);
+      if (err instanceof undiciErrors.UndiciError || /^E[A-Z]+/.test(e.code ?? '')) throw new OriginUnavailableError(e.code ?? e.message);
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+}
+
+/** Headers of an origin response that may be passed to the client (hop-by-hop ones removed). */
+export function forwardableHeaders(headers: HeaderMap): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined && !HOP_BY_HOP.has(k.toLowerCase())) out[k.toLowerCase()] = v;
+  return out;
+}
+
+function redactPath(path: string): string {
+  const q = path.indexOf('?');
+  return q < 0 ? path : `${path.slice(0, q)}?…`;
+}
+
+/** Reads a small body (tokens, manifests) with a hard cap; over the cap → undefined body error. */
+export async function readLimited(body: Readable, limit: number): Promise<string> {
+  return (await readLimitedBuffer(body, limit)).toString('utf8');
+}
+
+export async function readLimitedBuffer(body: Readable, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > limit) {
+      body.destroy();
+      throw new BodyTooLargeError(limit);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+export class BodyTooLargeError extends Error {
+  constructor(readonly limit: number) {
+    super(`body larger than ${limit} bytes`);
+    this.name = 'BodyTooLargeError';
+  }
+}
