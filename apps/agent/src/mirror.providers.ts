@@ -45,7 +45,7 @@ export const mirrorProviders: Provider[] = [
         lowWatermark: Math.min(config.cacheLowWatermark, config.cacheHighWatermark),
         minFreeBytes: config.minFreeSpace,
       });
-      await cache.init();
+      await cache.start();
       return cache;
     },
   },

@@ -75,6 +75,21 @@ export class BlobCache {
     await this.evictIfNeeded();
   }
 
+  /**
+   * `init()` that never fails the process: an unusable data dir (unmounted, read-only, full) is
+   * logged and retried every `retryMs` until it works, while the app serves and `/readyz` says why.
+   * Until then `has()` is false and fills fail, so pulls get an error rather than a corrupt cache.
+   */
+  async start(retryMs = 10_000): Promise<void> {
+    try {
+      await this.init();
+    } catch (err) {
+      this.logger.error(`cache at ${this.options.dir} unusable, retrying every ${retryMs / 1000}s: ${(err as Error).message}`);
+      const timer = setTimeout(() => void this.start(retryMs), retryMs);
+      timer.unref();
+    }
+  }
+
   /** Path of a verified blob, or undefined; counts as a use for LRU. */
   path(digest: string): string | undefined {
     const hex = digestHex(digest);

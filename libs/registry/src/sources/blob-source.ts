@@ -31,6 +31,8 @@ export interface BlobFetcher {
   readonly name: string;
   /** The blob from `offset` on, or undefined when this fetcher cannot serve it (the next one is tried). */
   fetch(request: BlobRequest, offset: number, signal: AbortSignal): Promise<FetchedBlob | undefined>;
+  /** Optional: told when a fill of `digest` ended; `ok` = verified and in the cache (seed it, or clean up). */
+  settled?(digest: string, ok: boolean): void;
 }
 
 /** A blob ready to be streamed to a client. */

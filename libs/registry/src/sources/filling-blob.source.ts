@@ -62,6 +62,7 @@ export class FillingBlobSource implements BlobSource {
     const finished = (ok: boolean) => {
       if (this.fills.get(request.digest) === fill) this.fills.delete(request.digest);
       this.options.onFilled?.((performance.now() - started) / 1000, ok);
+      for (const fetcher of this.fetchers) fetcher.settled?.(request.digest, ok);
     };
     void fill.done.then(
       () => finished(true),
