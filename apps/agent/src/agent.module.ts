@@ -1,12 +1,20 @@
-import { Module, type DynamicModule } from '@nestjs/common';
+import { Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
 import { OpsModule } from '#ops';
 import { RegistryMirrorController } from '#registry';
+import { BlobSeeder, ProxyRing, SwarmClient, TorrentsController } from '#swarm';
 import type { AgentConfig } from './agent.config.js';
 import { mirrorProviders } from './mirror.providers.js';
+import { swarmProviders } from './swarm/swarm.providers.js';
 
-/** Wiring only: the mirror, cache and swarm live in libs. */
+/** Wiring only: the mirror and cache live in libs/registry, the swarm in libs/swarm. */
 @Module({})
-export class AgentModule {
+export class AgentModule implements OnApplicationShutdown {
+  constructor(
+    private readonly ring: ProxyRing,
+    private readonly seeder: BlobSeeder,
+    private readonly swarm: SwarmClient,
+  ) {}
+
   static forRoot(config: AgentConfig): DynamicModule {
     return {
       module: AgentModule,
@@ -21,8 +29,14 @@ export class AgentModule {
           dataDir: { path: config.dataDir, minFreeBytes: config.minFreeSpace },
         }),
       ],
-      controllers: [RegistryMirrorController],
-      providers: mirrorProviders,
+      controllers: [TorrentsController, RegistryMirrorController],
+      providers: [...mirrorProviders, ...swarmProviders],
     };
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.ring.stop();
+    this.seeder.close();
+    await this.swarm.destroy();
   }
 }

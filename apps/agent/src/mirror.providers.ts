@@ -14,10 +14,11 @@ import {
   type BlobFetcher,
 } from '#registry';
 import { AgentConfig } from './agent.config.js';
+import { SwarmBlobFetcher } from './swarm/swarm-blob.fetcher.js';
 
 /**
- * Ordered fetchers that fill the cache on a miss. The swarm fetcher of the P2P issue goes in front
- * of the origin here (override this provider); the mirror itself never changes.
+ * Ordered fetchers that fill the cache on a miss: the swarm in front of the origin. The mirror
+ * itself only knows the source chain.
  */
 export const BLOB_FETCHERS = Symbol('BLOB_FETCHERS');
 
@@ -56,8 +57,10 @@ export const mirrorProviders: Provider[] = [
   },
   {
     provide: BLOB_FETCHERS,
-    inject: [UpstreamClient, ThrottleService],
-    useFactory: (client: UpstreamClient, throttle: ThrottleService): BlobFetcher[] => [
+    inject: [UpstreamClient, ThrottleService, SwarmBlobFetcher, AgentConfig],
+    useFactory: (client: UpstreamClient, throttle: ThrottleService, swarm: SwarmBlobFetcher, config: AgentConfig): BlobFetcher[] => [
+      // Peers first when proxies are configured; the origin always last (and resumes a stalled swarm).
+      ...(config.proxies.length > 0 ? [swarm] : []),
       // Origin bytes count against the node's downloadRate.
       new OriginFetcher(client, { throttle: () => throttledStream(throttle, 'downloadRate') }),
     ],

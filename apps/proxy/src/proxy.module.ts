@@ -1,10 +1,18 @@
-import { Module, type DynamicModule } from '@nestjs/common';
+import { Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
 import { OpsModule } from '#ops';
+import { BlobSeeder, SwarmClient, TorrentsController } from '#swarm';
 import type { ProxyConfig } from './proxy.config.js';
+import { proxyProviders } from './proxy.providers.js';
+import { TorrentController } from './torrent.controller.js';
 
-/** Wiring only: torrent API controller and seeding live in libs. */
+/** Wiring only: origin path and cache from libs/registry, seeding from libs/swarm. */
 @Module({})
-export class ProxyModule {
+export class ProxyModule implements OnApplicationShutdown {
+  constructor(
+    private readonly swarm: SwarmClient,
+    private readonly seeder: BlobSeeder,
+  ) {}
+
   static forRoot(config: ProxyConfig): DynamicModule {
     return {
       module: ProxyModule,
@@ -19,6 +27,13 @@ export class ProxyModule {
           dataDir: { path: config.dataDir, minFreeBytes: config.minFreeSpace },
         }),
       ],
+      controllers: [TorrentController, TorrentsController],
+      providers: proxyProviders,
     };
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.seeder.close();
+    await this.swarm.destroy();
   }
 }

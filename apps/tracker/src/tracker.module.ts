@@ -2,10 +2,11 @@ import type { AddressInfo } from 'node:net';
 import { Logger, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import { HealthIndicatorService } from '@nestjs/terminus';
-import { OpsModule, ReadinessRegistry } from '#ops';
+import { MetricsService, OpsModule, ReadinessRegistry, SWARM_TOKEN, ThrottleService } from '#ops';
 import { TrackerServer } from '#swarm';
 import { AnnounceController } from './announce.controller.js';
 import { scrapeProbe } from './scrape-probe.js';
+import { SwarmRegistrationController } from './swarm-registration.controller.js';
 import type { TrackerConfig } from './tracker.config.js';
 
 /** Wiring only: the tracker server lives in libs/swarm. */
@@ -24,24 +25,40 @@ export class TrackerModule implements OnApplicationShutdown {
           limits: { announceRate: { unit: 'requests/s', initial: config.announceRate } },
         }),
       ],
-      controllers: [AnnounceController],
+      controllers: [AnnounceController, SwarmRegistrationController],
       providers: [
         {
           provide: TrackerServer,
-          useFactory: () =>
-            new TrackerServer({
+          inject: [ThrottleService, MetricsService, SWARM_TOKEN],
+          useFactory: (throttle: ThrottleService, metrics: MetricsService, token: string | undefined) => {
+            const requests = metrics.counter('tracker_requests_total', 'Tracker announces and scrapes, by result.', ['action', 'result']);
+            const tracker = new TrackerServer({
               intervalSeconds: config.announceInterval,
               peersCacheLength: config.peersCacheLength,
+              peersCacheTtlSeconds: config.peersCacheTtl,
+              idleSwarmSeconds: config.swarmIdleTimeout,
+              token,
+              requireRegistration: config.requireRegisteredSwarms,
+              allowClient: (ip) => throttle.tryTake('announceRate', ip),
+              onResult: (action, result) => requests.inc({ action, result }),
               onWarning: (err) => log.debug(`refused or malformed tracker request: ${err.message}`),
-            }),
+            });
+            metrics.gauge('tracker_swarms', 'Swarms (info hashes) the tracker holds.', [], function collect() {
+              this.set(tracker.stats().swarms);
+            });
+            metrics.gauge('tracker_peers', 'Peers over all swarms.', [], function collect() {
+              this.set(tracker.stats().peers);
+            });
+            return tracker;
+          },
         },
         {
           provide: 'TRACKER_READINESS',
-          inject: [ReadinessRegistry, HealthIndicatorService, HttpAdapterHost],
-          useFactory: (registry: ReadinessRegistry, health: HealthIndicatorService, host: HttpAdapterHost) => {
+          inject: [ReadinessRegistry, HealthIndicatorService, HttpAdapterHost, SWARM_TOKEN],
+          useFactory: (registry: ReadinessRegistry, health: HealthIndicatorService, host: HttpAdapterHost, token: string | undefined) => {
             // "Ready" means the announce surface answers over HTTP, so it goes through the real server.
             const port = () => (host.httpAdapter.getHttpServer().address() as AddressInfo).port;
-            registry.register('announce', () => scrapeProbe(health, port()));
+            registry.register('announce', () => scrapeProbe(health, port(), token));
           },
         },
       ],

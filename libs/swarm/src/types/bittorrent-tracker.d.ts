@@ -38,6 +38,29 @@ declare module 'bittorrent-tracker' {
     onHttpRequest(req: IncomingMessage, res: ServerResponse, opts?: { action?: 'announce' | 'scrape'; trustProxy?: boolean }): void;
     close(cb?: () => void): void;
   }
-  const _default: { Server: typeof Server };
-  export default _default;
+  export interface TrackerClientOptions {
+    infoHash: string;
+    peerId: string;
+    announce: string[];
+    port: number;
+    getAnnounceOpts?: () => Record<string, unknown>;
+  }
+
+  export interface TrackerUpdate {
+    announce: string;
+    complete: number;
+    incomplete: number;
+  }
+
+  /** Announces one torrent to its trackers (used by tests and tools; webtorrent has its own). */
+  export class Client extends EventEmitter {
+    constructor(opts: TrackerClientOptions);
+    start(opts?: Record<string, unknown>): void;
+    update(opts?: Record<string, unknown>): void;
+    stop(opts?: Record<string, unknown>): void;
+    scrape(opts?: Record<string, unknown>): void;
+    destroy(cb?: () => void): void;
+  }
+
+  export default Client;
 }

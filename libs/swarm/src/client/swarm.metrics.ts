@@ -1,0 +1,47 @@
+import type { Counter, Gauge, Histogram } from 'prom-client';
+import type { MetricsService } from '#ops';
+
+/** Where blob bytes came from; the agent's cache and origin sources count into the same series. */
+export type ByteSource = 'peer' | 'proxy' | 'origin' | 'cache';
+
+export interface TorrentPeersSnapshot {
+  infoHash: string;
+  peers: number;
+  state: 'seeding' | 'downloading';
+}
+
+/** Swarm metrics, registered once per process on the app's MetricsService. */
+export class SwarmMetrics {
+  readonly bytes: Counter<'source'>;
+  readonly uploaded: Counter;
+  readonly pullDuration: Histogram<'result'>;
+  readonly torrents: Gauge<'state'>;
+  readonly peers: Gauge<'info_hash' | 'state'>;
+  private snapshot: () => TorrentPeersSnapshot[] = () => [];
+
+  constructor(metrics: MetricsService) {
+    const snap = () => this.snapshot();
+    this.bytes = metrics.counter('blob_bytes_total', 'Blob bytes received, by source (peer, proxy, origin, cache).', ['source']);
+    this.uploaded = metrics.counter('swarm_uploaded_bytes_total', 'Bytes uploaded to BitTorrent peers.');
+    this.pullDuration = metrics.histogram('swarm_pull_duration_seconds', 'Time to download a blob from the swarm, by result.', ['result'], [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900]);
+    this.torrents = metrics.gauge('swarm_torrents', 'Torrents in the BitTorrent client, by state.', ['state'], function collect() {
+      const all = snap();
+      this.set({ state: 'seeding' }, all.filter((t) => t.state === 'seeding').length);
+      this.set({ state: 'downloading' }, all.filter((t) => t.state === 'downloading').length);
+    });
+    this.peers = metrics.gauge('swarm_torrent_peers', 'Connected peers per torrent.', ['info_hash', 'state'], function collect() {
+      // Reset first so torrents that stopped do not linger as stale series.
+      this.reset();
+      for (const t of snap()) this.set({ info_hash: t.infoHash, state: t.state }, t.peers);
+    });
+  }
+
+  /** The swarm client reports its torrents through this when metrics are scraped. */
+  observe(snapshot: () => TorrentPeersSnapshot[]): void {
+    this.snapshot = snapshot;
+  }
+
+  addBytes(source: ByteSource, n: number): void {
+    this.bytes.inc({ source }, n);
+  }
+}

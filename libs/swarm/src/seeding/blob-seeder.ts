@@ -1,0 +1,116 @@
+import { Logger } from '@nestjs/common';
+import type { SwarmClient } from '../client/swarm-client.js';
+import { createBlobTorrent, describeMetainfo, type BlobTorrent } from '../torrent/blob-torrent.js';
+
+/**
+ * The verified blob store the seeder reads from (the registry's content-addressed cache satisfies
+ * it structurally, so this lib never imports the registry lib).
+ */
+export interface SeedableBlobStore {
+  /** Path of a verified blob (basename = digest hex), or undefined when not cached. */
+  path(digest: string): string | undefined;
+  /** Size of a verified blob, or undefined. */
+  size(digest: string): number | undefined;
+  /** Keeps the blob from eviction until the returned function is called. */
+  pin(digest: string): () => void;
+  /** Called when the store drops a blob (eviction, removal). */
+  onEvict(listener: (digest: string) => void): () => void;
+}
+
+const MAX_REMEMBERED = 10_000;
+
+/**
+ * Seeds verified cache files: makes each blob's deterministic torrent once (SHA-1 over the file),
+ * remembers its metainfo, keeps the file pinned while seeded and stops seeding when the cache
+ * drops it. Used by the proxy (torrents it serves) and the agent (blobs it downloaded).
+ */
+export class BlobSeeder {
+  private readonly logger = new Logger(BlobSeeder.name);
+  private readonly torrents = new Map<string, BlobTorrent>();
+  private readonly creating = new Map<string, Promise<BlobTorrent>>();
+  private readonly pins = new Map<string, () => void>();
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    private readonly swarm: SwarmClient,
+    private readonly store: SeedableBlobStore,
+    private readonly announce: string[],
+  ) {
+    this.unsubscribe = store.onEvict((digest) => {
+      const known = this.torrents.get(digest);
+      if (known) void this.swarm.stopSeeding(known.infoHash);
+    });
+  }
+
+  /** The metainfo of a cached blob, seeding it; the torrent is created on first use. */
+  async torrentFor(digest: string): Promise<BlobTorrent> {
+    let torrent = this.torrents.get(digest);
+    if (!torrent) {
+      let pending = this.creating.get(digest);
+      if (!pending) {
+        pending = this.create(digest).finally(() => this.creating.delete(digest));
+        this.creating.set(digest, pending);
+      }
+      torrent = await pending;
+    }
+    await this.seedFile(digest, torrent);
+    return torrent;
+  }
+
+  /** Seeds a cached blob whose torrent is already known (an agent after a swarm download). */
+  async seedWith(digest: string, metainfo: Uint8Array): Promise<void> {
+    const { infoHash } = await describeMetainfo(metainfo);
+    const torrent = { metainfo: Buffer.from(metainfo), infoHash };
+    this.remember(digest, torrent);
+    await this.seedFile(digest, torrent);
+  }
+
+  /** Wire into `SwarmClient`'s `onStopSeeding`: releases the file's pin. */
+  stopped(infoHash: string): void {
+    this.pins.get(infoHash)?.();
+    this.pins.delete(infoHash);
+  }
+
+  close(): void {
+    this.unsubscribe();
+    for (const unpin of this.pins.values()) unpin();
+    this.pins.clear();
+  }
+
+  private async create(digest: string): Promise<BlobTorrent> {
+    const path = this.store.path(digest);
+    const size = this.store.size(digest);
+    if (!path || size === undefined) throw new Error(`blob ${digest} is not in the cache`);
+    const unpin = this.store.pin(digest);
+    try {
+      const started = performance.now();
+      const torrent = await createBlobTorrent(path, hexOf(digest), size, this.announce);
+      this.logger.log(`torrent ${torrent.infoHash} for ${digest} (${size} B) made in ${Math.round(performance.now() - started)} ms`);
+      this.remember(digest, torrent);
+      return torrent;
+    } finally {
+      unpin();
+    }
+  }
+
+  private async seedFile(digest: string, torrent: BlobTorrent): Promise<void> {
+    const path = this.store.path(digest);
+    if (!path) throw new Error(`blob ${digest} left the cache`);
+    if (!this.pins.has(torrent.infoHash)) this.pins.set(torrent.infoHash, this.store.pin(digest));
+    try {
+      await this.swarm.seed(torrent.metainfo, path);
+    } catch (err) {
+      this.stopped(torrent.infoHash);
+      throw err;
+    }
+  }
+
+  private remember(digest: string, torrent: BlobTorrent): void {
+    if (this.torrents.size >= MAX_REMEMBERED) this.torrents.delete(this.torrents.keys().next().value as string);
+    this.torrents.set(digest, torrent);
+  }
+}
+
+function hexOf(digest: string): string {
+  return digest.startsWith('sha256:') ? digest.slice(7) : digest;
+}

@@ -1,0 +1,68 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import bencode from 'bencode';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TrackerServer, type TrackerResult, type TrackerServerOptions } from './tracker-server.js';
+
+const enc = (b: Buffer) => [...b].map((x) => `%${x.toString(16).padStart(2, '0')}`).join('');
+
+describe(TrackerServer.name, () => {
+  let http: Server | undefined;
+  let tracker: TrackerServer | undefined;
+  const results: TrackerResult[] = [];
+
+  afterEach(async () => {
+    results.length = 0;
+    await tracker?.close();
+    await new Promise((r) => (http ? http.close(r) : r(undefined)));
+  });
+
+  async function start(options: Partial<TrackerServerOptions>): Promise<string> {
+    tracker = new TrackerServer({ intervalSeconds: 60, peersCacheLength: 100, onResult: (_a, r) => results.push(r), ...options });
+    const t = tracker;
+    http = createServer((req, res) => t.handle(req.url!.startsWith('/scrape') ? 'scrape' : 'announce', req, res));
+    await new Promise<void>((r) => http!.listen(0, '127.0.0.1', r));
+    return `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+  }
+
+  async function announce(base: string, infoHash: string, query = ''): Promise<Record<string, unknown>> {
+    const url = `${base}/announce?info_hash=${enc(Buffer.from(infoHash, 'hex'))}&peer_id=${enc(randomBytes(20))}&port=6881&left=1&compact=1${query}`;
+    const res = await fetch(url);
+    return bencode.decode(new Uint8Array(await res.arrayBuffer())) as Record<string, unknown>;
+  }
+
+  it('checks the token in constant time and refuses announces without it', async () => {
+    const base = await start({ token: 's3cret' });
+    expect(tracker!.tokenOk('s3cret')).toBe(true);
+    expect(tracker!.tokenOk('s3cre')).toBe(false);
+    expect(tracker!.tokenOk(undefined)).toBe(false);
+    const hash = randomBytes(20).toString('hex');
+    expect((await announce(base, hash))['failure reason']).toBeDefined();
+    expect((await announce(base, hash, '&token=s3cret'))['failure reason']).toBeUndefined();
+    expect(results).toEqual(['refused_token', 'ok']);
+  });
+
+  it('refuses clients over their limit without touching swarms', async () => {
+    let allowed = 1;
+    const base = await start({ allowClient: () => allowed-- > 0 });
+    const hash = randomBytes(20).toString('hex');
+    await announce(base, hash);
+    expect((await announce(base, hash))['failure reason']).toBeDefined();
+    expect(results).toEqual(['ok', 'rate_limited']);
+    expect(tracker!.stats()).toMatchObject({ swarms: 1, peers: 1 });
+  });
+
+  it('validates registrations and reaps idle swarms and registrations', async () => {
+    const base = await start({ requireRegistration: true, idleSwarmSeconds: 30 });
+    const hash = randomBytes(20).toString('hex');
+    expect(tracker!.register('xyz')).toBe(false);
+    expect((await announce(base, hash))['failure reason']).toBeDefined();
+    expect(tracker!.register(hash.toUpperCase())).toBe(true);
+    expect((await announce(base, hash))['failure reason']).toBeUndefined();
+    expect(results).toEqual(['refused_unregistered', 'ok']);
+    expect(tracker!.reapIdleSwarms(Date.now() + 10_000)).toBe(0);
+    expect(tracker!.reapIdleSwarms(Date.now() + 31_000)).toBe(1);
+    expect(tracker!.stats()).toEqual({ swarms: 0, peers: 0, registered: 0 });
+  });
+});
