@@ -38,6 +38,11 @@ export class NetnsCluster {
   private addedBlackhole = false;
   readonly hosts = new Map<string, Host>();
 
+  /** True when this cluster added the root-namespace blackhole route (and so removes it on destroy). */
+  get ownsBlackholeRoute(): boolean {
+    return this.addedBlackhole;
+  }
+
   private constructor(private readonly prefix: string) {}
 
   /** Creates the bridge and hosts; tears down what it made if any step fails. */

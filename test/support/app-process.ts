@@ -42,7 +42,9 @@ export async function startApp(
   options: { env?: NodeJS.ProcessEnv; dir?: string; timeoutMs?: number; cwd?: string } = {},
 ): Promise<AppProcess> {
   const dir = options.dir ?? (await tempDir());
-  const file = await writeConfig(dir, { port: 0, host: '127.0.0.1', logFormat: 'json', ...config }, `${app}.yaml`);
+  // Ephemeral ports everywhere (HTTP and, for agent and proxy, BitTorrent) so tests never collide.
+  const defaults = { port: 0, host: '127.0.0.1', logFormat: 'json', ...(app === 'tracker' ? {} : { p2pPort: 0 }) };
+  const file = await writeConfig(dir, { ...defaults, ...config }, `${app}.yaml`);
   const proc = spawn(process.execPath, [BIN, app, '--config', file], {
     env: { ...process.env, ...options.env },
     cwd: options.cwd ?? ROOT,

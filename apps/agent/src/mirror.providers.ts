@@ -1,5 +1,5 @@
 import type { Provider } from '@nestjs/common';
-import { MetricsService, ThrottleService, throttledStream } from '#ops';
+import { ThrottleService, throttledStream } from '#ops';
 import {
   BlobAccessAuthorizer,
   BlobCache,
@@ -7,6 +7,7 @@ import {
   CachedBlobSource,
   FillingBlobSource,
   OriginFetcher,
+  registryCoreProviders,
   RegistryMetrics,
   RegistryMirror,
   UpstreamClient,
@@ -24,37 +25,7 @@ export const BLOB_FETCHERS = Symbol('BLOB_FETCHERS');
 
 /** The agent's registry mirror: upstreams, origin client, verified cache, source chain. */
 export const mirrorProviders: Provider[] = [
-  {
-    provide: UpstreamSet,
-    inject: [AgentConfig],
-    useFactory: (config: AgentConfig) => new UpstreamSet(config.registry, config.registries),
-  },
-  {
-    provide: UpstreamClient,
-    inject: [AgentConfig],
-    useFactory: (config: AgentConfig) =>
-      new UpstreamClient({ connectTimeoutMs: config.upstreamConnectTimeout * 1000, headersTimeoutMs: config.upstreamHeadersTimeout * 1000 }),
-  },
-  {
-    provide: BlobCache,
-    inject: [AgentConfig],
-    useFactory: async (config: AgentConfig) => {
-      const cache = new BlobCache({
-        dir: config.dataDir,
-        maxBytes: config.cacheMaxBytes,
-        highWatermark: config.cacheHighWatermark,
-        lowWatermark: Math.min(config.cacheLowWatermark, config.cacheHighWatermark),
-        minFreeBytes: config.minFreeSpace,
-      });
-      await cache.start();
-      return cache;
-    },
-  },
-  {
-    provide: RegistryMetrics,
-    inject: [MetricsService, BlobCache],
-    useFactory: (metrics: MetricsService, cache: BlobCache) => new RegistryMetrics(metrics, cache),
-  },
+  ...registryCoreProviders(AgentConfig),
   {
     provide: BLOB_FETCHERS,
     inject: [UpstreamClient, ThrottleService, SwarmBlobFetcher, AgentConfig],
@@ -64,11 +35,6 @@ export const mirrorProviders: Provider[] = [
       // Origin bytes count against the node's downloadRate.
       new OriginFetcher(client, { throttle: () => throttledStream(throttle, 'downloadRate') }),
     ],
-  },
-  {
-    provide: BlobAccessAuthorizer,
-    inject: [UpstreamClient, AgentConfig],
-    useFactory: (client: UpstreamClient, config: AgentConfig) => new BlobAccessAuthorizer(client, config.authCacheTtl * 1000),
   },
   {
     provide: RegistryMirror,

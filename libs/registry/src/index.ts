@@ -18,3 +18,4 @@ export * from './upstream/client-credentials.js';
 export * from './upstream/upstream-set.js';
 export * from './upstream/upstream.client.js';
 export * from './upstream/www-authenticate.js';
+export * from './registry-core.providers.js';

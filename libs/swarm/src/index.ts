@@ -9,3 +9,5 @@ export * from './tracker/tracker-server.js';
 export * from './seeding/blob-seeder.js';
 export * from './seeding/seeding-swarm.js';
 export * from './admin/torrents.controller.js';
+export * from './seeding/seeding-swarm.providers.js';
+export * from './ring/service-urls.js';

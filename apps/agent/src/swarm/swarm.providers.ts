@@ -1,12 +1,10 @@
 import { join } from 'node:path';
 import type { Provider } from '@nestjs/common';
-import { MetricsService, SWARM_TOKEN, ThrottleService } from '#ops';
+import { SWARM_TOKEN } from '#ops';
 import { BlobCache } from '#registry';
-import { BlobSeeder, createSeedingSwarm, ProxyRing, SwarmClient, SwarmMetrics, type SeedingSwarm } from '#swarm';
+import { BlobSeeder, ProxyRing, seedingSwarmProviders, SwarmClient } from '#swarm';
 import { AgentConfig } from '../agent.config.js';
 import { SwarmBlobFetcher } from './swarm-blob.fetcher.js';
-
-const SEEDING_SWARM = Symbol('SEEDING_SWARM');
 
 /** The agent's side of the swarm: proxy ring, BitTorrent client seeding its cache, the swarm fetcher. */
 export const swarmProviders: Provider[] = [
@@ -19,46 +17,20 @@ export const swarmProviders: Provider[] = [
       return ring;
     },
   },
-  {
-    provide: SwarmMetrics,
-    inject: [MetricsService],
-    useFactory: (metrics: MetricsService) => new SwarmMetrics(metrics),
-  },
-  {
-    provide: SEEDING_SWARM,
-    inject: [AgentConfig, ThrottleService, SwarmMetrics, SWARM_TOKEN, BlobCache],
-    useFactory: (
-      config: AgentConfig,
-      throttle: ThrottleService,
-      metrics: SwarmMetrics,
-      swarmToken: string | undefined,
-      cache: BlobCache,
-    ) =>
-      createSeedingSwarm(
-        {
-          role: 'agent',
-          port: config.p2pPort,
-          trackers: config.trackers,
-          swarmToken,
-          throttle,
-          limits: { download: 'downloadRate', upload: 'uploadRate' },
-          maxSeeding: config.maxSeeding,
-          seedTtlSeconds: config.seedTtl,
-          metrics,
-        },
-        cache,
-      ),
-  },
-  { provide: SwarmClient, inject: [SEEDING_SWARM], useFactory: (s: SeedingSwarm) => s.client },
-  { provide: BlobSeeder, inject: [SEEDING_SWARM], useFactory: (s: SeedingSwarm) => s.seeder },
+  ...seedingSwarmProviders<AgentConfig>({
+    config: AgentConfig,
+    store: BlobCache,
+    role: 'agent',
+    limits: { download: 'downloadRate', upload: 'uploadRate' },
+  }),
   {
     provide: SwarmBlobFetcher,
-    inject: [AgentConfig, ProxyRing, SEEDING_SWARM, BlobCache, SWARM_TOKEN],
-    useFactory: (config: AgentConfig, ring: ProxyRing, swarm: SeedingSwarm, cache: BlobCache, swarmToken: string | undefined) =>
+    inject: [AgentConfig, ProxyRing, SwarmClient, BlobSeeder, BlobCache, SWARM_TOKEN],
+    useFactory: (config: AgentConfig, ring: ProxyRing, swarm: SwarmClient, seeder: BlobSeeder, cache: BlobCache, swarmToken: string | undefined) =>
       new SwarmBlobFetcher({
         ring,
-        swarm: swarm.client,
-        seeder: swarm.seeder,
+        swarm,
+        seeder,
         // Inside tmp/: the cache clears it at start, so a crash mid-download leaves nothing behind.
         downloadDir: join(cache.tmpDir, 'swarm'),
         swarmToken,

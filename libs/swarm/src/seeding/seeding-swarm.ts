@@ -1,4 +1,5 @@
 import { SwarmClient, type SwarmClientOptions } from '../client/swarm-client.js';
+import { expandServiceUrls } from '../ring/service-urls.js';
 import { BlobSeeder, type SeedableBlobStore } from './blob-seeder.js';
 
 export interface SeedingSwarm {
@@ -9,15 +10,19 @@ export interface SeedingSwarm {
 /**
  * The process's swarm client and the seeder of its cache, created together because each needs the
  * other: the seeder seeds through the client, the client tells the seeder when a torrent stops so
- * the file is unpinned.
+ * the file is unpinned. Tracker URLs naming a headless Service are expanded to every replica once,
+ * at start (a tracker that moves later is reached again after a restart; the proxy stays a direct peer).
  */
 export async function createSeedingSwarm(
   options: Omit<SwarmClientOptions, 'onStopSeeding'>,
   store: SeedableBlobStore,
 ): Promise<SeedingSwarm> {
   let seeder: BlobSeeder | undefined;
-  const client = new SwarmClient({ ...options, onStopSeeding: (event) => seeder?.stopped(event.infoHash) });
+  const trackers = await expandServiceUrls(options.trackers);
+  const client = new SwarmClient({ ...options, trackers, onStopSeeding: (event) => seeder?.stopped(event.infoHash) });
   await client.ready();
+  // Torrents carry the configured URLs (the same on every host keeps metainfo identical); each
+  // client announces to its own expanded list anyway.
   seeder = new BlobSeeder(client, store, options.trackers);
   return { client, seeder };
 }

@@ -8,8 +8,9 @@ export const MAX_PIECE_LENGTH = 16 * MiB;
 /** Pieces a blob is cut into before the piece length grows past its minimum. */
 export const TARGET_PIECES = 256;
 // Creation date and creator do not change the info hash, but fixing them makes the metainfo
-// bytes identical on every host too (cacheable, diffable).
-const EPOCH = new Date(0);
+// bytes identical on every host too (cacheable, diffable). Not Date(0): create-torrent reads a
+// zero date as "unset" and writes the current time instead.
+const EPOCH = new Date(1000);
 const CREATED_BY = 'p2p-image-accelerator';
 const HEX64 = /^[0-9a-f]{64}$/;
 
