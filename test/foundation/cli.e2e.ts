@@ -84,7 +84,7 @@ describe('p2p all (npm start)', () => {
     const exited = new Promise<number | null>((res) => proc.on('exit', (code) => res(code)));
     try {
       const ports = { agent: 5004, proxy: 5005, tracker: 6969 };
-      for (let i = 0; i < 200 && (out.match(/listening on/g) ?? []).length < 3; i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 1200 && (out.match(/listening on/g) ?? []).length < 3; i++) await new Promise((r) => setTimeout(r, 50));
       expect((out.match(/listening on/g) ?? []).length, out).toBe(3);
       for (const [app, port] of Object.entries(ports)) {
         const res = await request(`http://127.0.0.1:${port}/healthz`);
