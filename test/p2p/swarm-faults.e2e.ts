@@ -1,0 +1,93 @@
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { fileDigest, OciLayout, pushImage, skopeoPull } from '../support/oci-image.js';
+import { admin, CREDS, metrics, sample, startLoopbackCluster, until, type LoopbackCluster } from './cluster.js';
+
+const MB = 1_000_000;
+
+/** Pushes a fresh single-layer image (random bytes: a digest no cache has seen) and returns its layer. */
+async function pushLayer(cluster: LoopbackCluster, repo: string, size: number) {
+  const layout = new OciLayout(join(cluster.dir, `layout-${repo}`));
+  const image = await layout.addImage('v1', [size]);
+  await pushImage(layout.dir, 'v1', { host: cluster.origin.host, repo, creds: CREDS });
+  return image.layers[0];
+}
+
+/** Bytes the agent has received from BitTorrent peers and proxies (counted per 16 KiB block). */
+async function swarmBytes(cluster: LoopbackCluster, i = 0): Promise<number> {
+  const text = await metrics(cluster.agents[i]);
+  return sample(text, 'p2p_blob_bytes_total', 'source="peer"') + sample(text, 'p2p_blob_bytes_total', 'source="proxy"');
+}
+
+describe('P2P path under faults (real processes, loopback)', () => {
+  let cluster: LoopbackCluster | undefined;
+  afterEach(async () => {
+    await cluster?.stop();
+    cluster = undefined;
+  });
+
+  it('completes with the tracker killed before the pull: the owning proxy is a direct peer', async () => {
+    cluster = await startLoopbackCluster({ proxies: 1, agents: 1 });
+    const layer = await pushLayer(cluster, 'faults/no-tracker', 40 * MB);
+    await cluster.tracker.stop('SIGKILL');
+    const out = join(cluster.dir, 'out-no-tracker');
+    const res = await skopeoPull(`127.0.0.1:${cluster.agents[0].port}/faults/no-tracker:v1`, out, { creds: CREDS });
+    expect(res.ok, res.stderr).toBe(true);
+    expect(await fileDigest(join(out, layer.digest.slice(7)))).toBe(layer.digest);
+    expect(cluster.origin.blobGets(layer.digest)).toBe(1);
+    const text = await metrics(cluster.agents[0]);
+    expect(sample(text, 'p2p_blob_bytes_total', 'source="proxy"')).toBeGreaterThanOrEqual(layer.size);
+  });
+
+  it('completes with the right digest when the owning proxy is killed mid-pull (origin resume)', async () => {
+    cluster = await startLoopbackCluster({ proxies: 2, agents: 1, agentConfig: { downloadRate: '10MB', stallTimeout: '2s' } });
+    const c = cluster;
+    const layer = await pushLayer(c, 'faults/proxy-dies', 60 * MB);
+    const out = join(c.dir, 'out-proxy-dies');
+    const pull = skopeoPull(`127.0.0.1:${c.agents[0].port}/faults/proxy-dies:v1`, out, { creds: CREDS });
+    // The owner is whichever proxy starts seeding the blob; kill it once the agent has some of it.
+    let owner = -1;
+    const seen = await until(async () => {
+      for (let i = 0; i < c.proxies.length; i++) {
+        const { json } = await admin(c.proxies[i], 'GET', '/admin/torrents');
+        if ((json as { torrents: { name: string }[] }).torrents.some((t) => t.name === layer.digest.slice(7))) owner = i;
+      }
+      return owner >= 0 && (await swarmBytes(c)) > 5 * MB;
+    }, 60_000);
+    expect(seen).toBe(true);
+    await c.proxies[owner].stop('SIGKILL');
+    const res = await pull;
+    expect(res.ok, res.stderr).toBe(true);
+    expect(await fileDigest(join(out, layer.digest.slice(7)))).toBe(layer.digest);
+    // The rest came from the origin by Range: the proxy's GET plus the agent's resume.
+    expect(c.origin.blobGets(layer.digest)).toBe(2);
+    const text = await metrics(c.agents[0]);
+    expect(sample(text, 'p2p_blob_bytes_fetched_total', 'source="origin"')).toBeGreaterThan(0);
+    expect(sample(text, 'p2p_blob_bytes_fetched_total', 'source="origin"')).toBeLessThan(layer.size);
+  });
+
+  it('follows PATCH /admin/rate mid-pull: 5 MB/s within 2 s', async () => {
+    cluster = await startLoopbackCluster({ proxies: 1, agents: 1, agentConfig: { downloadRate: '20MB' } });
+    const c = cluster;
+    const layer = await pushLayer(c, 'faults/rate', 100 * MB);
+    const out = join(c.dir, 'out-rate');
+    const pull = skopeoPull(`127.0.0.1:${c.agents[0].port}/faults/rate:v1`, out, { creds: CREDS });
+    expect(await until(async () => (await swarmBytes(c)) > 10 * MB, 60_000)).toBe(true);
+    expect((await admin(c.agents[0], 'PATCH', '/admin/rate', { downloadRate: '5MB' })).status).toBe(200);
+    const changedAt = Date.now();
+    await new Promise((r) => setTimeout(r, 2000));
+    const b1 = await swarmBytes(c);
+    const t1 = Date.now();
+    await new Promise((r) => setTimeout(r, 6000));
+    const b2 = await swarmBytes(c);
+    const rate = (b2 - b1) / ((Date.now() - t1) / 1000);
+    expect(t1 - changedAt).toBeLessThan(2500);
+    // Issue 4: the measured rate follows within 2 s, ±10%.
+    expect(rate).toBeGreaterThan(4.5 * MB);
+    expect(rate).toBeLessThan(5.5 * MB);
+    await admin(c.agents[0], 'PATCH', '/admin/rate', { downloadRate: 0 });
+    const res = await pull;
+    expect(res.ok, res.stderr).toBe(true);
+    expect(await fileDigest(join(out, layer.digest.slice(7)))).toBe(layer.digest);
+  });
+});
