@@ -1,4 +1,4 @@
-import { BadRequestException, Body, Controller, Get, HttpCode, Patch, UseGuards, ValidationPipe, type Type } from '@nestjs/common';
+import { BadRequestException, Body, Controller, Get, HttpCode, Patch, UseGuards, ValidationPipe, type ArgumentMetadata, type PipeTransform, type Type } from '@nestjs/common';
 import { parseRate } from '../config/units.js';
 import { ThrottleService } from '../throttle/throttle.service.js';
 import { AdminTokenGuard } from './admin-token.guard.js';
@@ -10,7 +10,7 @@ import { ratePatchDto } from './rate-patch.dto.js';
  */
 export function rateControllerFor(names: readonly string[]): Type<unknown> {
   const Dto = ratePatchDto(names);
-  const pipe = new ValidationPipe({
+  const validation = new ValidationPipe({
     expectedType: Dto,
     whitelist: true,
     forbidNonWhitelisted: true,
@@ -21,6 +21,15 @@ export function rateControllerFor(names: readonly string[]): Type<unknown> {
         errors.flatMap((e) => Object.values(e.constraints ?? {}).map((m) => (m.startsWith(`${e.property} `) ? m : `${e.property}: ${m}`))),
       ),
   });
+  // Only a parsed JSON object may reach class-transformer: an app with a catch-all body parser (the
+  // agent streams non-JSON bodies for registry pushes) hands over the live request stream, and
+  // transforming its socket aborts the whole process (a native assertion in TCPWrap).
+  const pipe: PipeTransform = {
+    transform(value: unknown, metadata: ArgumentMetadata) {
+      if (!isPlainObject(value)) throw new BadRequestException('body must be a JSON object of limit names to rates (content-type: application/json)');
+      return validation.transform(value, metadata);
+    },
+  };
 
   @Controller('admin')
   @UseGuards(AdminTokenGuard)
@@ -44,4 +53,10 @@ export function rateControllerFor(names: readonly string[]): Type<unknown> {
     }
   }
   return RateController;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object') return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
 }

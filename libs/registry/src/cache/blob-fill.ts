@@ -236,9 +236,20 @@ export class BlobFill {
         stream.destroy(err);
       }, this.options.stallTimeoutMs);
     };
+    // Abandoning must not depend on the fetcher's stream honouring destroy(): a stream whose
+    // destroy waits on the very read that stalled (e.g. Readable.from over an async generator)
+    // would otherwise hold this loop, and every client reading the blob, forever.
+    const abandoned = new Promise<never>((_, rej) => ac.signal.addEventListener('abort', () => rej(ac.signal.reason as Error), { once: true }));
+    abandoned.catch(() => undefined);
+    const chunks = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
     arm();
     try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
+      for (;;) {
+        const pending = chunks.next();
+        pending.catch(() => undefined);
+        const next = await Promise.race([pending, abandoned]);
+        if (next.done) break;
+        const chunk = next.value;
         arm();
         if (this.written + chunk.length > total) throw new BadOriginResponseError(`${fetcher.name} sent more than ${total} bytes`);
         let off = 0;

@@ -95,6 +95,27 @@ describe(FillingBlobSource.name, () => {
     expect(origin.calls[0]).toBe(128 * 1024);
   });
 
+  it('abandons a stalled fetcher whose stream never finishes destroying (Readable.from over a stuck generator)', async () => {
+    const stuck: BlobFetcher = {
+      name: 'swarm',
+      async fetch() {
+        const head = data.subarray(0, 64 * 1024);
+        // After one chunk the generator awaits forever; Readable.from's destroy waits on that await.
+        const stream = Readable.from((async function* () {
+          yield head;
+          await new Promise(() => undefined);
+        })());
+        return { size: data.length, stream };
+      },
+    };
+    const origin = new FakeFetcher('origin', data);
+    const source = new FillingBlobSource(cache, [stuck, origin], { stallTimeoutMs: 200 });
+    const opened = (await source.open(request()))!;
+    expect((await readAll(opened.read())).equals(data)).toBe(true);
+    opened.release();
+    expect(origin.calls[0]).toBe(64 * 1024);
+  });
+
   it('skips fetchers that cannot serve (undefined) and shares one fill between concurrent readers and ranges', async () => {
     const none = new FakeFetcher('peer', undefined);
     const origin = new FakeFetcher('origin', data);
