@@ -33,6 +33,14 @@ export class AgentConfig extends CacheNodeConfig {
   @IsDuration()
   stallTimeout = 10;
 
+  @ConfigKey({
+    kind: 'rate',
+    doc: 'A swarm download that has delivered no verified piece for stallTimeout still counts as progressing while bytes arrive at least this fast; below it the pull continues from the origin.',
+    defaultText: '100KB',
+  })
+  @IsRate()
+  stallMinRate = 100_000;
+
   @ConfigKey({ kind: 'size', doc: 'Blobs smaller than this (configs, small layers) go straight to the origin.', defaultText: '1MiB' })
   @IsSize()
   p2pMinSize = 2 ** 20;

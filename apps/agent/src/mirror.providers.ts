@@ -51,6 +51,7 @@ export const mirrorProviders: Provider[] = [
       const onServed = (source: string, n: number) => metrics.bytesServed.inc({ source }, n);
       const filling = new FillingBlobSource(cache, fetchers, {
         stallTimeoutMs: config.stallTimeout * 1000,
+        stallMinRate: config.stallMinRate,
         onBytes: (source, n) => metrics.bytesFetched.inc({ source }, n),
         onServed,
         onFilled: (seconds, ok) => metrics.fetchDuration.observe({ result: ok ? 'ok' : 'error' }, seconds),

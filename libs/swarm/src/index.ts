@@ -11,3 +11,4 @@ export * from './seeding/seeding-swarm.js';
 export * from './admin/torrents.controller.js';
 export * from './seeding/seeding-swarm.providers.js';
 export * from './ring/service-urls.js';
+export * from './client/peer-reputation.js';

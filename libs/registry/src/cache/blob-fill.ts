@@ -11,6 +11,11 @@ import type { BlobCache } from './blob-cache.js';
 export interface BlobFillOptions {
   /** A fetcher whose stream delivers nothing for this long is abandoned for the next one, ms. */
   stallTimeoutMs: number;
+  /**
+   * Below this receive rate (bytes/s, from fetchers that report one) a quiet fetcher counts as
+   * stalled; at or above it the fill keeps waiting. 0 = any flow keeps it alive.
+   */
+  stallMinRate?: number;
   /** Called with every chunk a fetcher delivered (metrics). */
   onBytes?: (source: string, n: number) => void;
 }
@@ -216,7 +221,7 @@ export class BlobFill {
     const ac = new AbortController();
     const fetched = await fetcher.fetch(this.request, this.written, ac.signal);
     if (!fetched) return;
-    const { stream, size } = fetched;
+    const { stream, size, receiveRate } = fetched;
     if (this.size === undefined) {
       await this.cache.ensureRoom(size);
       this.setSize(size);
@@ -231,6 +236,9 @@ export class BlobFill {
     const arm = () => {
       clearTimeout(timer);
       timer = setTimeout(() => {
+        // Quiet output but bytes still flowing underneath (a piece being assembled) is no stall.
+        const rate = receiveRate?.();
+        if (rate !== undefined && rate > 0 && rate >= (this.options.stallMinRate ?? 0)) return arm();
         const err = new Error(`no data for ${this.options.stallTimeoutMs} ms`);
         ac.abort(err);
         stream.destroy(err);

@@ -20,6 +20,12 @@ export interface FetchedBlob {
   size: number;
   /** The blob's bytes from the requested offset to the end. */
   stream: Readable;
+  /**
+   * Optional: bytes/s arriving below the stream right now. A swarm yields only whole verified
+   * pieces (MiB), so a slow but steady download can go quiet for longer than the stall timeout;
+   * while this is at or above the fill's `stallMinRate` the fetcher is not considered stalled.
+   */
+  receiveRate?: () => number;
 }
 
 /**

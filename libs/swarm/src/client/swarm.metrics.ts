@@ -14,6 +14,7 @@ export interface TorrentPeersSnapshot {
 export class SwarmMetrics {
   readonly bytes: Counter<'source'>;
   readonly uploaded: Counter;
+  readonly banned: Counter;
   readonly pullDuration: Histogram<'result'>;
   readonly torrents: Gauge<'state'>;
   readonly peers: Gauge<'info_hash' | 'state'>;
@@ -23,6 +24,7 @@ export class SwarmMetrics {
     const snap = () => this.snapshot();
     this.bytes = metrics.counter('blob_bytes_total', 'Blob bytes received, by source (peer, proxy, origin, cache).', ['source']);
     this.uploaded = metrics.counter('swarm_uploaded_bytes_total', 'Bytes uploaded to BitTorrent peers.');
+    this.banned = metrics.counter('swarm_peers_banned_total', 'Peers dropped and banned for sending pieces that failed verification.');
     this.pullDuration = metrics.histogram('swarm_pull_duration_seconds', 'Time to download a blob from the swarm, by result.', ['result'], [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900]);
     this.torrents = metrics.gauge('swarm_torrents', 'Torrents in the BitTorrent client, by state.', ['state'], function collect() {
       const all = snap();

@@ -48,6 +48,7 @@ declare module 'webtorrent' {
     readonly downloaded: number;
     readonly uploaded: number;
     readonly type: string;
+    destroy(): void;
   }
 
   export interface TrackerClient extends EventEmitter {
@@ -78,6 +79,9 @@ declare module 'webtorrent' {
     readonly path: string;
     readonly discovery: Discovery | null;
     addPeer(peer: string): boolean;
+    /** Internal but stable across webtorrent 2-3: a (stream) selection with a priority. */
+    _select(start: number, end: number, priority: number, notify: (() => void) | undefined, isStreamSelection: boolean): void;
+    _deselect(start: number, end: number, isStreamSelection: boolean): void;
     destroy(opts?: { destroyStore?: boolean }, cb?: (err?: Error | null) => void): void;
   }
 

@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { PeerReputation, type PeerWire } from './peer-reputation.js';
+
+const wire = (id: string, port: number): PeerWire => ({ remoteAddress: '127.0.0.1', remotePort: port, peerId: id });
+
+describe(PeerReputation.name, () => {
+  it('bans a peer whose pieces keep failing, not the honest peer that shared one with it', () => {
+    const banned: string[] = [];
+    const rep = new PeerReputation<PeerWire>((w) => banned.push(w.peerId!));
+    const liar = wire('liar', 1);
+    const honest = wire('honest', 2);
+    for (const index of [0, 1, 2]) {
+      rep.received(honest, index);
+      rep.verified(index);
+    }
+    rep.received(liar, 3);
+    rep.received(honest, 3);
+    rep.failed(3);
+    rep.received(liar, 4);
+    rep.failed(4);
+    expect(banned).toEqual(['liar']);
+    expect(rep.isBanned(liar)).toBe(true);
+    expect(rep.isBanned(honest)).toBe(false);
+  });
+
+  it('recognises a banned peer reconnecting from another port by its peer id, and never bans a whole IP', () => {
+    const rep = new PeerReputation<PeerWire>(() => undefined);
+    const liar = wire('liar', 1);
+    for (const index of [0, 1]) {
+      rep.received(liar, index);
+      rep.failed(index);
+    }
+    expect(rep.isBanned(wire('liar', 9))).toBe(true);
+    expect(rep.isBanned(wire('other', 9))).toBe(false);
+  });
+
+  it('gives one failed piece the benefit of the doubt', () => {
+    const banned: string[] = [];
+    const rep = new PeerReputation<PeerWire>((w) => banned.push(w.peerId!));
+    rep.received(wire('flaky', 1), 0);
+    rep.failed(0);
+    expect(banned).toEqual([]);
+  });
+});
