@@ -25,6 +25,12 @@ export class PeerReputation<W extends PeerWire = PeerWire> {
 
   constructor(
     private readonly onBan: (wire: W, reason: string) => void,
+    /**
+     * Peers never banned: the ones this node dialled itself as direct peers (the owning proxy's
+     * address:port from the ring). A failed piece shared with a liar must not cost us the seed, and
+     * an address we dialled cannot be claimed by another peer the way a peer id can.
+     */
+    private readonly isTrusted: (wire: W) => boolean = () => false,
     private readonly maxBad = 2,
   ) {}
 
@@ -51,7 +57,7 @@ export class PeerReputation<W extends PeerWire = PeerWire> {
     for (const wire of this.contributors.get(index) ?? []) {
       const s = this.score(wire);
       s.bad++;
-      if (s.bad >= this.maxBad && s.bad > s.good && !this.isBanned(wire)) {
+      if (s.bad >= this.maxBad && s.bad > s.good && !this.isTrusted(wire) && !this.isBanned(wire)) {
         for (const k of keys(wire)) this.banned.add(k);
         this.onBan(wire, `${s.bad} pieces failed verification, ${s.good} verified`);
       }

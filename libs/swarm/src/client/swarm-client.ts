@@ -111,6 +111,7 @@ interface Entry {
 }
 
 const MAX_REANNOUNCE_MS = 5 * 60_000;
+const MAX_REPUTATIONS = 1000;
 
 /**
  * The process's one BitTorrent client, tuned for a datacenter: no DHT/LSD/uTP/PEX/NAT, fixed port,
@@ -119,6 +120,9 @@ const MAX_REANNOUNCE_MS = 5 * 60_000;
  */
 export class SwarmClient {
   private readonly logger = new Logger(SwarmClient.name);
+  /** ip:port of peers handed to us as direct peers (owning proxies): trusted, never banned. */
+  private readonly directPeers = new Set<string>();
+  private readonly reputations = new Map<string, PeerReputation<Wire>>();
   private readonly client: WebTorrent;
   private readonly entries = new Map<string, Entry>();
   private readonly locks = new Map<string, Promise<unknown>>();
@@ -298,11 +302,7 @@ export class SwarmClient {
       announceDelayMs: (this.options.reannounceSeconds ?? 10) * 1000,
     };
     this.entries.set(torrent.infoHash, entry);
-    const reputation = new PeerReputation<Wire>((wire, reason) => {
-      this.logger.warn(`torrent ${short(torrent.infoHash)}: dropping peer ${wire.remoteAddress}:${wire.remotePort}: ${reason}`);
-      this.options.metrics?.banned.inc();
-      wire.destroy();
-    });
+    const reputation = this.reputationFor(torrent.infoHash);
     torrent.on('verified', (index: number) => reputation.verified(index));
     torrent.on('warning', (err: Error) => {
       const failed = /^Piece (\d+) failed verification/.exec(err.message);
@@ -338,6 +338,29 @@ export class SwarmClient {
       clearInterval(entry.progressTimer);
       this.options.metrics?.pullDuration.observe({ result: 'ok' }, (Date.now() - entry.startedAt) / 1000);
     });
+  }
+
+  /**
+   * One reputation per info hash, kept across torrent instances: a finished download is replaced by
+   * a seeding torrent, and a banned liar must not get back in that way. Bounded by MAX_REPUTATIONS.
+   */
+  private reputationFor(infoHash: string): PeerReputation<Wire> {
+    let reputation = this.reputations.get(infoHash);
+    if (!reputation) {
+      reputation = new PeerReputation<Wire>(
+        (wire, reason) => {
+          this.logger.warn(`torrent ${short(infoHash)}: dropping peer ${wire.remoteAddress}:${wire.remotePort}: ${reason}`);
+          this.options.metrics?.banned.inc();
+          wire.destroy();
+        },
+        (wire) => this.directPeers.has(`${wire.remoteAddress}:${wire.remotePort}`),
+      );
+      if (this.reputations.size >= MAX_REPUTATIONS) this.reputations.delete(this.reputations.keys().next().value as string);
+    } else {
+      this.reputations.delete(infoHash);
+    }
+    this.reputations.set(infoHash, reputation);
+    return reputation;
   }
 
   private onWire(wire: Wire): void {
@@ -378,7 +401,10 @@ export class SwarmClient {
       done,
       progress: () => progressOf(entry),
       addPeers: (peers) => {
-        for (const peer of peers) torrent.addPeer(peer);
+        for (const peer of peers) {
+          this.directPeers.add(peer);
+          torrent.addPeer(peer);
+        }
       },
       createReadStream: (start = 0) =>
         Readable.from(
