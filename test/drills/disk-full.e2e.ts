@@ -28,7 +28,7 @@ describe('drill 6: the agent data disk fills up (64 MB tmpfs)', () => {
     if (c) await rm(c.dir, { recursive: true, force: true });
   });
 
-  it('no room → the pull fails cleanly or passes through, /readyz says why, no corrupt file; space freed → recovers', async () => {
+  it('no room → the pull passes through from the origin uncached, /readyz says why, no corrupt file; space freed → recovers', async () => {
     const agent = c.agents[0];
     const layer = c.image.layers[0];
     const dataDir = join(mnt, 'data');
@@ -39,9 +39,10 @@ describe('drill 6: the agent data disk fills up (64 MB tmpfs)', () => {
     expect(ready.text).toMatch(/free space/);
 
     const full = await pullBlob(agent, layer.digest);
-    // Either a clean failure (4xx/5xx or a cut stream) or the full, right blob passed through: never wrong bytes.
-    if (full.status === 200 && full.digest !== 'aborted') expect(full).toEqual({ status: 200, digest: layer.digest, bytes: layer.size });
-    console.log(agent.output().split('\n').filter((l) => /warn|error/i.test(l)).slice(-8).join('\n'));
+    // No room to cache it: the blob is passed through from the origin, whole and right (DESIGN: the
+    // agent never fails a pull the origin alone would serve), and nothing is written.
+    expect(full).toEqual({ status: 200, digest: layer.digest, bytes: layer.size });
+    expect(agent.output()).toContain('serving it from origin uncached');
     const after = await checkCache(dataDir);
     expect(after.blobs).not.toContain(layer.digest.slice(7));
     await waitFor(async () => (await checkCache(dataDir)).tmpFiles.length === 0, 10_000, 'temp files removed');

@@ -33,6 +33,8 @@ export function registryCoreProviders(config: InjectionToken<CacheNodeConfig>): 
           maxBytes: c.cacheMaxBytes,
           highWatermark: c.cacheHighWatermark,
           lowWatermark: Math.min(c.cacheLowWatermark, c.cacheHighWatermark),
+          // Eviction also keeps this much disk free, and a blob that cannot fit is passed through.
+          minFreeBytes: c.minFreeSpace,
         });
         await cache.start();
         return cache;

@@ -46,6 +46,7 @@ export class BlobCache {
   private bytes = 0;
   private evictions = 0;
   private evicting: Promise<void> | undefined;
+  private usable = false;
   readonly blobDir: string;
   readonly tmpDir: string;
 
@@ -72,6 +73,7 @@ export class BlobCache {
     found.sort((a, b) => a.used - b.used);
     for (const f of found) this.add(f.hex, f.size);
     this.logger.log(`cache at ${this.options.dir}: ${this.entries.size} blobs, ${this.bytes} bytes`);
+    this.usable = true;
     await this.evictIfNeeded();
   }
 
@@ -150,7 +152,9 @@ export class BlobCache {
     const { size } = await stat(tempFile);
     await rename(tempFile, target);
     if (!this.entries.has(hex)) this.add(hex, size);
-    void this.evictIfNeeded();
+    // Never the blob just committed: other temp copies (a swarm download being discarded) may still
+    // hold the disk for a moment, and evicting the newcomer would waste the whole transfer.
+    void this.evictIfNeeded(0, hex);
     return target;
   }
 
@@ -160,6 +164,18 @@ export class BlobCache {
     if (this.pins.has(hex) || !this.entries.has(hex)) return false;
     await this.drop(hex);
     return true;
+  }
+
+  /**
+   * True when a blob of `incoming` bytes can be written (after whatever eviction can free) and still
+   * leave `minFreeBytes` free; false while the cache is unusable. Callers serve without caching
+   * when it is false, instead of failing the pull half-way on ENOSPC.
+   */
+  async canHold(incoming: number): Promise<boolean> {
+    if (!this.usable) return false;
+    await this.evictIfNeeded(incoming);
+    const fs = await statfs(this.options.dir).catch(() => undefined);
+    return fs !== undefined && fs.bavail * fs.bsize >= incoming + (this.options.minFreeBytes ?? 0);
   }
 
   /** Evicts first if `incoming` more bytes would cross the high watermark. */
@@ -191,7 +207,7 @@ export class BlobCache {
     this.events.emit('evict', `sha256:${hex}`);
   }
 
-  private async evictIfNeeded(incoming = 0): Promise<void> {
+  private async evictIfNeeded(incoming = 0, keep?: string): Promise<void> {
     const { maxBytes, highWatermark, lowWatermark } = this.options;
     while (this.evicting) await this.evicting;
     const overQuota = maxBytes > 0 && this.bytes + incoming > maxBytes * highWatermark;
@@ -201,7 +217,7 @@ export class BlobCache {
     this.evicting = (async () => {
       for (const hex of [...this.entries.keys()]) {
         if (this.bytes <= target) break;
-        if (this.pins.has(hex)) continue;
+        if (this.pins.has(hex) || hex === keep) continue;
         await this.drop(hex);
         this.evictions++;
       }

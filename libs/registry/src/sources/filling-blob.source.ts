@@ -1,15 +1,19 @@
 import type { Writable } from 'node:stream';
+import { Logger } from '@nestjs/common';
 import type { BlobCache } from '../cache/blob-cache.js';
 import { BlobFill, type BlobFillOptions } from '../cache/blob-fill.js';
 import type { ByteRange } from '../oci/byte-range.js';
 import { CachedBlobSource } from './cached-blob.source.js';
 import type { BlobFetcher, BlobRequest, BlobSource, OpenedBlob } from './blob-source.js';
+import { uncachedBlob } from './uncached-blob.js';
 
 /**
  * The producing end of the chain: one fill per digest at a time (singleflight), shared by every
- * concurrent request, which all stream from it as bytes arrive. Fetchers are tried in order.
+ * concurrent request, which all stream from it as bytes arrive. Fetchers are tried in order; the
+ * last one must need no disk of its own (the origin): it also serves blobs the cache has no room for.
  */
 export class FillingBlobSource implements BlobSource {
+  private readonly logger = new Logger(FillingBlobSource.name);
   private readonly fills = new Map<string, BlobFill>();
 
   constructor(
@@ -24,6 +28,17 @@ export class FillingBlobSource implements BlobSource {
   ) {}
 
   async open(request: BlobRequest): Promise<OpenedBlob | undefined> {
+    // No room to cache it (disk full, data dir unusable): serve it from the last fetcher — the
+    // origin, which needs no disk — rather than fail the pull half-way on ENOSPC.
+    if (request.size !== undefined && !this.fills.has(request.digest) && !this.cache.has(request.digest)) {
+      if (!(await this.cache.canHold(request.size))) {
+        const last = this.fetchers.at(-1);
+        if (last) {
+          this.logger.warn(`${request.digest}: no room for ${request.size} B in the cache; serving it from ${last.name} uncached`);
+          return uncachedBlob(last, request, request.size, this.options.onServed);
+        }
+      }
+    }
     const fill = this.join(request);
     if (!fill) return new CachedBlobSource(this.cache, this.options.onServed).open(request);
     try {

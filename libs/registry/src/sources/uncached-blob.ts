@@ -1,0 +1,76 @@
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { BadOriginResponseError, DigestMismatchError } from '../oci/oci.errors.js';
+import type { ByteRange } from '../oci/byte-range.js';
+import type { BlobFetcher, BlobRequest, OpenedBlob } from './blob-source.js';
+
+/**
+ * A blob served straight from a fetcher without touching the cache (no room on disk). Whole-blob
+ * reads are sha256-checked and the final chunk is held back until the hash matches, so a client
+ * never receives a complete wrong blob — the same promise the cache path makes.
+ */
+export function uncachedBlob(
+  fetcher: BlobFetcher,
+  request: BlobRequest,
+  size: number,
+  onServed?: (source: string, n: number) => void,
+): OpenedBlob {
+  const read = (range?: ByteRange): Readable => {
+    const start = range?.start ?? 0;
+    const end = range?.end ?? size - 1;
+    const out = new PassThrough();
+    const ac = new AbortController();
+    out.once('close', () => ac.abort(new Error('client went away')));
+    void pump(fetcher, request, start, end, size, out, ac.signal, onServed).catch((err: Error) => out.destroy(err));
+    return out;
+  };
+  return {
+    size,
+    source: fetcher.name,
+    read,
+    async copyTo(dest: Writable, range?: ByteRange) {
+      for await (const chunk of read(range)) if (!dest.write(chunk)) await once(dest, 'drain');
+    },
+    release: () => undefined,
+  };
+}
+
+async function pump(
+  fetcher: BlobFetcher,
+  request: BlobRequest,
+  start: number,
+  end: number,
+  size: number,
+  out: PassThrough,
+  signal: AbortSignal,
+  onServed?: (source: string, n: number) => void,
+): Promise<void> {
+  const fetched = await fetcher.fetch(request, start, signal);
+  if (!fetched) throw new BadOriginResponseError(`${fetcher.name} cannot serve ${request.digest}`);
+  const hash = start === 0 && end === size - 1 ? createHash('sha256') : undefined;
+  let left = end - start + 1;
+  let held: Buffer | undefined;
+  try {
+    for await (const chunk of fetched.stream as AsyncIterable<Buffer>) {
+      const part = chunk.length > left ? chunk.subarray(0, left) : chunk;
+      left -= part.length;
+      hash?.update(part);
+      if (held) {
+        onServed?.(fetcher.name, held.length);
+        if (!out.write(held)) await once(out, 'drain', { signal });
+      }
+      held = part;
+      if (left <= 0) break;
+    }
+  } finally {
+    fetched.stream.destroy();
+  }
+  if (left > 0) throw new BadOriginResponseError(`${fetcher.name} ended ${left} bytes early`);
+  if (hash) {
+    const actual = `sha256:${hash.digest('hex')}`;
+    if (actual !== request.digest) throw new DigestMismatchError(request.digest, actual);
+  }
+  if (held) onServed?.(fetcher.name, held.length);
+  out.end(held);
+}
