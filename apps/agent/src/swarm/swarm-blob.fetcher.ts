@@ -55,7 +55,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
       stream.destroy();
       void this.discard(request.digest);
     }, { once: true });
-    return { size: summary.length, stream, receiveRate: () => handle.progress().downloadRate };
+    return { size: summary.length, stream, received: () => handle.progress().received };
   }
 
   /** Verified and cached: drop the download copy and seed the cached file instead. Failed: clean up. */

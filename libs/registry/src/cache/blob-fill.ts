@@ -221,7 +221,7 @@ export class BlobFill {
     const ac = new AbortController();
     const fetched = await fetcher.fetch(this.request, this.written, ac.signal);
     if (!fetched) return;
-    const { stream, size, receiveRate } = fetched;
+    const { stream, size, received } = fetched;
     if (this.size === undefined) {
       await this.cache.ensureRoom(size);
       this.setSize(size);
@@ -233,12 +233,17 @@ export class BlobFill {
     }
     const total = this.size!;
     let timer: NodeJS.Timeout | undefined;
+    let receivedAtArm = received?.() ?? 0;
     const arm = () => {
       clearTimeout(timer);
+      receivedAtArm = received?.() ?? 0;
       timer = setTimeout(() => {
-        // Quiet output but bytes still flowing underneath (a piece being assembled) is no stall.
-        const rate = receiveRate?.();
-        if (rate !== undefined && rate > 0 && rate >= (this.options.stallMinRate ?? 0)) return arm();
+        // Quiet output but bytes still flowing underneath (pieces being assembled) is no stall:
+        // judged on the average over the whole window, not a momentary rate.
+        if (received) {
+          const rate = (received() - receivedAtArm) / (this.options.stallTimeoutMs / 1000);
+          if (rate > 0 && rate >= (this.options.stallMinRate ?? 0)) return arm();
+        }
         const err = new Error(`no data for ${this.options.stallTimeoutMs} ms`);
         ac.abort(err);
         stream.destroy(err);

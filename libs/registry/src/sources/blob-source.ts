@@ -21,11 +21,12 @@ export interface FetchedBlob {
   /** The blob's bytes from the requested offset to the end. */
   stream: Readable;
   /**
-   * Optional: bytes/s arriving below the stream right now. A swarm yields only whole verified
-   * pieces (MiB), so a slow but steady download can go quiet for longer than the stall timeout;
-   * while this is at or above the fill's `stallMinRate` the fetcher is not considered stalled.
+   * Optional: bytes received so far below the stream (a counter). A swarm yields only whole
+   * verified pieces, out of order under rarest-first, so a steady download can give the stream
+   * nothing for longer than the stall timeout; while the bytes received over that window average
+   * at least the fill's `stallMinRate`, the fetcher is not considered stalled.
    */
-  receiveRate?: () => number;
+  received?: () => number;
 }
 
 /**

@@ -45,6 +45,8 @@ export interface SwarmClientOptions {
 }
 
 export interface TransferProgress {
+  /** Raw bytes received from peers (pieces that failed verification included): stall detection. */
+  received: number;
   /** Verified bytes held. */
   bytes: number;
   length: number;
@@ -484,6 +486,7 @@ function progressOf(e: Entry): TransferProgress {
   const t = e.torrent;
   return {
     bytes: t.downloaded,
+    received: t.received,
     length: t.length,
     downloadRate: t.downloadSpeed,
     uploadRate: t.uploadSpeed,
