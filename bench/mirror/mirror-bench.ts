@@ -8,14 +8,12 @@
  *
  * Needs docker-registry and skopeo (see REAL-TOOLS.md). Everything listens on 127.0.0.1.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { execFile } from 'node:child_process';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { stringify } from 'yaml';
 import { tempDir } from '../../test/support/app-process.js';
+import { startLocalApp, type LocalApp } from '../cluster/local-app.js';
 import { OciLayout, pushImage } from '../../test/support/oci-image.js';
 import { startOriginRegistry, type OriginRegistry } from '../../test/support/origin-registry.js';
 
@@ -24,67 +22,12 @@ const MB = 1e6;
 const blobMiB = Number(process.env.BENCH_BLOB_MB ?? 1024);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 
-interface AgentProcess {
-  proc: ChildProcess;
-  port: number;
-  url: string;
-  stop(): Promise<void>;
-}
-
-/** The repo root (holding bin/p2p), whether this runs from source or from dist/. */
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'bin', 'p2p'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('bin/p2p not found above the bench');
-    dir = up;
-  }
-  return dir;
-}
-
-/** Runs the compiled agent (`bin/p2p agent`) on an ephemeral loopback port; resolves once it logs its address. */
-async function startAgent(dir: string, config: Record<string, unknown>): Promise<AgentProcess> {
-  const file = join(dir, 'agent.yaml');
-  await writeFile(file, stringify({ port: 0, host: '127.0.0.1', logFormat: 'json', ...config }));
-  const root = repoRoot();
-  const proc = spawn(process.execPath, [join(root, 'bin', 'p2p'), 'agent', '--config', file], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    // BENCH_AGENT_NODE_OPTIONS tries V8 tuning on the agent only, e.g. --max-semi-space-size=2.
-    env: { ...process.env, NODE_OPTIONS: process.env.BENCH_AGENT_NODE_OPTIONS ?? process.env.NODE_OPTIONS ?? '' },
+/** The agent under test; BENCH_AGENT_NODE_OPTIONS tries V8 tuning on the agent only, e.g. --max-semi-space-size=2. */
+function startAgent(dir: string, config: Record<string, unknown>): Promise<LocalApp> {
+  return startLocalApp('agent', dir, config, {
+    ...process.env,
+    NODE_OPTIONS: process.env.BENCH_AGENT_NODE_OPTIONS ?? process.env.NODE_OPTIONS ?? '',
   });
-  const exited = new Promise<void>((res) => proc.once('exit', () => res()));
-  let out = '';
-  const port = await new Promise<number>((res, rej) => {
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      rej(new Error(`agent did not start:\n${out}`));
-    }, 20_000);
-    const onData = (c: Buffer) => {
-      out += c.toString();
-      const m = /listening on [^"\s]*:(\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        proc.stdout!.off('data', onData);
-        proc.stderr!.off('data', onData);
-        proc.stdout!.resume();
-        proc.stderr!.resume();
-        res(Number(m[1]));
-      }
-    };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', onData);
-    void exited.then(() => rej(new Error(`agent exited:\n${out}`)));
-  });
-  return {
-    proc,
-    port,
-    url: `http://127.0.0.1:${port}`,
-    async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
-      await exited;
-    },
-  };
 }
 
 async function rssNow(pid: number): Promise<number> {
@@ -129,7 +72,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 async function main(): Promise<void> {
   const dir = await tempDir('p2p-bench-');
   let origin: OriginRegistry | undefined;
-  let agent: AgentProcess | undefined;
+  let agent: LocalApp | undefined;
   try {
     const layout = new OciLayout(join(dir, 'layout'));
     process.stdout.write(`building a ${blobMiB} MiB layer…\n`);
