@@ -56,6 +56,7 @@ export function renderSummary(r: BenchResult, png: boolean): string {
   }
   if (r.tracker) {
     L.push(`| tracker announces/s (${r.tracker.swarms} swarms × ${r.tracker.peersPerSwarm} peers) | ≥ 10k | ${Math.round(r.tracker.announcesPerSecond)} (${r.tracker.failed} failed) | ${goal(r.tracker.announcesPerSecond >= 10_000)} |`);
+    L.push(`| ↳ same load on a zero-work Node HTTP server (this machine's ceiling) | | ${Math.round(r.tracker.httpCeilingPerSecond)} | tracker at ${Math.round((100 * r.tracker.announcesPerSecond) / r.tracker.httpCeilingPerSecond)} % of it |`);
   }
   L.push('');
   L.push('| phase | agents | p50 s | p100 s | origin layer bytes ÷ F | origin wire bytes | CPU busy (2 cores) | CPU-s by role |');

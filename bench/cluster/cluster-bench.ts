@@ -357,7 +357,7 @@ async function main(): Promise<void> {
     try {
       log(`[tracker] ${args.trackerSwarms} swarms × ${args.trackerPeers} peers, one announce each, 64 in flight`);
       result.tracker = await runTrackerLoad(work, { swarms: args.trackerSwarms, peersPerSwarm: args.trackerPeers, concurrency: 64, timeLimitSeconds: 120 });
-      log(`[tracker] ${Math.round(result.tracker.announcesPerSecond)} announces/s (${result.tracker.announces} in ${result.tracker.seconds.toFixed(1)} s, ${result.tracker.failed} failed)`);
+      log(`[tracker] ${Math.round(result.tracker.announcesPerSecond)} announces/s (${result.tracker.announces} in ${result.tracker.seconds.toFixed(1)} s, ${result.tracker.failed} failed); zero-work HTTP server under the same load: ${Math.round(result.tracker.httpCeilingPerSecond)}/s`);
     } catch (err) {
       failures.push(`tracker: ${(err as Error).stack ?? err}`);
       log(`tracker load failed: ${(err as Error).message}`);

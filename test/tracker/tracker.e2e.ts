@@ -130,6 +130,34 @@ describe('tracker app', () => {
     expect(await metric(tracker.url, 'tracker_requests_total', 'action="announce"', 'result="malformed"')).toBeGreaterThanOrEqual(1);
   });
 
+  it('survives hostile announce and scrape queries: every one answered with a failure reason, none crashes it', async () => {
+    const hash = `info_hash=${'%ab'.repeat(20)}`;
+    const peer = `peer_id=${'%cd'.repeat(20)}`;
+    const hostile = [
+      `/announce?${hash}`,
+      `/announce?${hash}&${peer}`,
+      `/announce?${hash}&${peer}&port=0`,
+      `/announce?${hash}&${peer}&port=99999999999999999999`,
+      `/announce?${hash}&${peer}&port=1&left=-5`,
+      `/announce?${hash}&${peer}&port=1&numwant=abc`,
+      `/announce?${hash}&${peer}&port=1&event=%`,
+      `/announce?info_hash=%&${peer}&port=1`,
+      `/announce?info_hash=${'%ab'.repeat(21)}&${peer}&port=1`,
+      `/announce?info_hash=${'\u00e9'.repeat(20)}&${peer}&port=1`,
+      `/announce?&&&=&==&${hash}`,
+      `/scrape?info_hash=%zz`,
+      `/scrape?info_hash=abc`,
+    ];
+    for (const path of hostile) {
+      const res = await fetch(`${tracker.url}${path}&token=${SWARM_TOKEN}`);
+      expect(res.status, path).toBe(200);
+      expect(decode(new Uint8Array(await res.arrayBuffer()))['failure reason'], path).toMatch(/invalid/);
+    }
+    // Only GET is the protocol; other methods fall through to the app's router (404), not a crash.
+    expect((await fetch(`${tracker.url}/announce?${hash}`, { method: 'POST' })).status).toBe(404);
+    expect((await fetch(`${tracker.url}/healthz`)).status).toBe(200);
+  });
+
   it('limits announces per client to announceRate, and PATCH /admin/rate changes the limit live', async () => {
     const infoHash = randomBytes(20).toString('hex');
     // Drain the bucket left by earlier tests, then flood: 40 announces with a 5/s limit.

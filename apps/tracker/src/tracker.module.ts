@@ -4,7 +4,6 @@ import { HttpAdapterHost } from '@nestjs/core';
 import { HealthIndicatorService } from '@nestjs/terminus';
 import { MetricsService, OpsModule, ReadinessRegistry, SWARM_TOKEN, ThrottleService } from '#ops';
 import { TrackerServer } from '#swarm';
-import { AnnounceController } from './announce.controller.js';
 import { scrapeProbe } from './scrape-probe.js';
 import { SwarmRegistrationController } from './swarm-registration.controller.js';
 import type { TrackerConfig } from './tracker.config.js';
@@ -25,13 +24,14 @@ export class TrackerModule implements OnApplicationShutdown {
           limits: { announceRate: { unit: 'requests/s', initial: config.announceRate } },
         }),
       ],
-      controllers: [AnnounceController, SwarmRegistrationController],
+      controllers: [SwarmRegistrationController],
       providers: [
         {
           provide: TrackerServer,
           inject: [ThrottleService, MetricsService, SWARM_TOKEN],
           useFactory: (throttle: ThrottleService, metrics: MetricsService, token: string | undefined) => {
             const requests = metrics.counter('tracker_requests_total', 'Tracker announces and scrapes, by result.', ['action', 'result']);
+            const counted = new Map<string, { inc(): void }>();
             const tracker = new TrackerServer({
               intervalSeconds: config.announceInterval,
               peersCacheLength: config.peersCacheLength,
@@ -40,7 +40,13 @@ export class TrackerModule implements OnApplicationShutdown {
               token,
               requireRegistration: config.requireRegisteredSwarms,
               allowClient: (ip) => throttle.tryTake('announceRate', ip),
-              onResult: (action, result) => requests.inc({ action, result }),
+              // Label children cached: this runs once per announce.
+              onResult: (action, result) => {
+                const key = `${action}/${result}`;
+                let child = counted.get(key);
+                if (!child) counted.set(key, (child = requests.labels(action, result)));
+                child.inc();
+              },
               onWarning: (err) => log.debug(`refused or malformed tracker request: ${err.message}`),
             });
             metrics.gauge('tracker_swarms', 'Swarms (info hashes) the tracker holds.', [], function collect() {

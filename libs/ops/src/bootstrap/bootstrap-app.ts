@@ -1,3 +1,4 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Logger, type DynamicModule, type LoggerService, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -12,7 +13,18 @@ export interface BootOptions {
   /** Hook for app-specific Fastify setup before listen (content parsers, raw routes). */
   configure?: (app: NestFastifyApplication) => void | Promise<void>;
   logger?: LoggerService;
+  /**
+   * GET paths answered on the Node HTTP server before Fastify and Nest see the request (the
+   * tracker's /announce and /scrape): for hot protocol endpoints where the framework pipeline
+   * (routing, hooks, interceptors, request log) cost more CPU than the work itself. They bypass
+   * guards, filters and `p2p_http_requests_total`, so the handler does its own checks and metrics.
+   * Built after the Nest app exists, so handlers can come from its providers.
+   */
+  rawRoutes?: (app: NestFastifyApplication) => Record<string, RawHandler>;
 }
+
+/** A raw route's handler: must answer `res` (a throw becomes a 500 and an error log line). */
+export type RawHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
 export interface RunningApp {
   app: NestFastifyApplication;
@@ -22,6 +34,7 @@ export interface RunningApp {
   close(): Promise<void>;
 }
 
+/** Probe and scrape routes: logged at debug only (kubelet and Prometheus hit them every few seconds). */
 const QUIET_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
 /** Creates, configures and starts one app on Fastify: the same shape for agent, proxy and tracker. */
@@ -39,6 +52,7 @@ export async function bootstrapApp(options: BootOptions): Promise<RunningApp> {
   const app = await NestFactory.create<NestFastifyApplication>(options.module, adapter, { logger, abortOnError: false });
   instrumentRequests(app);
   await options.configure?.(app);
+  if (options.rawRoutes) mountRawRoutes(app, options.rawRoutes(app));
   await app.listen(options.config.port, options.config.host);
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : options.config.port;
@@ -55,9 +69,37 @@ function instrumentRequests(app: NestFastifyApplication): void {
   fastify.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     requests.inc({ route, method: request.method, status: String(reply.statusCode) });
+    const isQuiet = QUIET_ROUTES.has(route);
+    // Building the line (URL redaction) is the costly part: skip it when nobody will see it.
+    if (isQuiet && !Logger.isLevelEnabled('debug')) return;
     const line = `${request.method} ${redactUrl(request.url)} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)}ms`;
-    if (QUIET_ROUTES.has(request.url)) log.debug(line);
+    if (isQuiet) log.debug(line);
     else log.log(line);
+  });
+}
+
+/** Puts `routes` in front of Fastify's request listener on the Node server. */
+function mountRawRoutes(app: NestFastifyApplication, routes: Record<string, RawHandler>): void {
+  const log = new Logger('Http');
+  const server = app.getHttpServer() as Server;
+  const framework = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
+  server.removeAllListeners('request');
+  const table = new Map(Object.entries(routes));
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const url = req.url ?? '';
+    const q = url.indexOf('?');
+    const handler = req.method === 'GET' ? table.get(q < 0 ? url : url.slice(0, q)) : undefined;
+    if (!handler) {
+      for (const listener of framework) listener.call(server, req, res);
+      return;
+    }
+    try {
+      handler(req, res);
+    } catch (err) {
+      log.error(`GET ${redactUrl(url)} failed: ${(err as Error).stack ?? String(err)}`);
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end('internal error');
+    }
   });
 }
 

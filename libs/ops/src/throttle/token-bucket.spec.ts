@@ -40,4 +40,18 @@ describe(TokenBucket.name, () => {
     for (let i = 0; i < 100; i++) if (bucket.tryTake()) granted++;
     expect(granted).toBe(10);
   });
+
+  it('a raised limit applies at once; a lowered one caps the saved-up burst', () => {
+    const bucket = new TokenBucket(5, 1, 1);
+    while (bucket.tryTake());
+    bucket.setRate(1000);
+    let granted = 0;
+    for (let i = 0; i < 2000; i++) if (bucket.tryTake()) granted++;
+    expect(granted).toBeGreaterThanOrEqual(995);
+    expect(granted).toBeLessThan(1010);
+    bucket.setRate(10);
+    granted = 0;
+    for (let i = 0; i < 100; i++) if (bucket.tryTake()) granted++;
+    expect(granted).toBeLessThanOrEqual(10);
+  });
 });

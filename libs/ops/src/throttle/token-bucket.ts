@@ -26,8 +26,11 @@ export class TokenBucket {
 
   setRate(rate: number): void {
     this.refill();
+    const before = this.rate === 0 ? 0 : this.capacity();
     this.rate = rate;
-    this.tokens = Math.min(this.tokens, this.capacity());
+    // A raised limit applies at once: the extra burst it allows is granted now rather than earned
+    // over the next second (an operator lifting announceRate 5 → 1000 expects 1000 to pass now).
+    this.tokens = Math.min(this.tokens + Math.max(0, this.capacity() - before), this.capacity());
     for (const w of this.waiters) this.schedule(w);
   }
 

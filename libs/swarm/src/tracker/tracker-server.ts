@@ -1,7 +1,7 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import bencode from 'bencode';
-import { Server, type AnnounceParams } from 'bittorrent-tracker';
+import { parseAnnounce, parseInfoHashes, splitQuery, TrackerQueryError, type AnnounceQuery } from './announce-query.js';
+import { SwarmTable, type AnnounceResult } from './swarm-table.js';
 
 /** How a tracker request ended (metrics label). */
 export type TrackerResult = 'ok' | 'refused_token' | 'refused_unregistered' | 'rate_limited' | 'malformed';
@@ -30,117 +30,157 @@ export interface TrackerServerOptions {
 const INFO_HASH = /^[0-9a-f]{40}$/;
 
 /**
- * A bittorrent-tracker server without its own listeners: the app routes `/announce` and `/scrape`
- * of its Fastify server here, so one port serves announces, health, admin and metrics.
+ * The cluster's private BitTorrent HTTP tracker (BEP 3 announce and scrape, BEP 23 compact and
+ * BEP 7 IPv6 answers) without its own listener: the app routes `/announce` and `/scrape` of its
+ * Fastify server here, so one port serves announces, health, admin and metrics.
  * Replicas share nothing: clients announce to every tracker URL they know, so each replica sees
  * every peer, and losing one loses nothing.
+ *
+ * Why not bittorrent-tracker's Server: it rebuilt the whole peer-key list and re-parsed every
+ * handed-out address on each announce (~0.7 ms per announce at 1,000 peers, 1.4k announces/s);
+ * the table here answers in O(numwant) from addresses encoded once.
  */
 export class TrackerServer {
-  readonly server: Server;
-  private readonly tokenDigest?: Buffer;
-  private readonly lastSeen = new Map<string, number>();
-  private readonly registered = new Set<string>();
-  private readonly outcome = new WeakMap<IncomingMessage, TrackerResult>();
+  private readonly tokenBytes?: Buffer;
+  private readonly table: SwarmTable;
+  private readonly registered = new Map<string, number>();
   private readonly reaper: NodeJS.Timeout;
   private readonly idleMs: number;
+  private readonly intervalSeconds: number;
 
   constructor(private readonly options: TrackerServerOptions) {
-    this.tokenDigest = options.token ? sha256(options.token) : undefined;
+    this.tokenBytes = options.token ? Buffer.from(options.token) : undefined;
+    this.intervalSeconds = Math.max(1, Math.round(options.intervalSeconds));
     this.idleMs = (options.idleSwarmSeconds || 3 * options.intervalSeconds) * 1000;
-    this.server = new Server({
-      http: false,
-      udp: false,
-      ws: false,
-      stats: false,
-      interval: options.intervalSeconds * 1000,
-      peersCacheLength: options.peersCacheLength,
-      peersCacheTtl: (options.peersCacheTtlSeconds || 3 * options.intervalSeconds) * 1000,
-      filter: (infoHash, params, cb) => cb(this.admit(infoHash, params)),
-    });
-    // bittorrent-tracker reports bad client input as 'warning'; an unhandled 'error' would crash us.
-    this.server.on('warning', (err: Error) => options.onWarning?.(err));
-    this.server.on('error', (err: Error) => options.onWarning?.(err));
+    this.table = new SwarmTable(options.peersCacheLength, (options.peersCacheTtlSeconds || 3 * options.intervalSeconds) * 1000);
     this.reaper = setInterval(() => this.reapIdleSwarms(), Math.min(this.idleMs, 60_000));
     this.reaper.unref();
   }
 
-  /** Answers one HTTP announce or scrape (bencoded), after the token and rate checks. */
+  /** Answers one HTTP announce or scrape (bencoded, always HTTP 200 as clients expect). */
   handle(action: 'announce' | 'scrape', req: IncomingMessage, res: ServerResponse): void {
-    const token = new URLSearchParams(req.url?.split('?')[1] ?? '').get('token') ?? undefined;
-    if (!this.tokenOk(token)) return this.refuse(action, res, 'refused_token', 'swarm token missing or wrong');
-    if (action === 'announce') {
-      const ip = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-      if (this.options.allowClient && !this.options.allowClient(ip)) {
-        return this.refuse(action, res, 'rate_limited', 'too many announces from this address; retry later');
-      }
+    const params = splitQuery(req.url ?? '');
+    if (action === 'scrape') return this.scrape(params, res);
+    let query: AnnounceQuery;
+    try {
+      query = parseAnnounce(params);
+    } catch (err) {
+      if (!(err instanceof TrackerQueryError)) throw err;
+      // A bad token is reported as such even when the rest is malformed too.
+      if (!this.tokenOk(tokenOf(params))) return this.refuse(action, res, 'refused_token', 'swarm token missing or wrong');
+      return this.refuse(action, res, 'malformed', err.message);
     }
-    res.once('finish', () => this.options.onResult?.(action, this.outcome.get(req) ?? (action === 'scrape' ? 'ok' : 'malformed')));
-    if (action === 'scrape') this.outcome.set(req, 'ok');
-    this.server.onHttpRequest(req, res, { action });
+    if (!this.tokenOk(query.token)) return this.refuse(action, res, 'refused_token', 'swarm token missing or wrong');
+    const ip = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    if (this.options.allowClient && !this.options.allowClient(ip)) {
+      return this.refuse(action, res, 'rate_limited', 'too many announces from this address; retry later');
+    }
+    if (this.options.requireRegistration && !this.registered.has(query.infoHash)) {
+      return this.refuse(action, res, 'refused_unregistered', 'unknown swarm: no proxy registered this info hash');
+    }
+    const result = this.table.announce({ ...query, ip });
+    if (this.registered.has(query.infoHash)) this.registered.set(query.infoHash, Date.now());
+    this.reply(res, encodeAnnounce(result, this.intervalSeconds, query.compact));
+    this.options.onResult?.(action, 'ok');
   }
 
   /** Registers a swarm (a proxy about to seed it); re-registering keeps it from being reaped. */
   register(infoHash: string): boolean {
     const hash = infoHash.toLowerCase();
     if (!INFO_HASH.test(hash)) return false;
-    this.registered.add(hash);
-    this.lastSeen.set(hash, Date.now());
+    this.registered.set(hash, Date.now());
     return true;
   }
 
   /** True when a bearer of `token` may use the tracker (always true without a configured token). */
   tokenOk(token: string | undefined): boolean {
-    if (!this.tokenDigest) return true;
-    return token !== undefined && timingSafeEqual(sha256(token), this.tokenDigest);
+    if (!this.tokenBytes) return true;
+    if (token === undefined) return false;
+    // Constant time over the contents; only the length can tell (the token is long and random).
+    const given = Buffer.from(token);
+    return given.length === this.tokenBytes.length && timingSafeEqual(given, this.tokenBytes);
   }
 
   /** Swarm count and peer count, for gauges and readiness details. */
   stats(): { swarms: number; peers: number; registered: number } {
-    const swarms = Object.values(this.server.torrents);
-    return { swarms: swarms.length, peers: swarms.reduce((n, s) => n + s.peers.length, 0), registered: this.registered.size };
+    return { ...this.table.stats(), registered: this.registered.size };
   }
 
-  /** Deletes swarms (and registrations) idle for longer than the idle timeout; returns how many. */
+  /** Drops silent peers, then deletes swarms (and registrations) idle for longer than the idle timeout; returns swarms deleted. */
   reapIdleSwarms(now = Date.now()): number {
+    this.table.expire(now);
     const cutoff = now - this.idleMs;
-    let reaped = 0;
-    for (const infoHash of Object.keys(this.server.torrents)) {
-      if ((this.lastSeen.get(infoHash) ?? 0) > cutoff) continue;
-      delete this.server.torrents[infoHash];
-      reaped++;
-    }
-    for (const [infoHash, at] of this.lastSeen) {
-      if (at > cutoff) continue;
-      this.lastSeen.delete(infoHash);
-      this.registered.delete(infoHash);
-    }
-    return reaped;
+    for (const [infoHash, at] of this.registered) if (at <= cutoff) this.registered.delete(infoHash);
+    return this.table.deleteIdle(cutoff, (infoHash) => this.registered.has(infoHash));
   }
 
   close(): Promise<void> {
     clearInterval(this.reaper);
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    return Promise.resolve();
   }
 
-  private admit(infoHash: string, params: AnnounceParams): Error | null {
-    const req = params['httpReq'] as IncomingMessage | undefined;
-    if (this.options.requireRegistration && !this.registered.has(infoHash)) {
-      if (req) this.outcome.set(req, 'refused_unregistered');
-      return new Error('unknown swarm: no proxy registered this info hash');
+  private scrape(params: Map<string, string[]>, res: ServerResponse): void {
+    if (!this.tokenOk(tokenOf(params))) return this.refuse('scrape', res, 'refused_token', 'swarm token missing or wrong');
+    let hashes: string[];
+    try {
+      hashes = params.has('info_hash') ? parseInfoHashes(params) : this.table.infoHashes();
+    } catch (err) {
+      if (!(err instanceof TrackerQueryError)) throw err;
+      return this.refuse('scrape', res, 'malformed', err.message);
     }
-    if (req) this.outcome.set(req, 'ok');
-    this.lastSeen.set(infoHash, Date.now());
-    return null;
+    const files = hashes.map((h) => {
+      const c = this.table.counts(h);
+      return Buffer.concat([bstr(Buffer.from(h, 'hex')), Buffer.from(`d8:completei${c.complete}e10:downloadedi${c.downloaded}e10:incompletei${c.incomplete}ee`)]);
+    });
+    this.reply(res, Buffer.concat([Buffer.from('d5:filesd'), ...files, Buffer.from('ee')]));
+    this.options.onResult?.('scrape', 'ok');
   }
 
   private refuse(action: 'announce' | 'scrape', res: ServerResponse, result: TrackerResult, reason: string): void {
     this.options.onResult?.(action, result);
     this.options.onWarning?.(new Error(reason));
-    res.setHeader('Content-Type', 'text/plain');
-    res.end(Buffer.from(bencode.encode({ 'failure reason': reason })));
+    this.reply(res, Buffer.concat([Buffer.from('d14:failure reason'), bstr(Buffer.from(reason)), Buffer.from('e')]));
+  }
+
+  private reply(res: ServerResponse, body: Buffer): void {
+    // Flat header array: the cheapest form for Node to serialise on the hot path.
+    res.writeHead(200, ['content-type', 'text/plain', 'content-length', String(body.length)]);
+    res.end(body);
   }
 }
 
-function sha256(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
+function tokenOf(params: Map<string, string[]>): string | undefined {
+  const raw = params.get('token')?.[0];
+  if (raw === undefined) return undefined;
+  try {
+    return decodeURIComponent(raw.replace(/\+/g, ' '));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Bencoded announce answer; keys in the byte order bencode requires. */
+function encodeAnnounce(r: AnnounceResult, interval: number, compact: boolean): Buffer {
+  const head = `d8:completei${r.complete}e10:incompletei${r.incomplete}e8:intervali${interval}e12:min intervali${interval}e`;
+  if (compact) {
+    const v6 = r.peers6.length ? `6:peers6${r.peers6.length}:` : '';
+    const text = `${head}5:peers${r.peers4.length}:`;
+    // One allocation: the ASCII head, the v4 peers, the optional v6 key and peers, the closing 'e'.
+    const out = Buffer.allocUnsafe(text.length + r.peers4.length + v6.length + r.peers6.length + 1);
+    let o = out.write(text, 0, 'latin1');
+    o += r.peers4.copy(out, o);
+    o += out.write(v6, o, 'latin1');
+    o += r.peers6.copy(out, o);
+    out[o] = 0x65; // 'e'
+    return out;
+  }
+  const peers = r.list.map((p) =>
+    Buffer.concat([Buffer.from('d2:ip'), bstr(Buffer.from(p.ip)), Buffer.from('7:peer id'), bstr(Buffer.from(p.id, 'latin1')), Buffer.from(`4:porti${p.port}ee`)]),
+  );
+  return Buffer.concat([Buffer.from(head), Buffer.from('5:peersl'), ...peers, Buffer.from('ee')]);
+}
+
+/** A bencoded byte string. */
+function bstr(bytes: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`${bytes.length}:`), bytes]);
 }
