@@ -74,10 +74,10 @@ export function renderSummary(r: BenchResult, png: boolean): string {
     L.push('');
     L.push('Per agent (bytes over the cold + warm phases; RSS is the peak over the whole run):');
     L.push('');
-    L.push('| agent | cold s | warm s | direct s | from peers MB | from proxy MB | from origin MB | uploaded MB | peak RSS MB | CPU s |');
-    L.push('|---|---|---|---|---|---|---|---|---|---|');
+    L.push('| agent | cold s | warm s | direct s | from peers MB | from proxy MB | relayed by proxy MB | from origin MB | uploaded MB | peak RSS MB | CPU s |');
+    L.push('|---|---|---|---|---|---|---|---|---|---|---|');
     for (const g of r.agents) {
-      L.push(`| ${g.agent} | ${n1(g.coldSeconds)} | ${n1(g.warmSeconds)} | ${n1(g.directSeconds)} | ${mb(g.peerBytes)} | ${mb(g.proxyBytes)} | ${mb(g.originBytes)} | ${mb(g.uploadedBytes)} | ${(g.peakRssBytes / 1e6).toFixed(0)} | ${g.cpuSeconds.toFixed(1)} |`);
+      L.push(`| ${g.agent} | ${n1(g.coldSeconds)} | ${n1(g.warmSeconds)} | ${n1(g.directSeconds)} | ${mb(g.peerBytes)} | ${mb(g.proxyBytes)} | ${mb(g.relayBytes)} | ${mb(g.originBytes)} | ${mb(g.uploadedBytes)} | ${(g.peakRssBytes / 1e6).toFixed(0)} | ${g.cpuSeconds.toFixed(1)} |`);
     }
     const others = r.processes.filter((p) => !p.name.startsWith('agent'));
     L.push('');

@@ -54,6 +54,8 @@ export interface AgentRow {
   /** Swarm bytes received from other agents / from the proxy, over the cold and warm phases. */
   peerBytes: number;
   proxyBytes: number;
+  /** Bytes relayed over HTTP by the proxy while it was still fetching the blob (cold phase). */
+  relayBytes: number;
   /** Bytes the agent itself fetched from the origin (configs below p2pMinSize, stall fallbacks). */
   originBytes: number;
   uploadedBytes: number;
@@ -327,6 +329,7 @@ async function main(): Promise<void> {
         directSeconds: at('direct'),
         peerBytes: metricSum(m, 'p2p_blob_bytes_total', 'source="peer"'),
         proxyBytes: metricSum(m, 'p2p_blob_bytes_total', 'source="proxy"'),
+        relayBytes: metricSum(m, 'p2p_blob_bytes_total', 'source="relay"'),
         originBytes: metricSum(m, 'p2p_blob_bytes_fetched_total', 'source="origin"'),
         uploadedBytes: metricSum(m, 'p2p_swarm_uploaded_bytes_total'),
         peakRssBytes: st.peakRssBytes,

@@ -149,6 +149,17 @@ describe('drill 9: security (loopback cluster: origin with auth, tracker, proxy,
     }
     const ok = await send(`${proxy.url}/v1/blobs/${digest}/torrent?repo=drill/app`, { headers: { 'x-p2p-swarm-token': SWARM, authorization: AUTH } });
     expect(ok.status).toBe(200);
+    // The relay (blob bytes while the proxy fetches) is guarded the same way: token and the
+    // client's own registry credentials, checked at the origin even though the proxy has the blob.
+    for (const headers of [{ authorization: AUTH }, { 'x-p2p-swarm-token': 'wrong', authorization: AUTH }, { 'x-p2p-swarm-token': SWARM }, { 'x-p2p-swarm-token': SWARM, authorization: `Basic ${Buffer.from('puller:wrong').toString('base64')}` }] as Record<string, string>[]) {
+      const r = await send(`${proxy.url}/v1/blobs/${digest}?repo=drill/app`, { headers });
+      checks++;
+      expect(r.status, JSON.stringify(Object.keys(headers))).toBe(401);
+      expect(r.bytes).toBeLessThan(1024);
+    }
+    const relayed = await send(`${proxy.url}/v1/blobs/${digest}?repo=drill/app`, { headers: { 'x-p2p-swarm-token': SWARM, authorization: AUTH, range: 'bytes=10-' } });
+    expect(relayed.status).toBe(206);
+    expect(relayed.bytes).toBe(c.image.layers[0].size - 10);
 
     const before = sample(await metrics(tracker), 'p2p_tracker_requests_total', 'result="refused_token"');
     const infoHash = '%12'.repeat(20);

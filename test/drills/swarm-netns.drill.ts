@@ -130,12 +130,14 @@ describe(`drill 11b: a ${AGENTS}-host swarm pull (network namespaces, distinct I
     const originGets = [...originLog().matchAll(/"GET \/v2\/\S+\/blobs\/(sha256:[a-f0-9]{64})\S* HTTP\/1\.1" (\d{3})/g)].filter((m) => m[1] === big && m[2].startsWith('2')).length;
     let peerBytes = 0;
     let proxyBytes = 0;
+    let relayBytes = 0;
     for (const { host } of agents) {
       const text = curlIn(host, 'http://127.0.0.1:5004/metrics');
       peerBytes += sample(text, 'p2p_blob_bytes_total', 'source="peer"');
       proxyBytes += sample(text, 'p2p_blob_bytes_total', 'source="proxy"');
+      relayBytes += sample(text, 'p2p_blob_bytes_total', 'source="relay"');
     }
-    console.log(`drill 11b: ${agents.length} hosts pulled in ${ms} ms, ${bytes} B checked; big layer origin GETs ${originGets}; swarm bytes from peers ${peerBytes}, from proxy ${proxyBytes}; agent peak RSS ${(peak / MB).toFixed(0)} MB`);
+    console.log(`drill 11b: ${agents.length} hosts pulled in ${ms} ms, ${bytes} B checked; big layer origin GETs ${originGets}; swarm bytes from peers ${peerBytes}, from proxy ${proxyBytes}, relayed by the proxy ${relayBytes}; agent peak RSS ${(peak / MB).toFixed(0)} MB`);
     expect(originGets).toBe(1);
     expect(peerBytes).toBeGreaterThan(0);
     expect(peak).toBeLessThan(600 * MB);

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fileDigest, OciLayout, pushImage, skopeoPull } from '../support/oci-image.js';
-import { admin, CREDS, metrics, sample, startLoopbackCluster, until, type LoopbackCluster } from './cluster.js';
+import { admin, CREDS, metrics, sample, startLoopbackCluster, SWARM, until, type LoopbackCluster } from './cluster.js';
 
 const MB = 1_000_000;
 
@@ -13,10 +13,21 @@ async function pushLayer(cluster: LoopbackCluster, repo: string, size: number) {
   return image.layers[0];
 }
 
-/** Bytes the agent has received from BitTorrent peers and proxies (counted per 16 KiB block). */
+/** Bytes the agent has received from BitTorrent peers and proxies (per 16 KiB block) and relayed from a proxy. */
 async function swarmBytes(cluster: LoopbackCluster, i = 0): Promise<number> {
   const text = await metrics(cluster.agents[i]);
-  return sample(text, 'p2p_blob_bytes_total', 'source="peer"') + sample(text, 'p2p_blob_bytes_total', 'source="proxy"');
+  return ['peer', 'proxy', 'relay'].reduce((n, source) => n + sample(text, 'p2p_blob_bytes_total', `source="${source}"`), 0);
+}
+
+/** Makes the owning proxy fetch the blob and make its torrent now (so the agent gets it over BitTorrent, not the relay). */
+async function warmProxies(cluster: LoopbackCluster, repo: string, digest: string): Promise<void> {
+  for (const proxy of cluster.proxies) {
+    const res = await fetch(`${proxy.url}/v1/blobs/${digest}/torrent?repo=${repo}&ns=${cluster.origin.host}`, {
+      headers: { 'x-p2p-swarm-token': SWARM, authorization: `Basic ${Buffer.from(CREDS).toString('base64')}` },
+    });
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+  }
 }
 
 describe('P2P path under faults (real processes, loopback)', () => {
@@ -29,6 +40,7 @@ describe('P2P path under faults (real processes, loopback)', () => {
   it('completes with the tracker killed before the pull: the owning proxy is a direct peer', async () => {
     cluster = await startLoopbackCluster({ proxies: 1, agents: 1 });
     const layer = await pushLayer(cluster, 'faults/no-tracker', 40 * MB);
+    await warmProxies(cluster, 'faults/no-tracker', layer.digest);
     await cluster.tracker.stop('SIGKILL');
     const out = join(cluster.dir, 'out-no-tracker');
     const res = await skopeoPull(`127.0.0.1:${cluster.agents[0].port}/faults/no-tracker:v1`, out, { creds: CREDS });

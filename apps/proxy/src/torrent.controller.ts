@@ -1,6 +1,7 @@
+import { pipeline } from 'node:stream/promises';
 import { Controller, Get, Headers, Param, Query, Res, UseFilters, UseGuards } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
-import { SwarmTokenGuard } from '#ops';
+import { SwarmTokenGuard, ThrottleService, throttledStream } from '#ops';
 import { OciErrorFilter } from '#registry';
 import { SwarmClient } from '#swarm';
 import { BlobTorrentService } from './blob-torrent.service.js';
@@ -11,6 +12,8 @@ export const PEER_PORT_HEADER = 'x-p2p-peer-port';
 /**
  * `GET /v1/blobs/<digest>/torrent?repo=<name>[&ns=<host>]`: cluster members only (swarm token);
  * the client's registry credentials come along in Authorization for the origin check.
+ * `GET /v1/blobs/<digest>?repo=…[&ns=…]` (Range `bytes=N-` allowed): the blob's bytes, for agents
+ * that would otherwise wait for the torrent while the proxy is still fetching the blob.
  */
 @Controller('v1/blobs')
 @UseGuards(SwarmTokenGuard)
@@ -19,6 +22,7 @@ export class TorrentController {
   constructor(
     private readonly torrents: BlobTorrentService,
     private readonly swarm: SwarmClient,
+    private readonly throttle: ThrottleService,
   ) {}
 
   @Get(':digest/torrent')
@@ -38,5 +42,36 @@ export class TorrentController {
         [PEER_PORT_HEADER]: String(await this.swarm.ready()),
       })
       .send(torrent.metainfo);
+  }
+
+  @Get(':digest')
+  async relay(
+    @Param('digest') digest: string,
+    @Query('repo') repo: string | undefined,
+    @Query('ns') ns: string | undefined,
+    @Headers('authorization') authorization: string | undefined,
+    @Headers('range') range: string | undefined,
+    @Res() reply: FastifyReply,
+  ): Promise<void> {
+    const blob = await this.torrents.relay({ digest, repository: repo ?? '', ns, authorization }, range);
+    const length = blob.range ? blob.range.end - blob.range.start + 1 : blob.size;
+    const headers: Record<string, string> = {
+      'content-type': 'application/octet-stream',
+      'content-length': String(length),
+      'docker-content-digest': digest,
+    };
+    if (blob.range) headers['content-range'] = `bytes ${blob.range.start}-${blob.range.end}/${blob.size}`;
+    void reply.hijack();
+    reply.raw.writeHead(blob.range ? 206 : 200, headers);
+    // Relay bytes share the proxy's uploadRate budget rule (their own bucket of that rate).
+    pipeline(blob.opened.read(blob.range), throttledStream(this.throttle, 'uploadRate'), reply.raw).then(
+      () => blob.opened.release(),
+      // The fill failed (wrong digest, origin gone) or the agent left: cut the connection so the
+      // agent sees a failed transfer, never a short one.
+      () => {
+        blob.opened.release();
+        reply.raw.destroy();
+      },
+    );
   }
 }

@@ -1,5 +1,5 @@
 import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { Readable, type Transform } from 'node:stream';
 import { Logger } from '@nestjs/common';
 import { request as httpRequest } from 'undici';
 import { SWARM_TOKEN_HEADER } from '#ops';
@@ -19,9 +19,29 @@ export interface SwarmBlobFetcherOptions {
   torrentTimeoutMs: number;
   /** Proxies tried per blob before giving up on the swarm. */
   maxProxies?: number;
+  /**
+   * A torrent not answered within this many ms means the proxy is still fetching the blob from the
+   * origin: the agent streams the bytes from the proxy's fetch meanwhile (relay), and moves to the
+   * swarm once the torrent exists. 0 turns the relay off (wait for the torrent).
+   */
+  relayAfterMs?: number;
+  /** Limits relay bytes (the node's downloadRate, as for origin bytes). */
+  relayThrottle?: () => Transform;
+  /** Counts relay bytes (metrics). */
+  onRelayBytes?: (n: number) => void;
+}
+
+interface ProxyTorrent {
+  metainfo: Buffer;
+  /** host:port of the proxy's BitTorrent listener. */
+  peer: string;
+  /** The proxy's base URL. */
+  proxy: string;
 }
 
 const PEER_PORT_HEADER = 'x-p2p-peer-port';
+/** Default for `relayAfterMs`: a warm proxy answers a torrent request in milliseconds. */
+export const DEFAULT_RELAY_AFTER_MS = 300;
 const MAX_METAINFO_BYTES = 4 * 1024 * 1024;
 
 /**
@@ -30,38 +50,52 @@ const MAX_METAINFO_BYTES = 4 * 1024 * 1024;
  * pieces from `offset` as they arrive. Returns undefined — the origin serves — for small blobs, no
  * reachable proxy, or a proxy refusal; a stall mid-blob is the fill's to notice (stallTimeout) and
  * it resumes from the origin by Range. Once the blob is verified and cached, it is seeded from there.
+ *
+ * Cold blobs: a torrent needs every piece hashed, so the proxy can only make it after fetching the
+ * whole blob. Rather than wait (store-and-forward: a 1 GB layer meant no first byte for the whole
+ * origin fetch), the agent relays the proxy's in-progress fetch over HTTP and joins the swarm at its
+ * current offset as soon as the torrent exists. The origin still sees one fetch, the proxy's.
  */
 export class SwarmBlobFetcher implements BlobFetcher {
   readonly name = 'swarm';
   private readonly logger = new Logger(SwarmBlobFetcher.name);
   private readonly downloads = new Map<string, { handle: DownloadHandle; metainfo: Buffer }>();
+  /** Torrents still on their way for blobs being relayed (to seed them once cached). */
+  private readonly pendingTorrents = new Map<string, Promise<ProxyTorrent | undefined>>();
 
   constructor(private readonly options: SwarmBlobFetcherOptions) {}
 
   async fetch(request: BlobRequest, offset: number, signal: AbortSignal): Promise<FetchedBlob | undefined> {
     if (request.size === undefined || request.size < this.options.minSize) return undefined;
-    const torrent = await this.torrentFromOwner(request, signal);
-    if (!torrent) return undefined;
-    const summary = await describeMetainfo(torrent.metainfo);
-    if (summary.length !== request.size || summary.name !== digestHex(request.digest)) {
-      this.logger.warn(`proxy ${torrent.proxy} sent a torrent that does not describe ${request.digest}; using the origin`);
-      return undefined;
+    const size = request.size;
+    const torrentP = this.torrentFromOwner(request, signal);
+    const relayAfter = this.options.relayAfterMs ?? DEFAULT_RELAY_AFTER_MS;
+    if (relayAfter > 0 && (await settlesWithin(torrentP, relayAfter)) === 'pending') {
+      const relay = await this.openRelay(request, offset, signal);
+      if (relay) return this.relayThenSwarm(request, offset, size, relay, torrentP, signal);
     }
-    await mkdir(this.options.downloadDir, { recursive: true });
-    const handle = await this.options.swarm.download(torrent.metainfo, { dir: this.options.downloadDir, peers: [torrent.peer] });
-    this.downloads.set(request.digest, { handle, metainfo: torrent.metainfo });
+    const torrent = await torrentP;
+    if (!torrent) return undefined;
+    const handle = await this.startDownload(request, torrent);
+    if (!handle) return undefined;
     const stream = handle.createReadStream(offset);
     signal.addEventListener('abort', () => {
       stream.destroy();
       void this.discard(request.digest);
     }, { once: true });
-    return { size: summary.length, stream, received: () => handle.progress().received };
+    return { size, stream, received: () => handle.progress().received };
   }
 
   /** Verified and cached: drop the download copy and seed the cached file instead. Failed: clean up. */
   settled(digest: string, ok: boolean): void {
+    const pending = this.pendingTorrents.get(digest);
+    this.pendingTorrents.delete(digest);
     const download = this.downloads.get(digest);
-    if (!download) return;
+    if (!download) {
+      // Relayed to the end before the torrent existed: seed once it does.
+      if (ok && pending) void pending.then((t) => (t ? this.seedValidated(digest, t.metainfo) : undefined), () => undefined);
+      return;
+    }
     void this.discard(digest).then(async () => {
       if (!ok) return;
       try {
@@ -81,10 +115,121 @@ export class SwarmBlobFetcher implements BlobFetcher {
     await rm(download.handle.path, { force: true });
   }
 
+  /**
+   * The relayed bytes from `offset`, then — once the torrent exists — the swarm's from wherever the
+   * relay got to. A relay that fails mid-blob fails the stream (the fill resumes from the origin).
+   */
+  private relayThenSwarm(
+    request: BlobRequest,
+    offset: number,
+    size: number,
+    relay: Readable,
+    torrentP: Promise<ProxyTorrent | undefined>,
+    signal: AbortSignal,
+  ): FetchedBlob {
+    this.pendingTorrents.set(request.digest, torrentP);
+    let torrent: ProxyTorrent | undefined;
+    torrentP.then((t) => (torrent = t), () => undefined);
+    let relayed = 0;
+    let handle: DownloadHandle | undefined;
+    const self = this;
+    async function* bytes(): AsyncGenerator<Buffer> {
+      let position = offset;
+      try {
+        for await (const chunk of relay as AsyncIterable<Buffer>) {
+          position += chunk.length;
+          relayed += chunk.length;
+          self.options.onRelayBytes?.(chunk.length);
+          yield chunk;
+          if (torrent && position < size) break;
+        }
+      } finally {
+        relay.destroy();
+      }
+      if (position >= size) return;
+      const t = torrent ?? (await torrentP);
+      if (!t) throw new Error(`relay of ${request.digest} ended at ${position} of ${size} bytes and there is no torrent`);
+      handle = await self.startDownload(request, t);
+      if (!handle) throw new Error(`proxy sent a torrent that does not describe ${request.digest}`);
+      await handle.skipBefore(position);
+      self.logger.log(`${request.digest}: torrent ready after ${position - offset} relayed bytes; continuing from the swarm`);
+      yield* handle.createReadStream(position) as AsyncIterable<Buffer>;
+    }
+    const stream = Readable.from(bytes(), { objectMode: false });
+    signal.addEventListener('abort', () => {
+      stream.destroy();
+      void this.discard(request.digest);
+    }, { once: true });
+    return { size, stream, received: () => relayed + (handle?.progress().received ?? 0) };
+  }
+
+  /** The blob from `offset` relayed by its owning proxy, or undefined when that does not work. */
+  private async openRelay(request: BlobRequest, offset: number, signal: AbortSignal): Promise<Readable | undefined> {
+    let proxy: string | undefined;
+    try {
+      proxy = this.options.ring.ownersFor(request.digest)[0];
+    } catch {
+      return undefined;
+    }
+    if (!proxy) return undefined;
+    const url = new URL(`${proxy}/v1/blobs/${request.digest}`);
+    url.searchParams.set('repo', request.repository);
+    url.searchParams.set('ns', request.upstream.host);
+    const headers = this.proxyHeaders(request);
+    headers.range = `bytes=${offset}-`;
+    try {
+      const res = await httpRequest(url, { headers, signal, headersTimeout: this.options.torrentTimeoutMs, bodyTimeout: this.options.torrentTimeoutMs });
+      // 206 from `offset` (or 200 for the whole blob when offset is 0); anything else: no relay.
+      const range = res.headers['content-range'];
+      const ok = res.statusCode === 206 ? typeof range === 'string' && range.startsWith(`bytes ${offset}-`) : res.statusCode === 200 && offset === 0;
+      if (!ok) {
+        await res.body.dump();
+        this.logger.warn(`proxy ${proxy} cannot relay ${request.digest} (${res.statusCode}); waiting for its torrent`);
+        return undefined;
+      }
+      const body = res.body as unknown as Readable;
+      return this.options.relayThrottle ? body.pipe(this.options.relayThrottle()) : body;
+    } catch (err) {
+      if (signal.aborted) throw err;
+      this.logger.warn(`proxy ${proxy} cannot relay ${request.digest}: ${(err as Error).message}; waiting for its torrent`);
+      return undefined;
+    }
+  }
+
+  /** Checks the torrent describes the blob and starts its download (registered for settle/discard). */
+  private async startDownload(request: BlobRequest, torrent: ProxyTorrent): Promise<DownloadHandle | undefined> {
+    const summary = await describeMetainfo(torrent.metainfo);
+    if (summary.length !== request.size || summary.name !== digestHex(request.digest)) {
+      this.logger.warn(`proxy ${torrent.proxy} sent a torrent that does not describe ${request.digest}; using the origin`);
+      return undefined;
+    }
+    await mkdir(this.options.downloadDir, { recursive: true });
+    const handle = await this.options.swarm.download(torrent.metainfo, { dir: this.options.downloadDir, peers: [torrent.peer] });
+    this.downloads.set(request.digest, { handle, metainfo: torrent.metainfo });
+    return handle;
+  }
+
+  private async seedValidated(digest: string, metainfo: Buffer): Promise<void> {
+    try {
+      const summary = await describeMetainfo(metainfo);
+      if (summary.name !== digestHex(digest)) return;
+      await this.options.seeder.seedWith(digest, metainfo);
+    } catch (err) {
+      this.logger.warn(`cannot seed ${digest}: ${(err as Error).message}`);
+    }
+  }
+
+  private proxyHeaders(request: BlobRequest): Record<string, string> {
+    const headers: Record<string, string> = {};
+    if (this.options.swarmToken) headers[SWARM_TOKEN_HEADER] = this.options.swarmToken;
+    if (request.credentials.header) headers.authorization = request.credentials.header;
+    return headers;
+  }
+
   private async torrentFromOwner(
     request: BlobRequest,
     signal: AbortSignal,
-  ): Promise<{ metainfo: Buffer; peer: string; proxy: string } | undefined> {
+  ): Promise<ProxyTorrent | undefined> {
     let owners: string[];
     try {
       owners = this.options.ring.ownersFor(request.digest);
@@ -110,9 +255,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
     const url = new URL(`${proxy}/v1/blobs/${request.digest}/torrent`);
     url.searchParams.set('repo', request.repository);
     url.searchParams.set('ns', request.upstream.host);
-    const headers: Record<string, string> = {};
-    if (this.options.swarmToken) headers[SWARM_TOKEN_HEADER] = this.options.swarmToken;
-    if (request.credentials.header) headers.authorization = request.credentials.header;
+    const headers = this.proxyHeaders(request);
     const res = await httpRequest(url, {
       headers,
       signal: AbortSignal.any([signal, AbortSignal.timeout(this.options.torrentTimeoutMs)]),
@@ -138,5 +281,16 @@ export class SwarmBlobFetcher implements BlobFetcher {
     const port = Number(res.headers[PEER_PORT_HEADER]);
     if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new Error(`no valid ${PEER_PORT_HEADER} header`);
     return { metainfo: Buffer.concat(chunks), peer: `${new URL(proxy).hostname}:${port}` };
+  }
+}
+
+/** 'settled' if `p` resolves or rejects within `ms`, else 'pending' (the promise keeps running). */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<'settled' | 'pending'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'pending'>((resolve) => (timer = setTimeout(() => resolve('pending'), ms)));
+  try {
+    return await Promise.race([p.then(() => 'settled' as const, () => 'settled' as const), timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }

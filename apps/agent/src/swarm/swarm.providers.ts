@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import type { Provider } from '@nestjs/common';
-import { SWARM_TOKEN } from '#ops';
+import { SWARM_TOKEN, ThrottleService, throttledStream } from '#ops';
 import { BlobCache } from '#registry';
-import { BlobSeeder, ProxyRing, seedingSwarmProviders, SwarmClient } from '#swarm';
+import { BlobSeeder, ProxyRing, seedingSwarmProviders, SwarmClient, SwarmMetrics } from '#swarm';
 import { AgentConfig } from '../agent.config.js';
 import { SwarmBlobFetcher } from './swarm-blob.fetcher.js';
 
@@ -25,8 +25,17 @@ export const swarmProviders: Provider[] = [
   }),
   {
     provide: SwarmBlobFetcher,
-    inject: [AgentConfig, ProxyRing, SwarmClient, BlobSeeder, BlobCache, SWARM_TOKEN],
-    useFactory: (config: AgentConfig, ring: ProxyRing, swarm: SwarmClient, seeder: BlobSeeder, cache: BlobCache, swarmToken: string | undefined) =>
+    inject: [AgentConfig, ProxyRing, SwarmClient, BlobSeeder, BlobCache, SWARM_TOKEN, ThrottleService, SwarmMetrics],
+    useFactory: (
+      config: AgentConfig,
+      ring: ProxyRing,
+      swarm: SwarmClient,
+      seeder: BlobSeeder,
+      cache: BlobCache,
+      swarmToken: string | undefined,
+      throttle: ThrottleService,
+      metrics: SwarmMetrics,
+    ) =>
       new SwarmBlobFetcher({
         ring,
         swarm,
@@ -37,6 +46,9 @@ export const swarmProviders: Provider[] = [
         minSize: config.p2pMinSize,
         // A cold proxy fetches the whole blob from the origin before it can answer.
         torrentTimeoutMs: 10 * 60_000,
+        // Relayed bytes come over HTTP, so they count against downloadRate like origin bytes.
+        relayThrottle: () => throttledStream(throttle, 'downloadRate'),
+        onRelayBytes: (n) => metrics.addBytes('relay', n),
       }),
   },
 ];

@@ -89,6 +89,12 @@ export interface DownloadHandle {
   /** Resolves with `path` when every piece is verified; rejects if destroyed first. */
   readonly done: Promise<string>;
   addPeers(peers: string[]): void;
+  /**
+   * The caller already holds bytes [0, offset) (relayed from the proxy): pieces wholly before
+   * `offset` are not downloaded. The torrent then never completes (`done` stays pending): the
+   * caller verifies and caches the blob from its own bytes plus `createReadStream(offset)`.
+   */
+  skipBefore(offset: number): Promise<void>;
   /** Stops the download and closes its connections; the file stays (the owner deletes it). */
   destroy(): Promise<void>;
 }
@@ -407,6 +413,11 @@ export class SwarmClient {
           this.directPeers.add(peer);
           torrent.addPeer(peer);
         }
+      },
+      skipBefore: async (offset) => {
+        await whenReady();
+        const pieces = Math.floor(offset / torrent.pieceLength);
+        if (pieces > 0 && !torrent.destroyed) torrent.deselect(0, pieces - 1);
       },
       createReadStream: (start = 0) =>
         Readable.from(

@@ -82,6 +82,8 @@ declare module 'webtorrent' {
     /** Internal but stable across webtorrent 2-3: a (stream) selection with a priority. */
     _select(start: number, end: number, priority: number, notify: (() => void) | undefined, isStreamSelection: boolean): void;
     _deselect(start: number, end: number, isStreamSelection: boolean): void;
+    /** Public: removes pieces start..end (inclusive) from the non-stream selection. */
+    deselect(start: number, end: number): void;
     destroy(opts?: { destroyStore?: boolean }, cb?: (err?: Error | null) => void): void;
   }
 

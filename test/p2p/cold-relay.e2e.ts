@@ -1,0 +1,47 @@
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { fileDigest, OciLayout, pushImage, skopeoPull } from '../support/oci-image.js';
+import { admin, CREDS, metrics, sample, startLoopbackCluster, until, type LoopbackCluster } from './cluster.js';
+
+const MB = 1_000_000;
+
+describe('cold blob: relay from the proxy while it fetches, then the swarm (real processes, loopback)', () => {
+  let cluster: LoopbackCluster | undefined;
+  afterEach(async () => {
+    await cluster?.stop();
+    cluster = undefined;
+  });
+
+  it('streams bytes to the client before the proxy has the whole blob, joins the swarm at its offset, origin once', async () => {
+    // The proxy fetches at 8 MB/s (≈5 s for 40 MB); the agent takes at most 4 MB/s, so when the
+    // torrent exists it holds about half the blob and must get the rest over BitTorrent.
+    cluster = await startLoopbackCluster({ proxies: 1, agents: 1, proxyConfig: { originRate: '8MB' }, agentConfig: { downloadRate: '4MB' } });
+    const c = cluster;
+    const layout = new OciLayout(join(c.dir, 'layout-relay'));
+    const image = await layout.addImage('v1', [40 * MB]);
+    await pushImage(layout.dir, 'v1', { host: c.origin.host, repo: 'relay/cold', creds: CREDS });
+    const layer = image.layers[0];
+    const out = join(c.dir, 'out-relay');
+    const pull = skopeoPull(`127.0.0.1:${c.agents[0].port}/relay/cold:v1`, out, { creds: CREDS });
+
+    const relayed = async () => sample(await metrics(c.agents[0]), 'p2p_blob_bytes_total', 'source="relay"');
+    expect(await until(async () => (await relayed()) > 0, 30_000)).toBe(true);
+    // First bytes arrived while the proxy was still fetching: it has no torrent for the blob yet.
+    const { json } = await admin(c.proxies[0], 'GET', '/admin/torrents');
+    expect((json as { torrents: { name: string }[] }).torrents.map((t) => t.name)).not.toContain(layer.digest.slice(7));
+
+    const res = await pull;
+    expect(res.ok, res.stderr).toBe(true);
+    expect(await fileDigest(join(out, layer.digest.slice(7)))).toBe(layer.digest);
+    expect(c.origin.blobGets(layer.digest)).toBe(1);
+    const text = await metrics(c.agents[0]);
+    const relay = sample(text, 'p2p_blob_bytes_total', 'source="relay"');
+    const proxy = sample(text, 'p2p_blob_bytes_total', 'source="proxy"');
+    expect(relay).toBeGreaterThan(5 * MB);
+    expect(proxy).toBeGreaterThan(5 * MB);
+    // Pieces the relay already delivered are not fetched again over BitTorrent (one piece may overlap).
+    expect(relay + proxy).toBeLessThan(layer.size + 8 * 1024 * 1024);
+    // Only the tiny config blob (below p2pMinSize) came from the origin directly.
+    expect(sample(text, 'p2p_blob_bytes_fetched_total', 'source="origin"')).toBeLessThan(4096);
+  });
+});
