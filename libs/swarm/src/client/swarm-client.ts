@@ -530,12 +530,22 @@ function short(infoHash: string): string {
   return infoHash.slice(0, 12);
 }
 
-const FOCUS_PIECES = 2;
 const FOCUS_PRIORITY = 2;
 
 /**
+ * Pieces in the reader's window: an eighth of the blob, 2 to 8 pieces. Two pieces kept streaming
+ * tight but made agents that start together want the same next pieces at once — all from the
+ * proxy, the only holder (measured at N=20: the proxy uploaded each layer ~13×). A wider window
+ * lets rarest-first spread agents over different pieces they can then trade, at the price of the
+ * reader lagging the download by up to that many pieces.
+ */
+function focusPieces(totalPieces: number): number {
+  return Math.max(2, Math.min(8, Math.floor(totalPieces / 8)));
+}
+
+/**
  * Keeps a small top-priority selection on the pieces a reader needs next, so a rarest-first torrent
- * still streams in order: inside a two-piece window "rarest" picks among the next pieces only.
+ * still streams in order: inside the window (`focusPieces`) "rarest" picks among the next pieces only.
  * Stream selections are exact (never merged into the whole-file selection), so releasing the window
  * leaves the rest of the download alone.
  */
@@ -550,7 +560,7 @@ class ReaderFocus {
     if (first >= pieces) return this.release();
     if (this.window?.[0] === first || this.torrent.destroyed) return;
     this.release();
-    const last = Math.min(first + FOCUS_PIECES - 1, pieces - 1);
+    const last = Math.min(first + focusPieces(pieces) - 1, pieces - 1);
     this.torrent._select(first, last, FOCUS_PRIORITY, undefined, true);
     this.window = [first, last];
   }
