@@ -48,9 +48,9 @@ export interface SwarmShape {
 export interface Bounds {
   /** Kumar–Ross: max(F/u_s, F/d_min, N·F/(u_s + Σu_i)), seed already holding the blob. */
   warm: number;
-  /** Cold, as this design works: the proxy must hold the whole blob before it can make the torrent. */
+  /** Cold, if the proxy had to hold the whole blob before anyone got a byte (the design before the relay). */
   coldStoreAndForward: number;
-  /** Cold, for any design that could relay the blob while it arrives from the origin. */
+  /** Cold, relaying the blob while it arrives from the origin (agents read the proxy's fetch). */
   coldPipelined: number;
   /** Fastest possible N direct pulls through the origin's link: max(F/d_min, N·F/u_origin). */
   direct: number;

@@ -155,7 +155,11 @@ function tbf(ns: string, dev: string, bytesPerSec: number): void {
   // burst ≈ 20 ms of traffic (≥ 32 KiB) keeps short-term rates close to the cap.
   const burst = Math.max(32 * 1024, Math.round(bytesPerSec / 50));
   ip(['-n', ns, 'link', 'set', dev, 'txqueuelen', '1000']);
-  spawnChecked('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', `${bits}bit`, 'burst', `${burst}`, 'latency', '100ms']);
+  // Queue ≤ 20 ms: tbf queues in one FIFO (this kernel has no fq_codel to put under it), so with
+  // 100 ms a host whose upload is saturated (a proxy relaying, an agent seeding) held the ACKs of
+  // its own downloads 100 ms behind its bulk data — measured: the proxy's origin fetch fell from
+  // 10 to ~1 MB/s (RTT 110 ms) while it relayed. Real hosts' fair-queueing qdiscs let ACKs pass.
+  spawnChecked('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', `${bits}bit`, 'burst', `${burst}`, 'latency', '20ms']);
 }
 
 function ip(args: string[]): string {
