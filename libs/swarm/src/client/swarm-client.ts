@@ -531,6 +531,7 @@ function short(infoHash: string): string {
 }
 
 const FOCUS_PRIORITY = 2;
+const FRONTIER_PRIORITY = 3;
 
 /**
  * Pieces in the reader's window: an eighth of the blob, 2 to 8 pieces. Two pieces kept streaming
@@ -561,12 +562,19 @@ class ReaderFocus {
     if (this.window?.[0] === first || this.torrent.destroyed) return;
     this.release();
     const last = Math.min(first + focusPieces(pieces) - 1, pieces - 1);
-    this.torrent._select(first, last, FOCUS_PRIORITY, undefined, true);
+    // The piece the reader waits on comes first (time to first byte, no stall at the frontier);
+    // the rest of the window follows, rarest first among themselves.
+    this.torrent._select(first, first, FRONTIER_PRIORITY, undefined, true);
+    if (last > first) this.torrent._select(first + 1, last, FOCUS_PRIORITY, undefined, true);
     this.window = [first, last];
   }
 
   release(): void {
-    if (this.window && !this.torrent.destroyed) this.torrent._deselect(this.window[0], this.window[1], true);
+    if (this.window && !this.torrent.destroyed) {
+      const [first, last] = this.window;
+      this.torrent._deselect(first, first, true);
+      if (last > first) this.torrent._deselect(first + 1, last, true);
+    }
     this.window = undefined;
   }
 }
