@@ -23,6 +23,7 @@ export function renderSummary(r: BenchResult, png: boolean): string {
     `npm run bench -- --agents ${a.agents} --layer ${size(a.layerBytes)} --link ${size(a.linkBytesPerSec)}/s --proxies ${a.proxies}`,
     a.originBytesPerSec !== a.linkBytesPerSec ? ` --origin-link ${size(a.originBytesPerSec)}/s` : '',
     a.stallTimeout ? ` --stall-timeout ${a.stallTimeout}` : '',
+    a.proxyUploadSlots ? ` --proxy-upload-slots ${a.proxyUploadSlots}` : '',
     ` --direct-agents ${a.directAgents}`,
   ].join('');
   L.push(`\`${command}\``);

@@ -10,7 +10,7 @@
  *   single  one agent on unshaped loopback: MB/s vs skopeo direct, cold TTFB
  *   tracker announce throughput, 100 swarms × 1000 peers
  * Env BENCH_APP_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") is given to the loopback apps only.
- * Options: --skip-cluster, --stall-timeout SECONDS (agents' stallTimeout), --origin-link RATE, --direct-agents K, --out DIR, --single-layer SIZE,
+ * Options: --skip-cluster, --stall-timeout SECONDS (agents' stallTimeout), --proxy-upload-slots K (proxies' uploadSlots), --origin-link RATE, --direct-agents K, --out DIR, --single-layer SIZE,
  *   --skip-warm, --skip-direct, --skip-single, --skip-tracker, --tracker-swarms S, --tracker-peers P.
  */
 import { execFileSync } from 'node:child_process';
@@ -44,6 +44,8 @@ export interface Args {
   trackerPeers: number;
   /** Agent `stallTimeout` in seconds; undefined = the product default. */
   stallTimeout?: number;
+  /** Proxy `uploadSlots` (peers unchoked at once); undefined = the product default. */
+  proxyUploadSlots?: number;
 }
 
 export interface AgentRow {
@@ -111,7 +113,7 @@ function parseArgs(argv: string[]): Args {
     if (!Number.isInteger(v) || v < min || v > max) throw new Error(`--${name} must be an integer in ${min}..${max}`);
     return v;
   };
-  const known = new Set(['agents', 'layer', 'link', 'origin-link', 'proxies', 'direct-agents', 'single-layer', 'out', 'tracker-swarms', 'tracker-peers', 'skip-warm', 'skip-direct', 'skip-single', 'skip-tracker', 'skip-cluster', 'stall-timeout', 'help']);
+  const known = new Set(['agents', 'layer', 'link', 'origin-link', 'proxies', 'direct-agents', 'single-layer', 'out', 'tracker-swarms', 'tracker-peers', 'skip-warm', 'skip-direct', 'skip-single', 'skip-tracker', 'skip-cluster', 'stall-timeout', 'proxy-upload-slots', 'help']);
   for (const a of argv) if (a.startsWith('--') && !known.has(a.slice(2))) throw new Error(`unknown option ${a}`);
   const agents = int('agents', 20, 1, 200);
   const layerBytes = parseBytes(get('layer') ?? '256MB');
@@ -133,6 +135,7 @@ function parseArgs(argv: string[]): Args {
     trackerSwarms: int('tracker-swarms', 100, 1, 10_000),
     trackerPeers: int('tracker-peers', 1000, 1, 100_000),
     stallTimeout: get('stall-timeout') ? int('stall-timeout', 10, 1, 3600) : undefined,
+    proxyUploadSlots: get('proxy-upload-slots') ? int('proxy-upload-slots', 64, 1, 1000) : undefined,
   };
 }
 
@@ -288,6 +291,7 @@ async function main(): Promise<void> {
     log('creating hosts and starting origin, tracker, proxies, agents');
     cluster = await BenchCluster.start({ dir: join(work, 'cluster'), agents: args.agents, proxies: args.proxies, linkBytesPerSec: args.linkBytesPerSec, originBytesPerSec: args.originBytesPerSec, log,
       ...(args.stallTimeout ? { agentConfig: { stallTimeout: args.stallTimeout } } : {}),
+      ...(args.proxyUploadSlots ? { proxyConfig: { uploadSlots: args.proxyUploadSlots } } : {}),
     });
     log('building and pushing the test images');
     const cold = { repo: 'bench/cold', tag: 'v1', layer: await cluster.pushImage('bench/cold', 'v1', F) };
