@@ -15,7 +15,10 @@ export class ProxyConfig extends CacheNodeConfig {
   @IsRate()
   originRate = 0;
 
-  @ConfigKey({ kind: 'number', doc: 'Peers unchoked at once per torrent (webtorrent default 10 is low for an original seed).' })
+  @ConfigKey({
+    kind: 'number',
+    doc: 'Peers unchoked at once per torrent. Fewer (e.g. 4) make agents trade more and finish sooner, but agents left choked may time out to the origin (BENCHMARKS.md: 4 vs 64 at N=20).',
+  })
   @IsInt()
   @Min(1)
   @Max(1000)

@@ -1,5 +1,5 @@
 import { mkdir, rm } from 'node:fs/promises';
-import { Readable, type Transform } from 'node:stream';
+import { pipeline, Readable, Transform } from 'node:stream';
 import { Logger } from '@nestjs/common';
 import { request as httpRequest } from 'undici';
 import { SWARM_TOKEN_HEADER } from '#ops';
@@ -29,6 +29,12 @@ export interface SwarmBlobFetcherOptions {
   relayThrottle?: () => Transform;
   /** Counts relay bytes (metrics). */
   onRelayBytes?: (n: number) => void;
+  /**
+   * How long a fresh swarm download may receive nothing before the fill's stall rule applies,
+   * ms: an agent the proxy has not unchoked yet gets its first pieces from peers only once they
+   * hold some (default 30 s).
+   */
+  joinGraceMs?: number;
 }
 
 interface ProxyTorrent {
@@ -42,6 +48,8 @@ interface ProxyTorrent {
 const PEER_PORT_HEADER = 'x-p2p-peer-port';
 /** Default for `relayAfterMs`: a warm proxy answers a torrent request in milliseconds. */
 export const DEFAULT_RELAY_AFTER_MS = 300;
+/** Default for `joinGraceMs`. */
+export const DEFAULT_JOIN_GRACE_MS = 30_000;
 const MAX_METAINFO_BYTES = 4 * 1024 * 1024;
 
 /**
@@ -78,12 +86,33 @@ export class SwarmBlobFetcher implements BlobFetcher {
     if (!torrent) return undefined;
     const handle = await this.startDownload(request, torrent);
     if (!handle) return undefined;
-    const stream = handle.createReadStream(offset);
+    const source = handle.createReadStream(offset);
+    let delivered = 0;
+    const stream = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        delivered += chunk.length;
+        done(null, chunk);
+      },
+    });
+    // pipeline: an error on either side destroys both (the fill sees it on `stream`).
+    pipeline(source, stream, () => undefined);
     signal.addEventListener('abort', () => {
+      source.destroy();
       stream.destroy();
       void this.discard(request.digest);
     }, { once: true });
-    return { size, stream, received: () => handle.progress().received };
+    return { size, stream, received: () => handle.progress().received, joining: this.joining(() => delivered) };
+  }
+
+  /**
+   * `joining` for a swarm download that just started: it has delivered no in-order byte yet and
+   * the grace period is not over. (Received blocks alone do not end it: one optimistic unchoke
+   * hands out a few blocks, then the agent may wait for peers to hold whole pieces.)
+   */
+  private joining(delivered: () => number): () => boolean {
+    const since = Date.now();
+    const grace = this.options.joinGraceMs ?? DEFAULT_JOIN_GRACE_MS;
+    return () => delivered() === 0 && Date.now() - since < grace;
   }
 
   /** Verified and cached: drop the download copy and seed the cached file instead. Failed: clean up. */
@@ -132,6 +161,8 @@ export class SwarmBlobFetcher implements BlobFetcher {
     torrentP.then((t) => (torrent = t), () => undefined);
     let relayed = 0;
     let handle: DownloadHandle | undefined;
+    let joining: (() => boolean) | undefined;
+    let swarmPosition = offset;
     const self = this;
     async function* bytes(): AsyncGenerator<Buffer> {
       let position = offset;
@@ -152,15 +183,21 @@ export class SwarmBlobFetcher implements BlobFetcher {
       handle = await self.startDownload(request, t);
       if (!handle) throw new Error(`proxy sent a torrent that does not describe ${request.digest}`);
       await handle.skipBefore(position);
+      const switchedAt = position;
+      joining = self.joining(() => swarmPosition - switchedAt);
       self.logger.log(`${request.digest}: torrent ready after ${position - offset} relayed bytes; continuing from the swarm`);
-      yield* handle.createReadStream(position) as AsyncIterable<Buffer>;
+      swarmPosition = position;
+      for await (const chunk of handle.createReadStream(position) as AsyncIterable<Buffer>) {
+        swarmPosition += chunk.length;
+        yield chunk;
+      }
     }
     const stream = Readable.from(bytes(), { objectMode: false });
     signal.addEventListener('abort', () => {
       stream.destroy();
       void this.discard(request.digest);
     }, { once: true });
-    return { size, stream, received: () => relayed + (handle?.progress().received ?? 0) };
+    return { size, stream, received: () => relayed + (handle?.progress().received ?? 0), joining: () => joining?.() ?? false };
   }
 
   /** The blob from `offset` relayed by its owning proxy, or undefined when that does not work. */

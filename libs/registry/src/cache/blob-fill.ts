@@ -221,7 +221,7 @@ export class BlobFill {
     const ac = new AbortController();
     const fetched = await fetcher.fetch(this.request, this.written, ac.signal);
     if (!fetched) return;
-    const { stream, size, received } = fetched;
+    const { stream, size, received, joining } = fetched;
     if (this.size === undefined) {
       await this.cache.ensureRoom(size);
       this.setSize(size);
@@ -238,6 +238,8 @@ export class BlobFill {
       clearTimeout(timer);
       receivedAtArm = received?.() ?? 0;
       timer = setTimeout(() => {
+        // A swarm download still waiting to be unchoked is not stalled (the fetcher bounds this).
+        if (joining?.()) return arm();
         // Quiet output but bytes still flowing underneath (pieces being assembled) is no stall:
         // judged on the average over the whole window, not a momentary rate.
         if (received) {

@@ -27,6 +27,12 @@ export interface FetchedBlob {
    * at least the fill's `stallMinRate`, the fetcher is not considered stalled.
    */
   received?: () => number;
+  /**
+   * Optional: true while the fetcher is still finding its source (a swarm download nobody has
+   * unchoked yet); the fill does not count that as a stall. The fetcher bounds it (it must turn
+   * false after a grace period, or a dead source would never be abandoned).
+   */
+  joining?: () => boolean;
 }
 
 /**

@@ -95,6 +95,44 @@ describe(FillingBlobSource.name, () => {
     expect(origin.calls[0]).toBe(128 * 1024);
   });
 
+  it('waits for a fetcher that says it is still joining, and applies the stall rule once it stops saying so', async () => {
+    // Silent for 600 ms (3 stall timeouts) while "joining", then delivers: no switch to the origin.
+    const joiner: BlobFetcher = {
+      name: 'swarm',
+      async fetch() {
+        const started = Date.now();
+        const stream = Readable.from((async function* () {
+          await new Promise((r) => setTimeout(r, 600));
+          yield data;
+        })());
+        return { size: data.length, stream, joining: () => Date.now() - started < 1000 };
+      },
+    };
+    const origin = new FakeFetcher('origin', data);
+    const source = new FillingBlobSource(cache, [joiner, origin], { stallTimeoutMs: 200 });
+    const opened = (await source.open(request()))!;
+    expect((await readAll(opened.read())).equals(data)).toBe(true);
+    opened.release();
+    expect(origin.calls).toEqual([]);
+
+    // A source that stays silent past its own grace period is abandoned after all.
+    const dead: BlobFetcher = {
+      name: 'swarm',
+      async fetch() {
+        const started = Date.now();
+        return { size: data.length, stream: new Readable({ read() {} }), joining: () => Date.now() - started < 300 };
+      },
+    };
+    const other = randomBytes(4096);
+    const origin2 = new FakeFetcher('origin', other);
+    const req2 = { ...request(), digest: digestOf(other), size: other.length };
+    const deadSource = new FillingBlobSource(cache, [dead, origin2], { stallTimeoutMs: 200 });
+    const opened2 = (await deadSource.open(req2))!;
+    expect((await readAll(opened2.read())).equals(other)).toBe(true);
+    opened2.release();
+    expect(origin2.calls).toEqual([0]);
+  });
+
   it('abandons a stalled fetcher whose stream never finishes destroying (Readable.from over a stuck generator)', async () => {
     const stuck: BlobFetcher = {
       name: 'swarm',
