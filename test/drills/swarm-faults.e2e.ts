@@ -135,8 +135,14 @@ describe('drills 1, 3, 7, 8: proxy killed, agent killed, stalled peer, client go
     const base = await Promise.all(c.agents.map(swarmFetched));
     const pulls = c.agents.map((a) => pullBlob(a, layer.digest, 'drill/d1'));
     await midSwarm(c.agents[0], base[0], 2 * MB);
+    // The first bytes may come relayed from the proxy's origin fetch, before any torrent exists:
+    // the owner is the proxy that ends up seeding the blob (it has just fetched it).
     const owners: AppProcess[] = [];
-    for (const p of c.proxies) if ((await torrents(p)).some((t) => t.name === layer.digest.slice(7))) owners.push(p);
+    await waitFor(async () => {
+      owners.length = 0;
+      for (const p of c.proxies) if ((await torrents(p)).some((t) => t.name === layer.digest.slice(7))) owners.push(p);
+      return owners.length > 0;
+    }, 30_000, 'a proxy seeding the layer');
     expect(owners).toHaveLength(1);
     owners[0].proc.kill('SIGKILL');
     await owners[0].exited;
