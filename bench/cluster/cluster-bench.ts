@@ -278,7 +278,10 @@ async function main(): Promise<void> {
 
   const ids = Array.from({ length: args.agents }, (_, i) => i + 1);
   let cluster: BenchCluster | undefined;
+  // Set on SIGINT/SIGTERM: no later phase may start processes while the run is being torn down.
+  let interrupted = false;
   const onSignal = () => {
+    interrupted = true;
     log('interrupted: tearing down');
     void (cluster?.destroy() ?? Promise.resolve())
       .then(() => rm(work, { recursive: true, force: true }))
@@ -351,7 +354,7 @@ async function main(): Promise<void> {
     cluster = undefined;
   }
 
-  if (args.single) {
+  if (args.single && !interrupted) {
     try {
       log(`[single] one agent, unshaped loopback, ${formatBytes(args.singleLayerBytes)} layer`);
       result.single = await runSingleNode(join(work, 'single'), args.singleLayerBytes, (l) => log(`[single] ${l}`));
@@ -360,7 +363,7 @@ async function main(): Promise<void> {
       log(`single node failed: ${(err as Error).message}`);
     }
   }
-  if (args.tracker) {
+  if (args.tracker && !interrupted) {
     try {
       log(`[tracker] ${args.trackerSwarms} swarms × ${args.trackerPeers} peers, one announce each, 64 in flight`);
       result.tracker = await runTrackerLoad(work, { swarms: args.trackerSwarms, peersPerSwarm: args.trackerPeers, concurrency: 64, timeLimitSeconds: 120 });
