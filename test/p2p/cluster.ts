@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { startApp, tempDir, type AppProcess } from '../support/app-process.js';
+import { OciLayout, pushImage } from '../support/oci-image.js';
 import { startOriginRegistry, type OriginRegistry } from '../support/origin-registry.js';
 
 export const USER = { username: 'puller', password: 'p2p-secret' };
@@ -103,4 +104,12 @@ export async function until(check: () => Promise<boolean> | boolean, timeoutMs: 
     await new Promise((r) => setTimeout(r, 50));
   }
   return check();
+}
+
+/** Pushes a fresh single-layer image `<repo>:v1` (random bytes: a digest no cache has seen) and returns its layer. */
+export async function pushLayer(cluster: LoopbackCluster, repo: string, size: number) {
+  const layout = new OciLayout(join(cluster.dir, `layout-${repo.replace(/\//g, '-')}`));
+  const image = await layout.addImage('v1', [size]);
+  await pushImage(layout.dir, 'v1', { host: cluster.origin.host, repo, creds: CREDS });
+  return image.layers[0];
 }

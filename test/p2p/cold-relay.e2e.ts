@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { fileDigest, OciLayout, pushImage, skopeoPull } from '../support/oci-image.js';
-import { admin, CREDS, metrics, sample, startLoopbackCluster, until, type LoopbackCluster } from './cluster.js';
+import { fileDigest, skopeoPull } from '../support/oci-image.js';
+import { admin, CREDS, metrics, pushLayer, sample, startLoopbackCluster, until, type LoopbackCluster } from './cluster.js';
 
 const MB = 1_000_000;
 
@@ -17,10 +17,7 @@ describe('cold blob: relay from the proxy while it fetches, then the swarm (real
     // torrent exists it holds about half the blob and must get the rest over BitTorrent.
     cluster = await startLoopbackCluster({ proxies: 1, agents: 1, proxyConfig: { originRate: '8MB' }, agentConfig: { downloadRate: '4MB' } });
     const c = cluster;
-    const layout = new OciLayout(join(c.dir, 'layout-relay'));
-    const image = await layout.addImage('v1', [40 * MB]);
-    await pushImage(layout.dir, 'v1', { host: c.origin.host, repo: 'relay/cold', creds: CREDS });
-    const layer = image.layers[0];
+    const layer = await pushLayer(c, 'relay/cold', 40 * MB);
     const out = join(c.dir, 'out-relay');
     const pull = skopeoPull(`127.0.0.1:${c.agents[0].port}/relay/cold:v1`, out, { creds: CREDS });
 

@@ -1,17 +1,9 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { fileDigest, OciLayout, pushImage, skopeoPull } from '../support/oci-image.js';
-import { admin, CREDS, metrics, sample, startLoopbackCluster, SWARM, until, type LoopbackCluster } from './cluster.js';
+import { fileDigest, skopeoPull } from '../support/oci-image.js';
+import { admin, CREDS, metrics, pushLayer, sample, startLoopbackCluster, SWARM, until, type LoopbackCluster } from './cluster.js';
 
 const MB = 1_000_000;
-
-/** Pushes a fresh single-layer image (random bytes: a digest no cache has seen) and returns its layer. */
-async function pushLayer(cluster: LoopbackCluster, repo: string, size: number) {
-  const layout = new OciLayout(join(cluster.dir, `layout-${repo}`));
-  const image = await layout.addImage('v1', [size]);
-  await pushImage(layout.dir, 'v1', { host: cluster.origin.host, repo, creds: CREDS });
-  return image.layers[0];
-}
 
 /** Bytes the agent has received from BitTorrent peers and proxies (per 16 KiB block) and relayed from a proxy. */
 async function swarmBytes(cluster: LoopbackCluster, i = 0): Promise<number> {

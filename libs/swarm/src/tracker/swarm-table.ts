@@ -222,10 +222,6 @@ export class SwarmTable {
     return [...this.swarms.keys()];
   }
 
-  has(infoHash: string): boolean {
-    return this.swarms.has(infoHash);
-  }
-
   stats(): { swarms: number; peers: number } {
     let peers = 0;
     for (const s of this.swarms.values()) peers += s.peers.size;

@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { parseAnnounce, parseInfoHashes, splitQuery, TrackerQueryError, type AnnounceQuery } from './announce-query.js';
+import { decodeText, parseAnnounce, parseInfoHashes, splitQuery, TrackerQueryError, type AnnounceQuery } from './announce-query.js';
 import { SwarmTable, type AnnounceResult } from './swarm-table.js';
 
 /** How a tracker request ended (metrics label). */
@@ -151,12 +151,7 @@ export class TrackerServer {
 
 function tokenOf(params: Map<string, string[]>): string | undefined {
   const raw = params.get('token')?.[0];
-  if (raw === undefined) return undefined;
-  try {
-    return decodeURIComponent(raw.replace(/\+/g, ' '));
-  } catch {
-    return undefined;
-  }
+  return raw === undefined ? undefined : (decodeText(raw) ?? undefined);
 }
 
 /** Bencoded announce answer; keys in the byte order bencode requires. */
