@@ -61,6 +61,11 @@ export class ThrottleService {
     return this.bucket(name).take(n, signal);
   }
 
+  /** Takes `n` units of `name` now if the bucket holds them; never waits (a fast path before `take`). */
+  takeNow(name: string, n: number): boolean {
+    return this.bucket(name).tryTake(n);
+  }
+
   /**
    * Per-key limiting (e.g. per client IP) at the named rate; returns false when over the limit.
    * Keys are capped so a flood of distinct clients cannot grow memory without bound.

@@ -9,6 +9,7 @@ import { describeMetainfo } from '../torrent/blob-torrent.js';
 import { InvalidMetainfoError, TorrentGoneError } from '../swarm.errors.js';
 import { PeerReputation } from './peer-reputation.js';
 import { SeedLru } from './seed-lru.js';
+import { shareThrottle } from './shared-throttle.js';
 import type { SwarmMetrics, TorrentPeersSnapshot } from './swarm.metrics.js';
 
 export interface SwarmClientOptions {
@@ -158,6 +159,8 @@ export class SwarmClient {
       downloadLimit: limits.download ? toWebTorrentRate(throttle.get(limits.download)) : -1,
       uploadLimit: limits.upload ? toWebTorrentRate(throttle.get(limits.upload)) : -1,
     });
+    if (limits.download) shareThrottle(this.client.throttleGroups.down, throttle, limits.download);
+    if (limits.upload) shareThrottle(this.client.throttleGroups.up, throttle, limits.upload);
     this.client.on('error', (err: Error) => this.logger.error(`BitTorrent client error: ${err.message}`));
     this.listening = new Promise((resolve, reject) => {
       if (this.client.listening) return resolve(this.client.torrentPort);

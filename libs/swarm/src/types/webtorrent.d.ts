@@ -87,6 +87,11 @@ declare module 'webtorrent' {
     destroy(opts?: { destroyStore?: boolean }, cb?: (err?: Error | null) => void): void;
   }
 
+  /** The part of speed-limiter's ThrottleGroup we touch: the token bucket its throttles draw from. */
+  export interface ThrottleGroupLike {
+    bucket: unknown;
+  }
+
   export default class WebTorrent extends EventEmitter {
     constructor(opts?: WebTorrentOptions);
     readonly torrents: Torrent[];
@@ -98,6 +103,8 @@ declare module 'webtorrent' {
     address(): { address: string; family: string; port: number } | null;
     throttleDownload(rate: number): boolean | void;
     throttleUpload(rate: number): boolean | void;
+    /** speed-limiter groups every wire's throttle draws from (see client/shared-throttle.ts). */
+    readonly throttleGroups: { down: ThrottleGroupLike; up: ThrottleGroupLike };
     destroy(cb?: (err?: Error | null) => void): void;
   }
 }
