@@ -18,6 +18,7 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/**/*.e2e.ts'],
+          setupFiles: ['test/support/temp-dirs.setup.ts'],
           environment: 'node',
           testTimeout: 120_000,
           hookTimeout: 120_000,

@@ -10,6 +10,7 @@ export default defineConfig({
     name: 'drills',
     root: new URL('../..', import.meta.url).pathname,
     include: ['test/drills/**/*.e2e.ts', 'test/drills/**/*.drill.ts'],
+    setupFiles: ['test/support/temp-dirs.setup.ts'],
     environment: 'node',
     pool: 'forks',
     testTimeout: 300_000,
