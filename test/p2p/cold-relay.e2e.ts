@@ -26,6 +26,16 @@ describe('cold blob: relay from the proxy while it fetches, then the swarm (real
     // First bytes arrived while the proxy was still fetching: it has no torrent for the blob yet.
     const { json } = await admin(c.proxies[0], 'GET', '/admin/torrents');
     expect((json as { torrents: { name: string }[] }).torrents.map((t) => t.name)).not.toContain(layer.digest.slice(7));
+    // Once the torrent exists the agent's download writes straight into the cache fill's temp file
+    // (`tmp/<random>.part/<hex>`), from the piece boundary the relay went on to.
+    let path = '';
+    const joined = await until(async () => {
+      const agent = await admin(c.agents[0], 'GET', '/admin/torrents');
+      path = (agent.json as { torrents: { name: string; path: string }[] }).torrents.find((t) => t.name === layer.digest.slice(7))?.path ?? '';
+      return path !== '';
+    }, 30_000);
+    expect(joined).toBe(true);
+    expect(path).toMatch(new RegExp(`/tmp/[0-9a-f]{12}\\.part/${layer.digest.slice(7)}$`));
 
     const res = await pull;
     expect(res.ok, res.stderr).toBe(true);
@@ -36,7 +46,7 @@ describe('cold blob: relay from the proxy while it fetches, then the swarm (real
     const proxy = sample(text, 'p2p_blob_bytes_total', 'source="proxy"');
     expect(relay).toBeGreaterThan(5 * MB);
     expect(proxy).toBeGreaterThan(5 * MB);
-    // Pieces the relay already delivered are not fetched again over BitTorrent (one piece may overlap).
+    // Pieces the relay already delivered are not fetched again over BitTorrent.
     expect(relay + proxy).toBeLessThan(layer.size + 8 * 1024 * 1024);
     // Only the tiny config blob (below p2pMinSize) came from the origin directly.
     expect(sample(text, 'p2p_blob_bytes_fetched_total', 'source="origin"')).toBeLessThan(4096);

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fileDigest, skopeoPull } from '../support/oci-image.js';
@@ -41,6 +42,9 @@ describe('P2P path under faults (real processes, loopback)', () => {
     expect(cluster.origin.blobGets(layer.digest)).toBe(1);
     const text = await metrics(cluster.agents[0]);
     expect(sample(text, 'p2p_blob_bytes_total', 'source="proxy"')).toBeGreaterThanOrEqual(layer.size);
+    // The torrent wrote straight into the cache fill's file: the separate download area
+    // (tmp/swarm, made on first use) was never needed.
+    expect(existsSync(join(cluster.dir, 'agent1', 'tmp', 'swarm'))).toBe(false);
   });
 
   it('completes with the right digest when the owning proxy is killed mid-pull (origin resume)', async () => {

@@ -1,9 +1,10 @@
 import { mkdir, rm } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 import { pipeline, Readable, Transform } from 'node:stream';
 import { Logger } from '@nestjs/common';
 import { request as httpRequest } from 'undici';
 import { SWARM_TOKEN_HEADER } from '#ops';
-import { digestHex, type BlobFetcher, type BlobRequest, type FetchedBlob } from '#registry';
+import { digestHex, type BlobFetcher, type BlobRequest, type FetchedBlob, type FillTarget, type StoredUntil } from '#registry';
 import { describeMetainfo, type BlobSeeder, type DownloadHandle, type ProxyRing, type SwarmClient } from '#swarm';
 
 export interface SwarmBlobFetcherOptions {
@@ -67,41 +68,56 @@ const MAX_METAINFO_BYTES = 4 * 1024 * 1024;
 export class SwarmBlobFetcher implements BlobFetcher {
   readonly name = 'swarm';
   private readonly logger = new Logger(SwarmBlobFetcher.name);
-  private readonly downloads = new Map<string, { handle: DownloadHandle; metainfo: Buffer }>();
+  private readonly downloads = new Map<string, Download>();
+  /** Discards in progress (a second caller waits for the same one). */
+  private readonly discarding = new Map<string, Promise<void>>();
   /** Torrents still on their way for blobs being relayed (to seed them once cached). */
   private readonly pendingTorrents = new Map<string, Promise<ProxyTorrent | undefined>>();
 
   constructor(private readonly options: SwarmBlobFetcherOptions) {}
 
-  async fetch(request: BlobRequest, offset: number, signal: AbortSignal): Promise<FetchedBlob | undefined> {
+  async fetch(request: BlobRequest, offset: number, signal: AbortSignal, target?: FillTarget): Promise<FetchedBlob | undefined> {
     if (request.size === undefined || request.size < this.options.minSize) return undefined;
     const size = request.size;
     const torrentP = this.torrentFromOwner(request, signal);
     const relayAfter = this.options.relayAfterMs ?? DEFAULT_RELAY_AFTER_MS;
     if (relayAfter > 0 && (await settlesWithin(torrentP, relayAfter)) === 'pending') {
       const relay = await this.openRelay(request, offset, signal);
-      if (relay) return this.relayThenSwarm(request, offset, size, relay, torrentP, signal);
+      if (relay) return this.relayThenSwarm(request, offset, size, relay, torrentP, signal, target);
     }
     const torrent = await torrentP;
     if (!torrent) return undefined;
-    const handle = await this.startDownload(request, torrent);
-    if (!handle) return undefined;
-    const source = handle.createReadStream(offset);
+    const download = await this.startDownload(request, torrent, { target, skipBefore: offset });
+    if (!download) return undefined;
+    const { handle } = download;
     let delivered = 0;
-    const stream = new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        delivered += chunk.length;
-        done(null, chunk);
-      },
-    });
-    // pipeline: an error on either side destroys both (the fill sees it on `stream`).
-    pipeline(source, stream, () => undefined);
+    let stream: Readable;
+    if (download.inPlace) {
+      // The torrent writes into the fill's own file: hand over positions, not bytes.
+      stream = Readable.from(storedMarks(handle, offset, (end) => (delivered = end - offset)), { objectMode: true });
+    } else {
+      const source = handle.createReadStream(offset);
+      const counting = new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          delivered += chunk.length;
+          done(null, chunk);
+        },
+      });
+      // pipeline: an error on either side destroys both (the fill sees it on `stream`).
+      pipeline(source, counting, () => undefined);
+      stream = counting;
+    }
     signal.addEventListener('abort', () => {
-      source.destroy();
       stream.destroy();
       void this.discard(request.digest);
     }, { once: true });
-    return { size, stream, received: () => handle.progress().received, joining: this.joining(() => delivered) };
+    return {
+      size,
+      stream,
+      received: () => handle.progress().received,
+      joining: this.joining(() => delivered),
+      stop: () => this.discard(request.digest),
+    };
   }
 
   /**
@@ -135,13 +151,22 @@ export class SwarmBlobFetcher implements BlobFetcher {
     });
   }
 
-  /** The fill gave up on the swarm or failed: stop the download and delete its partial file. */
-  async discard(digest: string): Promise<void> {
+  /**
+   * The fill gave up on the swarm or failed: stop the download (and delete its partial file, unless
+   * that is the fill's own). Resolves once the torrent can write nothing more.
+   */
+  discard(digest: string): Promise<void> {
+    const running = this.discarding.get(digest);
+    if (running) return running;
     const download = this.downloads.get(digest);
-    if (!download) return;
+    if (!download) return Promise.resolve();
     this.downloads.delete(digest);
-    await download.handle.destroy().catch(() => undefined);
-    await rm(download.handle.path, { force: true });
+    const done = (async () => {
+      await download.handle.destroy().catch(() => undefined);
+      if (!download.inPlace) await rm(download.handle.path, { force: true });
+    })().finally(() => this.discarding.delete(digest));
+    this.discarding.set(digest, done);
+    return done;
   }
 
   /**
@@ -155,6 +180,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
     relay: Readable,
     torrentP: Promise<ProxyTorrent | undefined>,
     signal: AbortSignal,
+    target: FillTarget | undefined,
   ): FetchedBlob {
     this.pendingTorrents.set(request.digest, torrentP);
     let torrent: ProxyTorrent | undefined;
@@ -164,15 +190,22 @@ export class SwarmBlobFetcher implements BlobFetcher {
     let joining: (() => boolean) | undefined;
     let swarmPosition = offset;
     const self = this;
-    async function* bytes(): AsyncGenerator<Buffer> {
+    async function* bytes(): AsyncGenerator<Buffer | StoredUntil> {
       let position = offset;
+      // Once the torrent exists the relay goes on to the next piece boundary, so the torrent
+      // (which may write into the fill's file) never writes a piece the relay has part of.
+      let boundary: number | undefined;
       try {
         for await (const chunk of relay as AsyncIterable<Buffer>) {
-          position += chunk.length;
-          relayed += chunk.length;
-          self.options.onRelayBytes?.(chunk.length);
-          yield chunk;
-          if (torrent && position < size) break;
+          if (torrent && boundary === undefined) boundary = await pieceBoundary(torrent.metainfo, position, size);
+          const part = boundary === undefined ? chunk : chunk.subarray(0, Math.max(0, boundary - position));
+          if (part.length > 0) {
+            position += part.length;
+            relayed += part.length;
+            self.options.onRelayBytes?.(part.length);
+            yield part;
+          }
+          if (boundary !== undefined && position >= boundary) break;
         }
       } finally {
         relay.destroy();
@@ -180,24 +213,37 @@ export class SwarmBlobFetcher implements BlobFetcher {
       if (position >= size) return;
       const t = torrent ?? (await torrentP);
       if (!t) throw new Error(`relay of ${request.digest} ended at ${position} of ${size} bytes and there is no torrent`);
-      handle = await self.startDownload(request, t);
-      if (!handle) throw new Error(`proxy sent a torrent that does not describe ${request.digest}`);
-      await handle.skipBefore(position);
+      // A relay that ended mid-piece: the torrent downloads that piece whole, so not into the fill's file.
+      const aligned = position === (await pieceBoundary(t.metainfo, position, size));
+      const download = await self.startDownload(request, t, { target: aligned ? target : undefined, skipBefore: position });
+      if (!download) throw new Error(`proxy sent a torrent that does not describe ${request.digest}`);
+      handle = download.handle;
       const switchedAt = position;
       joining = self.joining(() => swarmPosition - switchedAt);
       self.logger.log(`${request.digest}: torrent ready after ${position - offset} relayed bytes; continuing from the swarm`);
       swarmPosition = position;
+      if (download.inPlace) {
+        yield* storedMarks(handle, position, (end) => (swarmPosition = end));
+        return;
+      }
+      await handle.skipBefore(position);
       for await (const chunk of handle.createReadStream(position) as AsyncIterable<Buffer>) {
         swarmPosition += chunk.length;
         yield chunk;
       }
     }
-    const stream = Readable.from(bytes(), { objectMode: false });
+    const stream = Readable.from(bytes(), { objectMode: true });
     signal.addEventListener('abort', () => {
       stream.destroy();
       void this.discard(request.digest);
     }, { once: true });
-    return { size, stream, received: () => relayed + (handle?.progress().received ?? 0), joining: () => joining?.() ?? false };
+    return {
+      size,
+      stream,
+      received: () => relayed + (handle?.progress().received ?? 0),
+      joining: () => joining?.() ?? false,
+      stop: () => this.discard(request.digest),
+    };
   }
 
   /** The blob from `offset` relayed by its owning proxy, or undefined when that does not work. */
@@ -233,17 +279,29 @@ export class SwarmBlobFetcher implements BlobFetcher {
     }
   }
 
-  /** Checks the torrent describes the blob and starts its download (registered for settle/discard). */
-  private async startDownload(request: BlobRequest, torrent: ProxyTorrent): Promise<DownloadHandle | undefined> {
+  /**
+   * Checks the torrent describes the blob and starts its download (registered for settle/discard).
+   * With a fill target (`<dir>/<hex>`) the torrent writes straight into the fill's file — one write
+   * per byte instead of two — unless a download of this torrent already runs elsewhere.
+   */
+  private async startDownload(
+    request: BlobRequest,
+    torrent: ProxyTorrent,
+    opts: { target?: FillTarget; skipBefore: number },
+  ): Promise<Download | undefined> {
     const summary = await describeMetainfo(torrent.metainfo);
-    if (summary.length !== request.size || summary.name !== digestHex(request.digest)) {
+    const hex = digestHex(request.digest);
+    if (summary.length !== request.size || summary.name !== hex) {
       this.logger.warn(`proxy ${torrent.proxy} sent a torrent that does not describe ${request.digest}; using the origin`);
       return undefined;
     }
-    await mkdir(this.options.downloadDir, { recursive: true });
-    const handle = await this.options.swarm.download(torrent.metainfo, { dir: this.options.downloadDir, peers: [torrent.peer] });
-    this.downloads.set(request.digest, { handle, metainfo: torrent.metainfo });
-    return handle;
+    const intoTarget = opts.target && basename(opts.target.path) === hex ? opts.target.path : undefined;
+    const dir = intoTarget ? dirname(intoTarget) : this.options.downloadDir;
+    await mkdir(dir, { recursive: true });
+    const handle = await this.options.swarm.download(torrent.metainfo, { dir, peers: [torrent.peer], skipBefore: opts.skipBefore });
+    const download: Download = { handle, metainfo: torrent.metainfo, inPlace: intoTarget !== undefined && handle.path === intoTarget };
+    this.downloads.set(request.digest, download);
+    return download;
   }
 
   private async seedValidated(digest: string, metainfo: Buffer): Promise<void> {
@@ -319,6 +377,27 @@ export class SwarmBlobFetcher implements BlobFetcher {
     if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new Error(`no valid ${PEER_PORT_HEADER} header`);
     return { metainfo: Buffer.concat(chunks), peer: `${new URL(proxy).hostname}:${port}` };
   }
+}
+
+interface Download {
+  handle: DownloadHandle;
+  metainfo: Buffer;
+  /** The torrent writes into the fill's own temp file (never deleted here). */
+  inPlace: boolean;
+}
+
+/** StoredUntil marks as the torrent's contiguous verified bytes from `start` grow. */
+async function* storedMarks(handle: DownloadHandle, start: number, onMark: (end: number) => void): AsyncGenerator<StoredUntil> {
+  for await (const end of handle.stored(start)) {
+    onMark(end);
+    yield { storedUntil: end };
+  }
+}
+
+/** The first piece boundary at or after `position` (or the blob's end). */
+async function pieceBoundary(metainfo: Buffer, position: number, size: number): Promise<number> {
+  const { pieceLength } = await describeMetainfo(metainfo);
+  return Math.min(size, Math.ceil(position / pieceLength) * pieceLength);
 }
 
 /** 'settled' if `p` resolves or rejects within `ms`, else 'pending' (the promise keeps running). */

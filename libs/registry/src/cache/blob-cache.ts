@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, statfs } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Logger } from '@nestjs/common';
 import { DigestMismatchError } from '../oci/oci.errors.js';
@@ -128,6 +128,24 @@ export class BlobCache {
   /** A fresh temp file path under `tmp/` for producing `digest`. */
   tempPath(digest: string): string {
     return join(this.tmpDir, `${digestHex(digest)}.${randomBytes(6).toString('hex')}.part`);
+  }
+
+  /**
+   * A fresh temp file path `tmp/<random>.part/<hex>` in a directory of its own (created): a torrent
+   * download names its file after the digest hex, so it can write straight into it. Remove the
+   * directory with `removeTempDir` once the file is committed or abandoned.
+   */
+  async tempFileInOwnDir(digest: string): Promise<string> {
+    const dir = join(this.tmpDir, `${randomBytes(6).toString('hex')}.part`);
+    await mkdir(dir, { recursive: true });
+    return join(dir, digestHex(digest));
+  }
+
+  /** Removes the directory `tempFileInOwnDir` made for `tempFile` (and anything left in it). */
+  async removeTempDir(tempFile: string): Promise<void> {
+    const dir = dirname(tempFile);
+    if (dirname(dir) !== this.tmpDir) throw new Error(`${tempFile} is not in a temp directory of this cache`);
+    await rm(dir, { recursive: true, force: true });
   }
 
   /**

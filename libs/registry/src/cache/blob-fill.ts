@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { open, rm, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { Readable, type Writable } from 'node:stream';
 import { pooledCopy } from './pooled-copy.js';
 import { Logger } from '@nestjs/common';
 import type { ByteRange } from '../oci/byte-range.js';
 import { BadOriginResponseError, DigestMismatchError } from '../oci/oci.errors.js';
-import type { BlobFetcher, BlobRequest } from '../sources/blob-source.js';
+import type { BlobFetcher, BlobRequest, StoredUntil } from '../sources/blob-source.js';
 import type { BlobCache } from './blob-cache.js';
 
 export interface BlobFillOptions {
@@ -21,6 +21,10 @@ export interface BlobFillOptions {
 }
 
 const READ_CHUNK = 256 * 1024;
+/** Bytes read back per step when hashing what an in-place fetcher stored. */
+const STORED_READ = 1024 * 1024;
+/** How long an abandoned in-place fetcher may take to stop writing before the next one starts anyway. */
+const STOP_TIMEOUT_MS = 10_000;
 
 /**
  * One blob being produced into the cache: a temp file written sequentially by a list of fetchers
@@ -35,6 +39,9 @@ export class BlobFill {
   private readonly waiters = new Set<() => void>();
   private readonly segments: { end: number; source: string }[] = [];
   private fd: FileHandle | undefined;
+  private storedBuf: Buffer | undefined;
+  /** The temp file being filled (`tmp/<random>.part/<hex>`). */
+  private temp: string | undefined;
   private refs = 1;
   private state: 'filling' | 'done' | 'failed' = 'filling';
   private failure: Error | undefined;
@@ -181,9 +188,10 @@ export class BlobFill {
   }
 
   private async run(): Promise<void> {
-    const temp = this.cache.tempPath(this.request.digest);
     const unpin = this.cache.pin(this.request.digest);
+    let temp: string | undefined;
     try {
+      temp = this.temp = await this.cache.tempFileInOwnDir(this.request.digest);
       this.fd = await open(temp, 'w+');
       let lastError: Error | undefined;
       for (const fetcher of this.fetchers) {
@@ -202,9 +210,10 @@ export class BlobFill {
       if (actual !== this.request.digest) throw new DigestMismatchError(this.request.digest, actual);
       await this.cache.commitVerified(this.request.digest, temp);
       this.state = 'done';
+      await this.cache.removeTempDir(temp).catch(() => undefined);
     } catch (err) {
       // The temp file goes before readers learn of the failure, so nothing half-made outlives it.
-      await rm(temp, { force: true }).catch(() => undefined);
+      if (temp) await this.cache.removeTempDir(temp).catch(() => undefined);
       this.failure = err as Error;
       this.state = 'failed';
       this.rejectSize(this.failure);
@@ -212,6 +221,7 @@ export class BlobFill {
       throw err;
     } finally {
       unpin();
+      this.storedBuf = undefined;
       this.notify();
       if (this.refs <= 0) await this.closeFd();
     }
@@ -219,7 +229,7 @@ export class BlobFill {
 
   private async fillFrom(fetcher: BlobFetcher): Promise<void> {
     const ac = new AbortController();
-    const fetched = await fetcher.fetch(this.request, this.written, ac.signal);
+    const fetched = await fetcher.fetch(this.request, this.written, ac.signal, { path: this.temp! });
     if (!fetched) return;
     const { stream, size, received, joining } = fetched;
     if (this.size === undefined) {
@@ -264,31 +274,64 @@ export class BlobFill {
         pending.catch(() => undefined);
         const next = await Promise.race([pending, abandoned]);
         if (next.done) break;
-        const chunk = next.value;
+        const chunk = next.value as Buffer | StoredUntil;
         arm();
-        if (this.written + chunk.length > total) throw new BadOriginResponseError(`${fetcher.name} sent more than ${total} bytes`);
-        let off = 0;
-        while (off < chunk.length) off += (await this.fd!.write(chunk, off, chunk.length - off, this.written + off)).bytesWritten;
-        this.hash.update(chunk);
-        this.written += chunk.length;
-        const last = this.segments.at(-1);
-        if (last?.source === fetcher.name) last.end = this.written;
-        else this.segments.push({ end: this.written, source: fetcher.name });
-        this.options.onBytes?.(fetcher.name, chunk.length);
-        this.notify();
+        if (Buffer.isBuffer(chunk)) await this.writeChunk(fetcher.name, chunk, total);
+        else await this.hashStored(fetcher.name, chunk.storedUntil, total);
       }
+      if (this.written < total) throw new Error(`${fetcher.name} ended at byte ${this.written} of ${total}`);
     } catch (err) {
-      // Tell the fetcher it is abandoned (it may hold a download to clean up).
+      // Tell the fetcher it is abandoned (it may hold a download to clean up), and let one that
+      // writes into the file itself stop before the next fetcher writes the same range.
       if (!ac.signal.aborted) ac.abort(err);
+      if (fetched.stop) await boundedStop(fetched.stop(), fetcher.name, this.logger);
       throw err;
     } finally {
       clearTimeout(timer);
       stream.destroy();
     }
-    if (this.written < total) {
-      const err = new Error(`${fetcher.name} ended at byte ${this.written} of ${total}`);
-      ac.abort(err);
-      throw err;
+  }
+
+  private async writeChunk(source: string, chunk: Buffer, total: number): Promise<void> {
+    if (this.written + chunk.length > total) throw new BadOriginResponseError(`${source} sent more than ${total} bytes`);
+    let off = 0;
+    while (off < chunk.length) off += (await this.fd!.write(chunk, off, chunk.length - off, this.written + off)).bytesWritten;
+    this.hash.update(chunk);
+    this.advance(source, chunk.length);
+  }
+
+  /** Bytes an in-place fetcher says are now in the file up to `until`: read back and hashed, not written. */
+  private async hashStored(source: string, until: number, total: number): Promise<void> {
+    if (!Number.isSafeInteger(until) || until < this.written || until > total) {
+      throw new BadOriginResponseError(`${source} reported bytes stored up to ${until}, outside ${this.written}–${total}`);
     }
+    const buf = (this.storedBuf ??= Buffer.allocUnsafe(STORED_READ));
+    while (this.written < until) {
+      const { bytesRead } = await this.fd!.read(buf, 0, Math.min(buf.length, until - this.written), this.written);
+      if (bytesRead === 0) throw new Error(`${source} reported byte ${this.written} stored, but the file ends there`);
+      this.hash.update(buf.subarray(0, bytesRead));
+      this.advance(source, bytesRead);
+    }
+  }
+
+  private advance(source: string, n: number): void {
+    this.written += n;
+    const last = this.segments.at(-1);
+    if (last?.source === source) last.end = this.written;
+    else this.segments.push({ end: this.written, source });
+    this.options.onBytes?.(source, n);
+    this.notify();
+  }
+}
+
+/** Waits for an abandoned fetcher to stop writing, at most STOP_TIMEOUT_MS (then goes on, logged). */
+async function boundedStop(stopping: Promise<void>, source: string, logger: Logger): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), STOP_TIMEOUT_MS)));
+  try {
+    const outcome = await Promise.race([stopping.then(() => 'stopped' as const, () => 'stopped' as const), late]);
+    if (outcome === 'late') logger.warn(`${source} did not stop within ${STOP_TIMEOUT_MS} ms; continuing`);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -14,11 +14,30 @@ export interface BlobRequest {
   size?: number;
 }
 
+/** Where a fill produces the blob: a fetcher may store bytes there itself (see StoredUntil). */
+export interface FillTarget {
+  /** The fill's temp file, `<dir>/<digest hex>`, alone in its directory, open for writing. */
+  readonly path: string;
+}
+
+/**
+ * What a fetcher given a FillTarget may yield instead of bytes: every byte before `storedUntil` is
+ * now at its offset in the target file (written there by the fetcher, e.g. verified torrent
+ * pieces). The fill reads those bytes back to hash them, so the digest is checked on exactly what
+ * the cache will hold, and does not write them a second time.
+ */
+export interface StoredUntil {
+  readonly storedUntil: number;
+}
+
 /** Bytes of a blob from some offset on, as a fetcher produces them. */
 export interface FetchedBlob {
   /** Size of the whole blob (not of the stream). */
   size: number;
-  /** The blob's bytes from the requested offset to the end. */
+  /**
+   * The blob's bytes from the requested offset to the end: Buffers, or (from fetchers given a
+   * target) StoredUntil marks for bytes already in the target file, in order.
+   */
   stream: Readable;
   /**
    * Optional: bytes received so far below the stream (a counter). A swarm yields only whole
@@ -33,6 +52,11 @@ export interface FetchedBlob {
    * false after a grace period, or a dead source would never be abandoned).
    */
   joining?: () => boolean;
+  /**
+   * Optional, for fetchers that write into the target themselves: called when the fill abandons
+   * the fetcher; resolves once it can no longer write there (the next fetcher writes the same range).
+   */
+  stop?: () => Promise<void>;
 }
 
 /**
@@ -42,8 +66,11 @@ export interface FetchedBlob {
 export interface BlobFetcher {
   /** Label for metrics and logs: origin, peer, proxy… */
   readonly name: string;
-  /** The blob from `offset` on, or undefined when this fetcher cannot serve it (the next one is tried). */
-  fetch(request: BlobRequest, offset: number, signal: AbortSignal): Promise<FetchedBlob | undefined>;
+  /**
+   * The blob from `offset` on, or undefined when this fetcher cannot serve it (the next one is
+   * tried). `target` is the fill's file, for fetchers that can store bytes there directly.
+   */
+  fetch(request: BlobRequest, offset: number, signal: AbortSignal, target?: FillTarget): Promise<FetchedBlob | undefined>;
   /** Optional: told when a fill of `digest` ended; `ok` = verified and in the cache (seed it, or clean up). */
   settled?(digest: string, ok: boolean): void;
 }

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BlobCache } from '../cache/blob-cache.js';
 import { DigestMismatchError } from '../oci/oci.errors.js';
 import { ClientCredentials } from '../upstream/client-credentials.js';
-import type { BlobFetcher, BlobRequest, FetchedBlob } from './blob-source.js';
+import type { BlobFetcher, BlobRequest, FetchedBlob, FillTarget, StoredUntil } from './blob-source.js';
 import { BlobSourceChain } from './blob-source.js';
 import { CachedBlobSource } from './cached-blob.source.js';
 import { FillingBlobSource } from './filling-blob.source.js';
@@ -45,6 +45,51 @@ class FakeFetcher implements BlobFetcher {
     };
     setImmediate(step);
     return { size: this.data.length, stream };
+  }
+}
+
+/**
+ * A fetcher that writes into the fill's own file (as a torrent download does) and reports how far
+ * it got; `lie` makes it report bytes it never wrote correctly; `dieAfter` stops it mid-blob.
+ */
+class InPlaceFetcher implements BlobFetcher {
+  readonly name = 'peer';
+  targets: (FillTarget | undefined)[] = [];
+  writesAfterStop = 0;
+  stopped = false;
+  constructor(
+    private readonly data: Buffer,
+    private readonly behaviour: { lie?: boolean; dieAfter?: number } = {},
+  ) {}
+
+  async fetch(_req: BlobRequest, offset: number, _signal: AbortSignal, target?: FillTarget): Promise<FetchedBlob | undefined> {
+    this.targets.push(target);
+    if (!target) return undefined;
+    const fd = await open(target.path, 'r+');
+    const { data, behaviour } = this;
+    const self = this;
+    async function* marks(): AsyncGenerator<StoredUntil> {
+      try {
+        const step = 200 * 1024;
+        for (let pos = offset; pos < data.length; pos += step) {
+          if (behaviour.dieAfter !== undefined && pos >= behaviour.dieAfter) throw new Error('swarm went away');
+          const part = Buffer.from(data.subarray(pos, pos + step));
+          if (behaviour.lie) part[0] ^= 1;
+          await fd.write(part, 0, part.length, pos);
+          if (self.stopped) self.writesAfterStop++;
+          yield { storedUntil: pos + part.length };
+        }
+      } finally {
+        await fd.close();
+      }
+    }
+    return {
+      size: data.length,
+      stream: Readable.from(marks(), { objectMode: true }),
+      stop: async () => {
+        self.stopped = true;
+      },
+    };
   }
 }
 
@@ -165,6 +210,44 @@ describe(FillingBlobSource.name, () => {
     expect(bodies[4].equals(data.subarray(1000, 100_000))).toBe(true);
     expect(origin.calls).toEqual([0]);
     expect(none.calls).toEqual([0]);
+  });
+
+  it('an in-place fetcher writes the fill’s own file: the fill hashes what is there and caches it', async () => {
+    const fetcher = new InPlaceFetcher(data);
+    const source = new FillingBlobSource(cache, [fetcher], { stallTimeoutMs: 2000 });
+    const opened = (await source.open(request()))!;
+    const body = await readAll(opened.read());
+    opened.release();
+    expect(body.equals(data)).toBe(true);
+    // The target is alone in its directory and named after the digest (a torrent can write to it).
+    const target = fetcher.targets[0]!.path;
+    expect(target.startsWith(cache.tmpDir)).toBe(true);
+    expect(target.endsWith(`/${digest.slice(7)}`)).toBe(true);
+    expect((await readFile(join(dir, 'blobs', 'sha256', digest.slice(7)))).equals(data)).toBe(true);
+    expect(await readdir(cache.tmpDir)).toEqual([]);
+  });
+
+  it('hashes the file, not the fetcher’s word: wrong bytes in place are a digest mismatch, nothing cached', async () => {
+    const source = new FillingBlobSource(cache, [new InPlaceFetcher(data, { lie: true })], { stallTimeoutMs: 2000 });
+    const opened = (await source.open(request()))!;
+    await expect(readAll(opened.read())).rejects.toBeInstanceOf(DigestMismatchError);
+    opened.release();
+    expect(cache.has(digest)).toBe(false);
+    expect(await readdir(cache.tmpDir)).toEqual([]);
+  });
+
+  it('stops an in-place fetcher that fails before the next one writes the rest', async () => {
+    const swarm = new InPlaceFetcher(data, { dieAfter: 400 * 1024 });
+    const origin = new FakeFetcher('origin', data);
+    const source = new FillingBlobSource(cache, [swarm, origin], { stallTimeoutMs: 2000 });
+    const opened = (await source.open(request()))!;
+    expect((await readAll(opened.read())).equals(data)).toBe(true);
+    opened.release();
+    expect(swarm.stopped).toBe(true);
+    expect(swarm.writesAfterStop).toBe(0);
+    // The origin continued from the first byte the swarm had not stored.
+    expect(origin.calls).toEqual([400 * 1024]);
+    expect(cache.has(digest)).toBe(true);
   });
 
   it('on a digest mismatch aborts every reader, never delivers the whole blob, and leaves nothing behind', async () => {

@@ -74,6 +74,12 @@ export interface DownloadOptions {
   dir: string;
   /** Direct peers `ip:port` (the owning proxy), used even with every tracker down. */
   peers?: string[];
+  /**
+   * The caller already holds bytes [0, skipBefore): pieces wholly before it are never requested
+   * (deselected the moment the torrent is ready, before any request goes out). Only for a new
+   * download; see DownloadHandle.skipBefore.
+   */
+  skipBefore?: number;
 }
 
 /** A running download of one blob torrent. */
@@ -86,6 +92,12 @@ export interface DownloadHandle {
   readonly path: string;
   /** Verified bytes from `start`, in order, as pieces arrive (backpressured). */
   createReadStream(start?: number): Readable;
+  /**
+   * For callers that read `path` themselves: the end of the contiguous verified bytes from
+   * `start` (written to `path`), each time it grows, up to `length`. Keeps the reader window on
+   * the pieces that come next, as createReadStream does; throws TorrentGoneError if the download stops.
+   */
+  stored(start?: number): AsyncIterable<number>;
   progress(): TransferProgress;
   /** Resolves with `path` when every piece is verified; rejects if destroyed first. */
   readonly done: Promise<string>;
@@ -232,6 +244,10 @@ export class SwarmClient {
       const existing = this.entries.get(summary.infoHash);
       if (existing) return existing;
       const torrent = await this.add(metainfo, { path: opts.dir });
+      const skipped = Math.floor((opts.skipBefore ?? 0) / torrent.pieceLength);
+      // A listener, not a later deselect(): webtorrent requests pieces synchronously after 'ready',
+      // and the caller's bytes [0, skipBefore) may be in the very file this download writes.
+      if (skipped > 0) torrent.once('ready', () => torrent.deselect(0, skipped - 1));
       return this.track(torrent, 'downloading', join(opts.dir, summary.name));
     });
     const handle = this.handleFor(entry);
@@ -442,6 +458,28 @@ export class SwarmClient {
           })(),
           { objectMode: false },
         ),
+      stored: (start = 0) =>
+        (async function* () {
+          await whenReady();
+          const focus = new ReaderFocus(torrent);
+          try {
+            let pos = start;
+            while (pos < torrent.length) {
+              let piece = Math.floor(pos / torrent.pieceLength);
+              let end = pos;
+              while (end < torrent.length && torrent.bitfield.get(piece)) end = Math.min(++piece * torrent.pieceLength, torrent.length);
+              if (end > pos) {
+                pos = end;
+                yield end;
+                continue;
+              }
+              focus.at(pos);
+              await nextVerified(torrent);
+            }
+          } finally {
+            focus.release();
+          }
+        })(),
       destroy: async () => {
         if (this.entries.get(torrent.infoHash)?.torrent === torrent && entry.state === 'downloading') {
           await this.remove(torrent.infoHash, 'stopped');
@@ -507,6 +545,23 @@ function progressOf(e: Entry): TransferProgress {
     peers: t.numPeers,
     lastProgressAt: e.lastProgressAt,
   };
+}
+
+/** Resolves at the torrent's next verified piece; throws TorrentGoneError once it is closed or destroyed. */
+function nextVerified(torrent: Torrent): Promise<void> {
+  if (torrent.destroyed) return Promise.reject(new TorrentGoneError(`torrent ${torrent.infoHash} is gone`));
+  return new Promise((resolve, reject) => {
+    const onVerified = () => {
+      torrent.off('close', onClose);
+      resolve();
+    };
+    const onClose = () => {
+      torrent.off('verified', onVerified);
+      reject(new TorrentGoneError(`torrent ${torrent.infoHash} is gone`));
+    };
+    torrent.once('verified', onVerified);
+    torrent.once('close', onClose);
+  });
 }
 
 /** Our throttle says 0 = unlimited; webtorrent says -1 = unlimited and 0 = blocked. */

@@ -64,6 +64,8 @@ declare module 'webtorrent' {
     readonly name: string;
     readonly length: number;
     readonly pieceLength: number;
+    /** Verified pieces (set after the piece is written to the store). */
+    readonly bitfield: { get(index: number): boolean };
     readonly files: TorrentFile[];
     readonly wires: Wire[];
     readonly numPeers: number;
