@@ -76,6 +76,29 @@ describe('P2P path under faults (real processes, loopback)', () => {
     expect(fromSwarm).toBeLessThan(layer.size);
   });
 
+  it('continues from the proxy over HTTP, not the origin, when the swarm stalls mid-blob', async () => {
+    cluster = await startLoopbackCluster({ proxies: 1, agents: 1, agentConfig: { downloadRate: '10MB', stallTimeout: '2s' } });
+    const c = cluster;
+    const layer = await pushLayer(c, 'faults/swarm-stalls', 60 * MB);
+    await warmProxies(c, 'faults/swarm-stalls', layer.digest);
+    const out = join(c.dir, 'out-swarm-stalls');
+    const pull = skopeoPull(`127.0.0.1:${c.agents[0].port}/faults/swarm-stalls:v1`, out, { creds: CREDS });
+    const fetched = async (source: string) => sample(await metrics(c.agents[0]), 'p2p_blob_bytes_fetched_total', `source="${source}"`);
+    expect(await until(async () => (await fetched('swarm')) > 5 * MB, 60_000)).toBe(true);
+    // Starve the swarm: the proxy (the only seeder) uploads 1 kB/s, so the agent's stall rule fires.
+    expect((await admin(c.proxies[0], 'PATCH', '/admin/rate', { uploadRate: 1000 })).status).toBe(200);
+    expect(await until(() => /swarm stopped at byte/.test(c.agents[0].output()), 30_000)).toBe(true);
+    // The fill moved on to the proxy's relay; give the proxy its bandwidth back for it.
+    expect((await admin(c.proxies[0], 'PATCH', '/admin/rate', { uploadRate: 0 })).status).toBe(200);
+    const res = await pull;
+    expect(res.ok, res.stderr).toBe(true);
+    expect(await fileDigest(join(out, layer.digest.slice(7)))).toBe(layer.digest);
+    // The rest came from the proxy: the origin saw only the proxy's one fetch.
+    expect(c.origin.blobGets(layer.digest)).toBe(1);
+    expect(await fetched('relay')).toBeGreaterThan(5 * MB);
+    expect((await fetched('swarm')) + (await fetched('relay'))).toBe(layer.size);
+  });
+
   it('follows PATCH /admin/rate mid-pull: 5 MB/s within 2 s', async () => {
     cluster = await startLoopbackCluster({ proxies: 1, agents: 1, agentConfig: { downloadRate: '20MB' } });
     const c = cluster;

@@ -18,7 +18,7 @@ import { AgentConfig } from './agent.config.js';
 import { SwarmBlobFetcher } from './swarm/swarm-blob.fetcher.js';
 
 /**
- * Ordered fetchers that fill the cache on a miss: the swarm in front of the origin. The mirror
+ * Ordered fetchers that fill the cache on a miss: the swarm, the proxy's relay, the origin. The mirror
  * itself only knows the source chain.
  */
 export const BLOB_FETCHERS = Symbol('BLOB_FETCHERS');
@@ -30,8 +30,9 @@ export const mirrorProviders: Provider[] = [
     provide: BLOB_FETCHERS,
     inject: [UpstreamClient, ThrottleService, SwarmBlobFetcher, AgentConfig],
     useFactory: (client: UpstreamClient, throttle: ThrottleService, swarm: SwarmBlobFetcher, config: AgentConfig): BlobFetcher[] => [
-      // Peers first when proxies are configured; the origin always last (and resumes a stalled swarm).
-      ...(config.proxies.length > 0 ? [swarm] : []),
+      // Peers first when proxies are configured, then the owning proxy over HTTP for whatever a
+      // stalled swarm left; the origin always last.
+      ...(config.proxies.length > 0 ? [swarm, swarm.relayFallback()] : []),
       // Origin bytes count against the node's downloadRate.
       new OriginFetcher(client, { throttle: () => throttledStream(throttle, 'downloadRate') }),
     ],

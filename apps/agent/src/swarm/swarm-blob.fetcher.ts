@@ -51,6 +51,11 @@ const PEER_PORT_HEADER = 'x-p2p-peer-port';
 export const DEFAULT_RELAY_AFTER_MS = 300;
 /** Default for `joinGraceMs`. */
 export const DEFAULT_JOIN_GRACE_MS = 30_000;
+/**
+ * A proxy asked to relay a blob as a fallback answers with headers within this long, or the origin
+ * serves (a warm proxy answers in milliseconds, a cold one as soon as its origin fetch starts).
+ */
+const FALLBACK_RELAY_TIMEOUT_MS = 10_000;
 const MAX_METAINFO_BYTES = 4 * 1024 * 1024;
 
 /**
@@ -117,6 +122,34 @@ export class SwarmBlobFetcher implements BlobFetcher {
       received: () => handle.progress().received,
       joining: this.joining(() => delivered),
       stop: () => this.discard(request.digest),
+    };
+  }
+
+  /**
+   * The fetcher after this one: when the swarm stalls or fails mid-blob, the rest comes from the
+   * owning proxy over HTTP (the relay, Range from the byte reached), not from the origin — the
+   * proxy holds the blob or is fetching it anyway, so the origin still sees one fetch per cluster.
+   * An agent the proxy keeps choked and no peer serves is the usual case. A proxy that is down,
+   * refuses or does not answer within 10 s leaves it to the origin.
+   */
+  relayFallback(): BlobFetcher {
+    return {
+      name: 'relay',
+      fetch: async (request, offset, signal) => {
+        if (request.size === undefined || request.size < this.options.minSize) return undefined;
+        const relay = await this.openRelay(request, offset, signal, FALLBACK_RELAY_TIMEOUT_MS);
+        if (!relay) return undefined;
+        const onRelayBytes = this.options.onRelayBytes;
+        const counting = new Transform({
+          transform(chunk: Buffer, _enc, done) {
+            onRelayBytes?.(chunk.length);
+            done(null, chunk);
+          },
+        });
+        pipeline(relay, counting, () => undefined);
+        signal.addEventListener('abort', () => counting.destroy(), { once: true });
+        return { size: request.size, stream: counting };
+      },
     };
   }
 
@@ -247,7 +280,12 @@ export class SwarmBlobFetcher implements BlobFetcher {
   }
 
   /** The blob from `offset` relayed by its owning proxy, or undefined when that does not work. */
-  private async openRelay(request: BlobRequest, offset: number, signal: AbortSignal): Promise<Readable | undefined> {
+  private async openRelay(
+    request: BlobRequest,
+    offset: number,
+    signal: AbortSignal,
+    timeoutMs = this.options.torrentTimeoutMs,
+  ): Promise<Readable | undefined> {
     let proxy: string | undefined;
     try {
       proxy = this.options.ring.ownersFor(request.digest)[0];
@@ -261,7 +299,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
     const headers = this.proxyHeaders(request);
     headers.range = `bytes=${offset}-`;
     try {
-      const res = await httpRequest(url, { headers, signal, headersTimeout: this.options.torrentTimeoutMs, bodyTimeout: this.options.torrentTimeoutMs });
+      const res = await httpRequest(url, { headers, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
       // 206 from `offset` (or 200 for the whole blob when offset is 0); anything else: no relay.
       const range = res.headers['content-range'];
       const ok = res.statusCode === 206 ? typeof range === 'string' && range.startsWith(`bytes ${offset}-`) : res.statusCode === 200 && offset === 0;
