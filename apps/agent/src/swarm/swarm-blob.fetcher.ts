@@ -92,7 +92,10 @@ export class SwarmBlobFetcher implements BlobFetcher {
     }
     const torrent = await torrentP;
     if (!torrent) return undefined;
-    const download = await this.startDownload(request, torrent, { target, skipBefore: offset });
+    // Into the fill's file only from a piece boundary (the swarm comes first, so offset is 0): the
+    // torrent must never write a piece part of which another fetcher wrote.
+    const aligned = offset === (await pieceBoundary(torrent.metainfo, offset, size).catch(() => -1));
+    const download = await this.startDownload(request, torrent, { target: aligned ? target : undefined, skipBefore: offset });
     if (!download) return undefined;
     const { handle } = download;
     let delivered = 0;
