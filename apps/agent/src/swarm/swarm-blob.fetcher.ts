@@ -38,8 +38,10 @@ export interface SwarmBlobFetcherOptions {
   joinGraceMs?: number;
 }
 
+/** A proxy's torrent for the requested blob, checked once on arrival to describe exactly that blob. */
 interface ProxyTorrent {
   metainfo: Buffer;
+  pieceLength: number;
   /** host:port of the proxy's BitTorrent listener. */
   peer: string;
   /** The proxy's base URL. */
@@ -94,9 +96,8 @@ export class SwarmBlobFetcher implements BlobFetcher {
     if (!torrent) return undefined;
     // Into the fill's file only from a piece boundary (the swarm comes first, so offset is 0): the
     // torrent must never write a piece part of which another fetcher wrote.
-    const aligned = offset === (await pieceBoundary(torrent.metainfo, offset, size).catch(() => -1));
+    const aligned = offset === pieceBoundary(torrent, offset, size);
     const download = await this.startDownload(request, torrent, { target: aligned ? target : undefined, skipBefore: offset });
-    if (!download) return undefined;
     const { handle } = download;
     let delivered = 0;
     let stream: Readable;
@@ -104,16 +105,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
       // The torrent writes into the fill's own file: hand over positions, not bytes.
       stream = Readable.from(storedMarks(handle, offset, (end) => (delivered = end - offset)), { objectMode: true });
     } else {
-      const source = handle.createReadStream(offset);
-      const counting = new Transform({
-        transform(chunk: Buffer, _enc, done) {
-          delivered += chunk.length;
-          done(null, chunk);
-        },
-      });
-      // pipeline: an error on either side destroys both (the fill sees it on `stream`).
-      pipeline(source, counting, () => undefined);
-      stream = counting;
+      stream = counted(handle.createReadStream(offset), (n) => (delivered += n));
     }
     signal.addEventListener('abort', () => {
       stream.destroy();
@@ -142,16 +134,9 @@ export class SwarmBlobFetcher implements BlobFetcher {
         if (request.size === undefined || request.size < this.options.minSize) return undefined;
         const relay = await this.openRelay(request, offset, signal, FALLBACK_RELAY_TIMEOUT_MS);
         if (!relay) return undefined;
-        const onRelayBytes = this.options.onRelayBytes;
-        const counting = new Transform({
-          transform(chunk: Buffer, _enc, done) {
-            onRelayBytes?.(chunk.length);
-            done(null, chunk);
-          },
-        });
-        pipeline(relay, counting, () => undefined);
-        signal.addEventListener('abort', () => counting.destroy(), { once: true });
-        return { size: request.size, stream: counting };
+        const stream = counted(relay, (n) => this.options.onRelayBytes?.(n));
+        signal.addEventListener('abort', () => stream.destroy(), { once: true });
+        return { size: request.size, stream };
       },
     };
   }
@@ -174,17 +159,10 @@ export class SwarmBlobFetcher implements BlobFetcher {
     const download = this.downloads.get(digest);
     if (!download) {
       // Relayed to the end before the torrent existed: seed once it does.
-      if (ok && pending) void pending.then((t) => (t ? this.seedValidated(digest, t.metainfo) : undefined), () => undefined);
+      if (ok && pending) void pending.then((t) => (t ? this.seed(digest, t.metainfo) : undefined), () => undefined);
       return;
     }
-    void this.discard(digest).then(async () => {
-      if (!ok) return;
-      try {
-        await this.options.seeder.seedWith(digest, download.metainfo);
-      } catch (err) {
-        this.logger.warn(`cannot seed ${digest}: ${(err as Error).message}`);
-      }
-    });
+    void this.discard(digest).then(() => (ok ? this.seed(digest, download.metainfo) : undefined));
   }
 
   /**
@@ -233,7 +211,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
       let boundary: number | undefined;
       try {
         for await (const chunk of relay as AsyncIterable<Buffer>) {
-          if (torrent && boundary === undefined) boundary = await pieceBoundary(torrent.metainfo, position, size);
+          if (torrent && boundary === undefined) boundary = pieceBoundary(torrent, position, size);
           const part = boundary === undefined ? chunk : chunk.subarray(0, Math.max(0, boundary - position));
           if (part.length > 0) {
             position += part.length;
@@ -250,9 +228,8 @@ export class SwarmBlobFetcher implements BlobFetcher {
       const t = torrent ?? (await torrentP);
       if (!t) throw new Error(`relay of ${request.digest} ended at ${position} of ${size} bytes and there is no torrent`);
       // A relay that ended mid-piece: the torrent downloads that piece whole, so not into the fill's file.
-      const aligned = position === (await pieceBoundary(t.metainfo, position, size));
+      const aligned = position === pieceBoundary(t, position, size);
       const download = await self.startDownload(request, t, { target: aligned ? target : undefined, skipBefore: position });
-      if (!download) throw new Error(`proxy sent a torrent that does not describe ${request.digest}`);
       handle = download.handle;
       const switchedAt = position;
       joining = self.joining(() => swarmPosition - switchedAt);
@@ -262,7 +239,6 @@ export class SwarmBlobFetcher implements BlobFetcher {
         yield* storedMarks(handle, position, (end) => (swarmPosition = end));
         return;
       }
-      await handle.skipBefore(position);
       for await (const chunk of handle.createReadStream(position) as AsyncIterable<Buffer>) {
         swarmPosition += chunk.length;
         yield chunk;
@@ -321,21 +297,15 @@ export class SwarmBlobFetcher implements BlobFetcher {
   }
 
   /**
-   * Checks the torrent describes the blob and starts its download (registered for settle/discard).
-   * With a fill target (`<dir>/<hex>`) the torrent writes straight into the fill's file — one write
+   * Starts the torrent's download (registered for settle/discard). With a fill target (`<dir>/<hex>`) the torrent writes straight into the fill's file — one write
    * per byte instead of two — unless a download of this torrent already runs elsewhere.
    */
   private async startDownload(
     request: BlobRequest,
     torrent: ProxyTorrent,
     opts: { target?: FillTarget; skipBefore: number },
-  ): Promise<Download | undefined> {
-    const summary = await describeMetainfo(torrent.metainfo);
+  ): Promise<Download> {
     const hex = digestHex(request.digest);
-    if (summary.length !== request.size || summary.name !== hex) {
-      this.logger.warn(`proxy ${torrent.proxy} sent a torrent that does not describe ${request.digest}; using the origin`);
-      return undefined;
-    }
     const intoTarget = opts.target && basename(opts.target.path) === hex ? opts.target.path : undefined;
     const dir = intoTarget ? dirname(intoTarget) : this.options.downloadDir;
     await mkdir(dir, { recursive: true });
@@ -345,10 +315,9 @@ export class SwarmBlobFetcher implements BlobFetcher {
     return download;
   }
 
-  private async seedValidated(digest: string, metainfo: Buffer): Promise<void> {
+  /** Seeds the cached blob with a torrent already checked to describe it (see `checked`). */
+  private async seed(digest: string, metainfo: Buffer): Promise<void> {
     try {
-      const summary = await describeMetainfo(metainfo);
-      if (summary.name !== digestHex(digest)) return;
       await this.options.seeder.seedWith(digest, metainfo);
     } catch (err) {
       this.logger.warn(`cannot seed ${digest}: ${(err as Error).message}`);
@@ -376,14 +345,23 @@ export class SwarmBlobFetcher implements BlobFetcher {
       if (signal.aborted) return undefined;
       try {
         const torrent = await this.askProxy(proxy, request, signal);
-        if (torrent) return { ...torrent, proxy };
-        return undefined;
+        return torrent ? await this.checked(request, { ...torrent, proxy }) : undefined;
       } catch (err) {
         this.logger.warn(`proxy ${proxy} failed for ${request.digest}: ${(err as Error).message}; trying the next`);
         this.options.ring.markDown(proxy);
       }
     }
     return undefined;
+  }
+
+  /** The torrent with its piece length if it describes the requested blob; undefined (the origin serves) if not. */
+  private async checked(request: BlobRequest, torrent: Omit<ProxyTorrent, 'pieceLength'>): Promise<ProxyTorrent | undefined> {
+    const summary = await describeMetainfo(torrent.metainfo).catch(() => undefined);
+    if (!summary || summary.length !== request.size || summary.name !== digestHex(request.digest)) {
+      this.logger.warn(`proxy ${torrent.proxy} sent a torrent that does not describe ${request.digest}; using the origin`);
+      return undefined;
+    }
+    return { ...torrent, pieceLength: summary.pieceLength };
   }
 
   /** The torrent from one proxy; undefined when it refuses (4xx: the origin decides), throws when it is broken. */
@@ -435,10 +413,21 @@ async function* storedMarks(handle: DownloadHandle, start: number, onMark: (end:
   }
 }
 
+/** `source` through a pass-through that reports each chunk's size; an error on either side destroys both. */
+function counted(source: Readable, onBytes: (n: number) => void): Readable {
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      onBytes(chunk.length);
+      done(null, chunk);
+    },
+  });
+  pipeline(source, counter, () => undefined);
+  return counter;
+}
+
 /** The first piece boundary at or after `position` (or the blob's end). */
-async function pieceBoundary(metainfo: Buffer, position: number, size: number): Promise<number> {
-  const { pieceLength } = await describeMetainfo(metainfo);
-  return Math.min(size, Math.ceil(position / pieceLength) * pieceLength);
+function pieceBoundary(torrent: ProxyTorrent, position: number, size: number): number {
+  return Math.min(size, Math.ceil(position / torrent.pieceLength) * torrent.pieceLength);
 }
 
 /** 'settled' if `p` resolves or rejects within `ms`, else 'pending' (the promise keeps running). */

@@ -125,11 +125,6 @@ export class BlobCache {
     };
   }
 
-  /** A fresh temp file path under `tmp/` for producing `digest`. */
-  tempPath(digest: string): string {
-    return join(this.tmpDir, `${digestHex(digest)}.${randomBytes(6).toString('hex')}.part`);
-  }
-
   /**
    * A fresh temp file path `tmp/<random>.part/<hex>` in a directory of its own (created): a torrent
    * download names its file after the digest hex, so it can write straight into it. Remove the

@@ -5,7 +5,7 @@ import { pooledCopy } from './pooled-copy.js';
 import { Logger } from '@nestjs/common';
 import type { ByteRange } from '../oci/byte-range.js';
 import { BadOriginResponseError, DigestMismatchError } from '../oci/oci.errors.js';
-import type { BlobFetcher, BlobRequest, StoredUntil } from '../sources/blob-source.js';
+import type { BlobFetcher, BlobRequest, FillTarget, StoredUntil } from '../sources/blob-source.js';
 import type { BlobCache } from './blob-cache.js';
 
 export interface BlobFillOptions {
@@ -40,8 +40,6 @@ export class BlobFill {
   private readonly segments: { end: number; source: string }[] = [];
   private fd: FileHandle | undefined;
   private storedBuf: Buffer | undefined;
-  /** The temp file being filled (`tmp/<random>.part/<hex>`). */
-  private temp: string | undefined;
   private refs = 1;
   private state: 'filling' | 'done' | 'failed' = 'filling';
   private failure: Error | undefined;
@@ -191,13 +189,13 @@ export class BlobFill {
     const unpin = this.cache.pin(this.request.digest);
     let temp: string | undefined;
     try {
-      temp = this.temp = await this.cache.tempFileInOwnDir(this.request.digest);
+      temp = await this.cache.tempFileInOwnDir(this.request.digest);
       this.fd = await open(temp, 'w+');
       let lastError: Error | undefined;
       for (const fetcher of this.fetchers) {
         if (this.size !== undefined && this.written >= this.size) break;
         try {
-          await this.fillFrom(fetcher);
+          await this.fillFrom(fetcher, { path: temp });
         } catch (err) {
           lastError = err as Error;
           this.logger.warn(`${this.request.digest}: ${fetcher.name} stopped at byte ${this.written}: ${lastError.message}`);
@@ -227,9 +225,10 @@ export class BlobFill {
     }
   }
 
-  private async fillFrom(fetcher: BlobFetcher): Promise<void> {
+  /** Fills from `fetcher` at `written` on; `target` is the temp file (`tmp/<random>.part/<hex>`). */
+  private async fillFrom(fetcher: BlobFetcher, target: FillTarget): Promise<void> {
     const ac = new AbortController();
-    const fetched = await fetcher.fetch(this.request, this.written, ac.signal, { path: this.temp! });
+    const fetched = await fetcher.fetch(this.request, this.written, ac.signal, target);
     if (!fetched) return;
     const { stream, size, received, joining } = fetched;
     if (this.size === undefined) {

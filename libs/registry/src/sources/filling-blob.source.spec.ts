@@ -284,18 +284,18 @@ describe(BlobCache.name, () => {
     await cache.init();
     const blobs = Array.from({ length: 4 }, () => randomBytes(250));
     const { writeFile } = await import('node:fs/promises');
-    const wrong = cache.tempPath(digestOf(blobs[0]));
+    const wrong = await cache.tempFileInOwnDir(digestOf(blobs[0]));
     await writeFile(wrong, blobs[1]);
     await expect(cache.adopt(digestOf(blobs[0]), wrong)).rejects.toBeInstanceOf(DigestMismatchError);
     expect(cache.has(digestOf(blobs[0]))).toBe(false);
     const unpin = cache.pin(digestOf(blobs[0]));
     for (const b of blobs.slice(0, 3)) {
-      const t = cache.tempPath(digestOf(b));
+      const t = await cache.tempFileInOwnDir(digestOf(b));
       await writeFile(t, b);
       await cache.adopt(digestOf(b), t);
     }
     expect(cache.stats().bytes).toBe(750);
-    const t = cache.tempPath(digestOf(blobs[3]));
+    const t = await cache.tempFileInOwnDir(digestOf(blobs[3]));
     await writeFile(t, blobs[3]);
     await cache.adopt(digestOf(blobs[3]), t);
     await cache.ensureRoom(0);

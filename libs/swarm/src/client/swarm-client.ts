@@ -75,9 +75,10 @@ export interface DownloadOptions {
   /** Direct peers `ip:port` (the owning proxy), used even with every tracker down. */
   peers?: string[];
   /**
-   * The caller already holds bytes [0, skipBefore): pieces wholly before it are never requested
-   * (deselected the moment the torrent is ready, before any request goes out). Only for a new
-   * download; see DownloadHandle.skipBefore.
+   * The caller already holds bytes [0, skipBefore) (relayed from the proxy): pieces wholly before
+   * it are never requested (deselected the moment the torrent is ready, before any request goes
+   * out). The torrent then never completes (`done` stays pending): the caller verifies and caches
+   * the blob from its own bytes plus what the download delivers from `skipBefore` on.
    */
   skipBefore?: number;
 }
@@ -102,12 +103,6 @@ export interface DownloadHandle {
   /** Resolves with `path` when every piece is verified; rejects if destroyed first. */
   readonly done: Promise<string>;
   addPeers(peers: string[]): void;
-  /**
-   * The caller already holds bytes [0, offset) (relayed from the proxy): pieces wholly before
-   * `offset` are not downloaded. The torrent then never completes (`done` stays pending): the
-   * caller verifies and caches the blob from its own bytes plus `createReadStream(offset)`.
-   */
-  skipBefore(offset: number): Promise<void>;
   /** Stops the download and closes its connections; the file stays (the owner deletes it). */
   destroy(): Promise<void>;
 }
@@ -241,14 +236,11 @@ export class SwarmClient {
     const summary = await describeMetainfo(metainfo);
     // Concurrent callers for one blob share one torrent (webtorrent refuses duplicates).
     const entry = await this.exclusive(summary.infoHash, async () => {
-      const existing = this.entries.get(summary.infoHash);
-      if (existing) return existing;
-      const torrent = await this.add(metainfo, { path: opts.dir });
-      const skipped = Math.floor((opts.skipBefore ?? 0) / torrent.pieceLength);
-      // A listener, not a later deselect(): webtorrent requests pieces synchronously after 'ready',
-      // and the caller's bytes [0, skipBefore) may be in the very file this download writes.
-      if (skipped > 0) torrent.once('ready', () => torrent.deselect(0, skipped - 1));
-      return this.track(torrent, 'downloading', join(opts.dir, summary.name));
+      const e =
+        this.entries.get(summary.infoHash) ??
+        this.track(await this.add(metainfo, { path: opts.dir }), 'downloading', join(opts.dir, summary.name));
+      if (opts.skipBefore) skipPiecesBefore(e.torrent, opts.skipBefore);
+      return e;
     });
     const handle = this.handleFor(entry);
     handle.addPeers(opts.peers ?? []);
@@ -433,11 +425,6 @@ export class SwarmClient {
           torrent.addPeer(peer);
         }
       },
-      skipBefore: async (offset) => {
-        await whenReady();
-        const pieces = Math.floor(offset / torrent.pieceLength);
-        if (pieces > 0 && !torrent.destroyed) torrent.deselect(0, pieces - 1);
-      },
       createReadStream: (start = 0) =>
         Readable.from(
           (async function* () {
@@ -545,6 +532,18 @@ function progressOf(e: Entry): TransferProgress {
     peers: t.numPeers,
     lastProgressAt: e.lastProgressAt,
   };
+}
+
+/**
+ * Deselects the pieces wholly before `offset`. On a torrent not ready yet, in a 'ready' listener
+ * rather than later: webtorrent requests pieces synchronously after 'ready', and the caller's
+ * bytes before `offset` may be in the very file the download writes.
+ */
+function skipPiecesBefore(torrent: Torrent, offset: number): void {
+  const pieces = Math.floor(offset / torrent.pieceLength);
+  if (pieces <= 0 || torrent.destroyed) return;
+  if (torrent.ready) torrent.deselect(0, pieces - 1);
+  else torrent.once('ready', () => torrent.deselect(0, pieces - 1));
 }
 
 /** Resolves at the torrent's next verified piece; throws TorrentGoneError once it is closed or destroyed. */
