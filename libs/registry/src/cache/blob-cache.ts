@@ -180,6 +180,18 @@ export class BlobCache {
   }
 
   /**
+   * Drops a blob found corrupt on disk, pinned or not: it leaves the index at once (the next
+   * request fills it again from its sources) and its file is deleted. Readers that already hold the
+   * file open keep their descriptor; new ones never see it. True if it was cached.
+   */
+  async discardCorrupt(digest: string): Promise<boolean> {
+    const hex = digestHex(digest);
+    if (!this.entries.has(hex)) return false;
+    await this.drop(hex);
+    return true;
+  }
+
+  /**
    * True when a blob of `incoming` bytes can be written (after whatever eviction can free) and still
    * leave `minFreeBytes` free; false while the cache is unusable. Callers serve without caching
    * when it is false, instead of failing the pull half-way on ENOSPC.

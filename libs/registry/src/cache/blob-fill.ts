@@ -5,7 +5,7 @@ import { pooledCopy } from './pooled-copy.js';
 import { Logger } from '@nestjs/common';
 import type { ByteRange } from '../oci/byte-range.js';
 import { BadOriginResponseError, DigestMismatchError } from '../oci/oci.errors.js';
-import type { BlobFetcher, BlobRequest, FillTarget, StoredUntil } from '../sources/blob-source.js';
+import type { BlobFetcher, BlobRequest, FillObserver, FillTarget, StoredUntil } from '../sources/blob-source.js';
 import type { BlobCache } from './blob-cache.js';
 
 export interface BlobFillOptions {
@@ -18,20 +18,43 @@ export interface BlobFillOptions {
   stallMinRate?: number;
   /** Called with every chunk a fetcher delivered (metrics). */
   onBytes?: (source: string, n: number) => void;
+  /** Called once per fill once its size is known; the observer sees every byte of the blob in order, exactly once
+   *  (written chunks and StoredUntil bytes alike), synchronously, before the blob is committed. The proxy computes piece SHA-1s this way. */
+  observe?: (request: BlobRequest, size: number) => FillObserver | undefined;
 }
 
 const READ_CHUNK = 256 * 1024;
-/** Bytes read back per step when hashing what an in-place fetcher stored. */
-const STORED_READ = 1024 * 1024;
+/**
+ * Size of a write buffer (two per fill, one filling while the other is written) and of a read-back
+ * step: one syscall per MiB instead of one per network chunk.
+ */
+const BUFFER = 1024 * 1024;
+/** Buffers kept for the next fills, so a fill allocates none in steady state. */
+const POOL_MAX = 8;
+/**
+ * A partial write buffer goes to disk once the source has been quiet this long, so readers tailing
+ * a slow source are not held back waiting for a full MiB; at speed the buffer fills first.
+ */
+const FLUSH_DELAY_MS = 10;
 /** How long an abandoned in-place fetcher may take to stop writing before the next one starts anyway. */
 const STOP_TIMEOUT_MS = 10_000;
 
+const pool: Buffer[] = [];
+const takeBuffer = (): Buffer => pool.pop() ?? Buffer.allocUnsafeSlow(BUFFER);
+const giveBuffer = (buf: Buffer | undefined): void => {
+  if (buf && pool.length < POOL_MAX) pool.push(buf);
+};
+
 /**
  * One blob being produced into the cache: a temp file written sequentially by a list of fetchers
- * (switching to the next one mid-blob, from the byte already written, when one fails or stalls),
- * hashed as it grows, and tailed by any number of readers as bytes arrive. The final byte is only
- * released once the whole blob's sha256 matched, so a client never receives a complete wrong blob;
- * on a mismatch the file is discarded and every reader's stream errors.
+ * (switching to the next one mid-blob, from the byte already reached, when one fails or stalls),
+ * hashed as it grows, and tailed by any number of readers as bytes reach the disk. The final byte
+ * is only released once the whole blob's sha256 matched, so a client never receives a complete
+ * wrong blob; on a mismatch the file is discarded and every reader's stream errors.
+ *
+ * Incoming chunks are hashed on arrival and copied into one of two pooled MiB buffers, written
+ * positionally when full (or when the source goes quiet) while the other fills: at most one write
+ * in flight, none awaited per chunk.
  */
 export class BlobFill {
   private readonly logger = new Logger(BlobFill.name);
@@ -39,13 +62,31 @@ export class BlobFill {
   private readonly waiters = new Set<() => void>();
   private readonly segments: { end: number; source: string }[] = [];
   private fd: FileHandle | undefined;
-  private storedBuf: Buffer | undefined;
+  /** Bytes accepted (hashed, observed): on disk or in `buf`. */
+  private pos = 0;
+  /** The buffer filling: its first `bufLen` bytes go at `bufAt`; `spare` is the other one (maybe being written). */
+  private buf: Buffer | undefined;
+  private spare: Buffer | undefined;
+  private bufLen = 0;
+  private bufAt = 0;
+  /** The write in flight; it rejects on a write failure. */
+  private writing: Promise<void> | undefined;
+  /** Wakes the fill loop waiting for its source (a write finished, a flush is due). */
+  private rouse: (() => void) | undefined;
+  /**
+   * A failure no other fetcher can repair: bytes hashed but not stored (a write failed), or the
+   * observer threw. The fill fails at once.
+   */
+  private fatal: Error | undefined;
+  private observer: FillObserver | undefined;
+  private observing = false;
   private refs = 1;
   private state: 'filling' | 'done' | 'failed' = 'filling';
   private failure: Error | undefined;
   private resolveSize!: (size: number) => void;
   private rejectSize!: (err: Error) => void;
   size: number | undefined;
+  /** Bytes on disk, what readers may read (all but the last until verified). */
   written = 0;
   /** Resolves with the blob size as soon as it is known; rejects if the fill fails before. */
   readonly sized: Promise<number>;
@@ -174,6 +215,7 @@ export class BlobFill {
   }
 
   private notify(): void {
+    if (this.waiters.size === 0) return;
     const waiting = [...this.waiters];
     this.waiters.clear();
     for (const w of waiting) w();
@@ -193,12 +235,13 @@ export class BlobFill {
       this.fd = await open(temp, 'w+');
       let lastError: Error | undefined;
       for (const fetcher of this.fetchers) {
-        if (this.size !== undefined && this.written >= this.size) break;
+        if (this.size !== undefined && this.pos >= this.size) break;
         try {
           await this.fillFrom(fetcher, { path: temp });
         } catch (err) {
+          if (this.fatal) throw this.fatal;
           lastError = err as Error;
-          this.logger.warn(`${this.request.digest}: ${fetcher.name} stopped at byte ${this.written}: ${lastError.message}`);
+          this.logger.warn(`${this.request.digest}: ${fetcher.name} stopped at byte ${this.pos}: ${lastError.message}`);
         }
       }
       if (this.size === undefined || this.written !== this.size) {
@@ -208,6 +251,7 @@ export class BlobFill {
       if (actual !== this.request.digest) throw new DigestMismatchError(this.request.digest, actual);
       await this.cache.commitVerified(this.request.digest, temp);
       this.state = 'done';
+      this.tellObserver((o) => o.committed?.());
       await this.cache.removeTempDir(temp).catch(() => undefined);
     } catch (err) {
       // The temp file goes before readers learn of the failure, so nothing half-made outlives it.
@@ -215,20 +259,25 @@ export class BlobFill {
       this.failure = err as Error;
       this.state = 'failed';
       this.rejectSize(this.failure);
+      this.tellObserver((o) => o.failed?.(this.failure!));
       if (err instanceof DigestMismatchError) this.logger.error(`${err.message}: discarded, readers aborted`);
       throw err;
     } finally {
       unpin();
-      this.storedBuf = undefined;
+      await this.writing?.catch(() => undefined);
+      giveBuffer(this.buf);
+      giveBuffer(this.spare);
+      this.buf = this.spare = undefined;
+      this.observer = undefined;
       this.notify();
       if (this.refs <= 0) await this.closeFd();
     }
   }
 
-  /** Fills from `fetcher` at `written` on; `target` is the temp file (`tmp/<random>.part/<hex>`). */
+  /** Fills from `fetcher` at `pos` on; `target` is the temp file (`tmp/<random>.part/<hex>`). */
   private async fillFrom(fetcher: BlobFetcher, target: FillTarget): Promise<void> {
     const ac = new AbortController();
-    const fetched = await fetcher.fetch(this.request, this.written, ac.signal, target);
+    const fetched = await fetcher.fetch(this.request, this.pos, ac.signal, target);
     if (!fetched) return;
     const { stream, size, received, joining } = fetched;
     if (this.size === undefined) {
@@ -241,85 +290,215 @@ export class BlobFill {
       throw err;
     }
     const total = this.size!;
-    let timer: NodeJS.Timeout | undefined;
+    const source = fetcher.name;
     let receivedAtArm = received?.() ?? 0;
-    const arm = () => {
-      clearTimeout(timer);
-      receivedAtArm = received?.() ?? 0;
-      timer = setTimeout(() => {
-        // A swarm download still waiting to be unchoked is not stalled (the fetcher bounds this).
-        if (joining?.()) return arm();
-        // Quiet output but bytes still flowing underneath (pieces being assembled) is no stall:
-        // judged on the average over the whole window, not a momentary rate.
-        if (received) {
-          const rate = (received() - receivedAtArm) / (this.options.stallTimeoutMs / 1000);
-          if (rate > 0 && rate >= (this.options.stallMinRate ?? 0)) return arm();
-        }
-        const err = new Error(`no data for ${this.options.stallTimeoutMs} ms`);
-        ac.abort(err);
-        stream.destroy(err);
-      }, this.options.stallTimeoutMs);
+    const stalled = () => {
+      // A swarm download still waiting to be unchoked is not stalled (the fetcher bounds this).
+      if (joining?.()) return arm();
+      // Quiet output but bytes still flowing underneath (pieces being assembled) is no stall:
+      // judged on the average over the whole window, not a momentary rate.
+      if (received) {
+        const rate = (received() - receivedAtArm) / (this.options.stallTimeoutMs / 1000);
+        if (rate > 0 && rate >= (this.options.stallMinRate ?? 0)) return arm();
+      }
+      const err = new Error(`no data for ${this.options.stallTimeoutMs} ms`);
+      ac.abort(err);
+      stream.destroy(err);
     };
+    const timer = setTimeout(stalled, this.options.stallTimeoutMs);
+    const arm = () => {
+      receivedAtArm = received?.() ?? 0;
+      timer.refresh();
+    };
+    // The loop pulls with read() and, only when nothing is buffered, waits on a settle function
+    // replaced at every wait, which the stream's events, finished writes and the abort call: no
+    // promise or listener lives longer than its wait, so nothing keeps a chunk alive (a race
+    // against a promise settled only at the end did: it held every chunk until the fill ended).
     // Abandoning must not depend on the fetcher's stream honouring destroy(): a stream whose
     // destroy waits on the very read that stalled (e.g. Readable.from over an async generator)
     // would otherwise hold this loop, and every client reading the blob, forever.
-    const abandoned = new Promise<never>((_, rej) => ac.signal.addEventListener('abort', () => rej(ac.signal.reason as Error), { once: true }));
-    abandoned.catch(() => undefined);
-    const chunks = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
-    arm();
+    let wake: (() => void) | undefined;
+    const rouse = () => {
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
+    let streamError: Error | undefined;
+    let flushTimer: NodeJS.Timeout | undefined;
+    let flushDue = false;
+    const flushSoon = () => {
+      flushTimer = undefined;
+      flushDue = true;
+      rouse();
+    };
+    this.rouse = rouse;
+    stream.on('readable', rouse).on('end', rouse).on('close', rouse).on('error', (err: Error) => {
+      streamError ??= err;
+      rouse();
+    });
+    ac.signal.addEventListener('abort', rouse, { once: true });
     try {
-      for (;;) {
-        const pending = chunks.next();
-        pending.catch(() => undefined);
-        const next = await Promise.race([pending, abandoned]);
-        if (next.done) break;
-        const chunk = next.value as Buffer | StoredUntil;
-        arm();
-        if (Buffer.isBuffer(chunk)) await this.writeChunk(fetcher.name, chunk, total);
-        else await this.hashStored(fetcher.name, chunk.storedUntil, total);
+      if (!this.observing) {
+        this.observing = true;
+        this.observer = this.guard(() => this.options.observe?.(this.request, total));
       }
-      if (this.written < total) throw new Error(`${fetcher.name} ended at byte ${this.written} of ${total}`);
+      for (;;) {
+        if (ac.signal.aborted) throw ac.signal.reason as Error;
+        const item = stream.destroyed ? null : (stream.read() as Buffer | StoredUntil | null);
+        if (item !== null) {
+          arm();
+          if (Buffer.isBuffer(item)) {
+            if (this.pos + item.length > total) throw new BadOriginResponseError(`${source} sent more than ${total} bytes`);
+            this.accept(source, item);
+            let off = this.copyIn(item, 0);
+            while (this.bufLen === BUFFER) {
+              await this.flush();
+              if (off < item.length) off = this.copyIn(item, off);
+            }
+          } else {
+            await this.takeStored(source, item, total);
+          }
+          continue;
+        }
+        const failed = streamError ?? stream.errored;
+        if (failed) throw failed;
+        if (stream.readableEnded) break;
+        if (stream.destroyed) throw new Error(`${source} closed its stream at byte ${this.pos} of ${total}`);
+        if (this.bufLen > 0) {
+          if (flushDue && !this.writing) {
+            flushDue = false;
+            this.startWrite();
+          } else flushTimer ??= setTimeout(flushSoon, FLUSH_DELAY_MS);
+        }
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+      await this.drain();
+      if (this.pos < total) throw new Error(`${source} ended at byte ${this.pos} of ${total}`);
     } catch (err) {
       // Tell the fetcher it is abandoned (it may hold a download to clean up), and let one that
       // writes into the file itself stop before the next fetcher writes the same range.
       if (!ac.signal.aborted) ac.abort(err);
-      if (fetched.stop) await boundedStop(fetched.stop(), fetcher.name, this.logger);
+      // What was hashed goes to disk before the next fetcher continues after it.
+      await this.drain().catch(() => undefined);
+      if (fetched.stop) await boundedStop(fetched.stop(), source, this.logger);
       throw err;
     } finally {
       clearTimeout(timer);
+      clearTimeout(flushTimer);
+      this.rouse = undefined;
+      ac.signal.removeEventListener('abort', rouse);
+      stream.off('readable', rouse).off('end', rouse).off('close', rouse);
       stream.destroy();
     }
   }
 
-  private async writeChunk(source: string, chunk: Buffer, total: number): Promise<void> {
-    if (this.written + chunk.length > total) throw new BadOriginResponseError(`${source} sent more than ${total} bytes`);
-    let off = 0;
-    while (off < chunk.length) off += (await this.fd!.write(chunk, off, chunk.length - off, this.written + off)).bytesWritten;
+  /** Takes `chunk` as the blob's next bytes: hashed, shown to the observer, counted. */
+  private accept(source: string, chunk: Buffer): void {
     this.hash.update(chunk);
-    this.advance(source, chunk.length);
-  }
-
-  /** Bytes an in-place fetcher says are now in the file up to `until`: read back and hashed, not written. */
-  private async hashStored(source: string, until: number, total: number): Promise<void> {
-    if (!Number.isSafeInteger(until) || until < this.written || until > total) {
-      throw new BadOriginResponseError(`${source} reported bytes stored up to ${until}, outside ${this.written}–${total}`);
+    if (this.observer) {
+      const observer = this.observer;
+      this.guard(() => observer.data(chunk));
     }
-    const buf = (this.storedBuf ??= Buffer.allocUnsafe(STORED_READ));
-    while (this.written < until) {
-      const { bytesRead } = await this.fd!.read(buf, 0, Math.min(buf.length, until - this.written), this.written);
-      if (bytesRead === 0) throw new Error(`${source} reported byte ${this.written} stored, but the file ends there`);
-      this.hash.update(buf.subarray(0, bytesRead));
-      this.advance(source, bytesRead);
-    }
-  }
-
-  private advance(source: string, n: number): void {
-    this.written += n;
+    this.pos += chunk.length;
     const last = this.segments.at(-1);
-    if (last?.source === source) last.end = this.written;
-    else this.segments.push({ end: this.written, source });
-    this.options.onBytes?.(source, n);
+    if (last?.source === source) last.end = this.pos;
+    else this.segments.push({ end: this.pos, source });
+    this.options.onBytes?.(source, chunk.length);
+  }
+
+  /** Runs observer code; an observer that throws fails the fill (it would miss bytes otherwise). */
+  private guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      this.fatal ??= err as Error;
+      throw err;
+    }
+  }
+
+  private tellObserver(fn: (observer: FillObserver) => void): void {
+    if (!this.observer) return;
+    try {
+      fn(this.observer);
+    } catch (err) {
+      this.logger.warn(`${this.request.digest}: fill observer failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** Copies what fits of `chunk` from `off` into the filling buffer; returns the offset reached. */
+  private copyIn(chunk: Buffer, off: number): number {
+    const buf = (this.buf ??= takeBuffer());
+    const n = chunk.copy(buf, this.bufLen, off);
+    this.bufLen += n;
+    return off + n;
+  }
+
+  /** Writes the filling buffer once the write in flight is done; does not wait for this one. */
+  private async flush(): Promise<void> {
+    if (this.writing) await this.writing;
+    this.startWrite();
+  }
+
+  /** Everything accepted on disk (`written === pos`). */
+  private async drain(): Promise<void> {
+    await this.flush();
+    await this.writing;
+  }
+
+  private startWrite(): void {
+    if (this.bufLen === 0) return;
+    const buf = this.buf!;
+    const len = this.bufLen;
+    this.buf = this.spare;
+    this.spare = buf;
+    this.bufLen = 0;
+    const writing = this.writeOut(buf, len, this.bufAt);
+    this.bufAt += len;
+    writing.catch(() => undefined);
+    this.writing = writing;
+  }
+
+  private async writeOut(buf: Buffer, len: number, at: number): Promise<void> {
+    try {
+      let off = 0;
+      while (off < len) off += (await this.fd!.write(buf, off, len - off, at + off)).bytesWritten;
+    } catch (err) {
+      this.fatal ??= err as Error;
+      throw err;
+    }
+    this.writing = undefined;
+    this.written = at + len;
     this.notify();
+    this.rouse?.();
+  }
+
+  /** Bytes an in-place fetcher says are now in the file up to `storedUntil`: hashed from its chunks, or read back; not written. */
+  private async takeStored(source: string, mark: StoredUntil, total: number): Promise<void> {
+    const until = mark.storedUntil;
+    if (!Number.isSafeInteger(until) || until < this.pos || until > total) {
+      throw new BadOriginResponseError(`${source} reported bytes stored up to ${until}, outside ${this.pos}–${total}`);
+    }
+    // Readers may read up to `written` only: the bytes buffered before the mark go to disk first.
+    if (this.bufLen > 0 || this.writing) await this.drain();
+    const chunks = mark.chunks;
+    if (chunks && chunks.reduce((n, c) => n + c.length, 0) === until - this.pos) {
+      for (const chunk of chunks) this.accept(source, chunk);
+      this.written = this.bufAt = until;
+      this.notify();
+      return;
+    }
+    const buf = takeBuffer();
+    try {
+      while (this.pos < until) {
+        const { bytesRead } = await this.fd!.read(buf, 0, Math.min(buf.length, until - this.pos), this.pos);
+        if (bytesRead === 0) throw new Error(`${source} reported byte ${this.pos} stored, but the file ends there`);
+        this.accept(source, buf.subarray(0, bytesRead));
+        this.written = this.bufAt = this.pos;
+        this.notify();
+      }
+    } finally {
+      giveBuffer(buf);
+    }
   }
 }
 

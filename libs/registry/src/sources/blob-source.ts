@@ -23,11 +23,24 @@ export interface FillTarget {
 /**
  * What a fetcher given a FillTarget may yield instead of bytes: every byte before `storedUntil` is
  * now at its offset in the target file (written there by the fetcher, e.g. verified torrent
- * pieces). The fill reads those bytes back to hash them, so the digest is checked on exactly what
- * the cache will hold, and does not write them a second time.
+ * pieces). Unless the mark carries those bytes as `chunks`, the fill reads them back to hash them,
+ * so the digest is checked on exactly what the cache will hold; it never writes them a second time.
  */
 export interface StoredUntil {
   readonly storedUntil: number;
+  /** Optional: the bytes [previous storedUntil, storedUntil) themselves, in order, still in memory (the verified piece
+   *  buffers): the fill hashes them instead of reading the file back. Valid only until the fill asks the stream for its next item. */
+  readonly chunks?: readonly Buffer[];
+}
+
+/** Sees a fill's bytes as the fill hashes them (see BlobFillOptions.observe). */
+export interface FillObserver {
+  /** The next bytes of the blob, in order; valid only during the call. */
+  data(chunk: Buffer): void;
+  /** the blob verified and committed */
+  committed?(): void;
+  /** the fill failed */
+  failed?(err: Error): void;
 }
 
 /** Bytes of a blob from some offset on, as a fetcher produces them. */

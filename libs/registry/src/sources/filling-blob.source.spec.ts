@@ -250,6 +250,25 @@ describe(FillingBlobSource.name, () => {
     expect(cache.has(digest)).toBe(true);
   });
 
+  it('passes the observer option through to the fill: every byte once, in order, across a mid-blob switch', async () => {
+    const seen: Buffer[] = [];
+    const events: string[] = [];
+    const swarm = new InPlaceFetcher(data, { dieAfter: 400 * 1024 });
+    const origin = new FakeFetcher('origin', data);
+    const source = new FillingBlobSource(cache, [swarm, origin], {
+      stallTimeoutMs: 2000,
+      observe: (req, size) => {
+        events.push(`observe ${req.digest === digest} ${size}`);
+        return { data: (c) => seen.push(Buffer.from(c)), committed: () => events.push('committed'), failed: () => events.push('failed') };
+      },
+    });
+    const opened = (await source.open(request()))!;
+    expect((await readAll(opened.read())).equals(data)).toBe(true);
+    opened.release();
+    expect(Buffer.concat(seen).equals(data)).toBe(true);
+    expect(events).toEqual([`observe true ${data.length}`, 'committed']);
+  });
+
   it('on a digest mismatch aborts every reader, never delivers the whole blob, and leaves nothing behind', async () => {
     const bad = new FakeFetcher('origin', data, { corrupt: true });
     const source = new FillingBlobSource(cache, [bad], { stallTimeoutMs: 2000 });
