@@ -9,8 +9,10 @@ import {
   registryCoreProviders,
   RegistryMetrics,
   UpstreamClient,
+  type BlobRequest,
+  type FillObserver,
 } from '#registry';
-import { seedingSwarmProviders } from '#swarm';
+import { BlobSeeder, PieceHasher, pieceLengthFor, seedingSwarmProviders } from '#swarm';
 import { BlobTorrentService } from './blob-torrent.service.js';
 import { ProxyConfig } from './proxy.config.js';
 
@@ -19,14 +21,15 @@ export const proxyProviders: Provider[] = [
   ...registryCoreProviders(ProxyConfig),
   {
     provide: BlobSourceChain,
-    inject: [UpstreamClient, ThrottleService, BlobCache, RegistryMetrics],
-    useFactory: (client: UpstreamClient, throttle: ThrottleService, cache: BlobCache, metrics: RegistryMetrics) => {
+    inject: [UpstreamClient, ThrottleService, BlobCache, RegistryMetrics, BlobSeeder],
+    useFactory: (client: UpstreamClient, throttle: ThrottleService, cache: BlobCache, metrics: RegistryMetrics, seeder: BlobSeeder) => {
       // The proxy's only fetcher is the origin, limited by originRate; concurrent callers share one fill.
       const origin = new OriginFetcher(client, { throttle: () => throttledStream(throttle, 'originRate') });
       const filling = new FillingBlobSource(cache, [origin], {
         stallTimeoutMs: 60_000,
         onBytes: (source, n) => metrics.bytesFetched.inc({ source }, n),
         onFilled: (seconds, ok) => metrics.fetchDuration.observe({ result: ok ? 'ok' : 'error' }, seconds),
+        observe: hashPiecesInto(seeder),
       });
       return new BlobSourceChain([new CachedBlobSource(cache), filling]);
     },
@@ -40,3 +43,21 @@ export const proxyProviders: Provider[] = [
   }),
   BlobTorrentService,
 ];
+
+/**
+ * SHA-1s every piece while the origin fill streams through, and hands them to the seeder once the
+ * blob is verified and committed, so its torrent needs no second pass over the file. A failed fill
+ * hands nothing over: its hashes go with the observer.
+ */
+function hashPiecesInto(seeder: BlobSeeder): (request: BlobRequest, size: number) => FillObserver {
+  return (request, size) => {
+    const hasher = new PieceHasher(size, pieceLengthFor(size));
+    return {
+      data: hasher.data,
+      // A miscount would be the fill's bug; the seeder then hashes the file rather than this throwing into the fill.
+      committed: () => {
+        if (hasher.bytesSeen === size) seeder.offerPieces(request.digest, hasher.digest());
+      },
+    };
+  };
+}

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type { SwarmClient } from '../client/swarm-client.js';
-import { createBlobTorrent, describeMetainfo, type BlobTorrent } from '../torrent/blob-torrent.js';
+import { createBlobTorrent, createBlobTorrentFromPieces, describeMetainfo, type BlobTorrent } from '../torrent/blob-torrent.js';
 
 /**
  * The verified blob store the seeder reads from (the registry's content-addressed cache satisfies
@@ -13,22 +13,31 @@ export interface SeedableBlobStore {
   size(digest: string): number | undefined;
   /** Keeps the blob from eviction until the returned function is called. */
   pin(digest: string): () => void;
+  /** Drops a blob found corrupt on disk even while pinned (it is fetched again on the next request). */
+  discardCorrupt(digest: string): Promise<boolean>;
   /** Called when the store drops a blob (eviction, removal). */
   onEvict(listener: (digest: string) => void): () => void;
 }
 
 const MAX_REMEMBERED = 10_000;
+/**
+ * Piece hashes waiting for their blob's first torrent request. Each is 20 B per piece (≤ 80 KiB
+ * for a 64 GiB blob, typically a few KiB); a blob filled but never asked for falls out here.
+ */
+const MAX_PENDING_PIECES = 1_000;
 
 /**
- * Seeds verified cache files: makes each blob's deterministic torrent once (SHA-1 over the file),
- * remembers its metainfo, keeps the file pinned while seeded and stops seeding when the cache
- * drops it. Used by the proxy (torrents it serves) and the agent (blobs it downloaded).
+ * Seeds verified cache files: makes each blob's deterministic torrent once (from piece hashes
+ * computed during the fetch when offered, else SHA-1 over the file), remembers its metainfo, keeps
+ * the file pinned while seeded and stops seeding when the cache drops it. Used by the proxy
+ * (torrents it serves) and the agent (blobs it downloaded).
  */
 export class BlobSeeder {
   private readonly logger = new Logger(BlobSeeder.name);
   private readonly torrents = new Map<string, BlobTorrent>();
   private readonly creating = new Map<string, Promise<BlobTorrent>>();
   private readonly pins = new Map<string, () => void>();
+  private readonly pendingPieces = new Map<string, Buffer>();
   private readonly unsubscribe: () => void;
 
   constructor(
@@ -37,6 +46,7 @@ export class BlobSeeder {
     private readonly announce: string[],
   ) {
     this.unsubscribe = store.onEvict((digest) => {
+      this.pendingPieces.delete(digest);
       const known = this.torrents.get(digest);
       if (known) void this.swarm.stopSeeding(known.infoHash);
     });
@@ -65,6 +75,39 @@ export class BlobSeeder {
     await this.seedFile(digest, torrent);
   }
 
+  /**
+   * Piece hashes computed while the blob was fetched (`PieceHasher`), for `pieceLengthFor(size)`:
+   * its torrent is then made from them instead of reading the file again. Call once the blob is
+   * committed to the store; ignored when its torrent is already known.
+   */
+  offerPieces(digest: string, pieces: Buffer): void {
+    if (this.torrents.has(digest)) return;
+    this.pendingPieces.delete(digest);
+    if (this.pendingPieces.size >= MAX_PENDING_PIECES) this.pendingPieces.delete(this.pendingPieces.keys().next().value as string);
+    this.pendingPieces.set(digest, pieces);
+  }
+
+  /** `offerPieces` then `torrentFor`: seeds a just-committed blob without a second pass over it. */
+  seedWithPieces(digest: string, pieces: Buffer): Promise<BlobTorrent> {
+    this.offerPieces(digest, pieces);
+    return this.torrentFor(digest);
+  }
+
+  /**
+   * Wire into `SwarmClient`'s `onCorruptFile`: a seeded file failed a piece's SHA-1 when read, so
+   * it is dropped from the store (and its torrent forgotten); the next request for the blob fetches
+   * it again from its sources. Nothing corrupt was uploaded: the engine checks before it sends.
+   */
+  async corrupt(digest: string): Promise<void> {
+    this.torrents.delete(digest);
+    this.pendingPieces.delete(digest);
+    try {
+      if (await this.store.discardCorrupt(digest)) this.logger.warn(`${digest}: corrupt file evicted from the cache; it will be fetched again`);
+    } catch (err) {
+      this.logger.error(`${digest}: cannot evict the corrupt file: ${(err as Error).message}`);
+    }
+  }
+
   /** Wire into `SwarmClient`'s `onStopSeeding`: releases the file's pin. */
   stopped(infoHash: string): void {
     this.pins.get(infoHash)?.();
@@ -73,6 +116,7 @@ export class BlobSeeder {
 
   close(): void {
     this.unsubscribe();
+    this.pendingPieces.clear();
     for (const unpin of this.pins.values()) unpin();
     this.pins.clear();
   }
@@ -80,7 +124,19 @@ export class BlobSeeder {
   private async create(digest: string): Promise<BlobTorrent> {
     const path = this.store.path(digest);
     const size = this.store.size(digest);
+    const pieces = this.pendingPieces.get(digest);
+    this.pendingPieces.delete(digest);
     if (!path || size === undefined) throw new Error(`blob ${digest} is not in the cache`);
+    if (pieces) {
+      try {
+        const torrent = createBlobTorrentFromPieces(hexOf(digest), size, pieces, this.announce);
+        this.logger.log(`torrent ${torrent.infoHash} for ${digest} (${size} B) made from fill-time piece hashes`);
+        this.remember(digest, torrent);
+        return torrent;
+      } catch (err) {
+        this.logger.warn(`${digest}: precomputed piece hashes unusable (${(err as Error).message}); hashing the file`);
+      }
+    }
     const unpin = this.store.pin(digest);
     try {
       const started = performance.now();

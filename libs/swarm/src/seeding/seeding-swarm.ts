@@ -14,12 +14,17 @@ export interface SeedingSwarm {
  * at start (a tracker that moves later is reached again after a restart; the proxy stays a direct peer).
  */
 export async function createSeedingSwarm(
-  options: Omit<SwarmClientOptions, 'onStopSeeding'>,
+  options: Omit<SwarmClientOptions, 'onStopSeeding' | 'onCorruptFile'>,
   store: SeedableBlobStore,
 ): Promise<SeedingSwarm> {
   let seeder: BlobSeeder | undefined;
   const trackers = await expandServiceUrls(options.trackers);
-  const client = new SwarmClient({ ...options, trackers, onStopSeeding: (event) => seeder?.stopped(event.infoHash) });
+  const client = new SwarmClient({
+    ...options,
+    trackers,
+    onStopSeeding: (event) => seeder?.stopped(event.infoHash),
+    onCorruptFile: (event) => void seeder?.corrupt(`sha256:${event.name}`),
+  });
   await client.ready();
   // Torrents carry the configured URLs (the same on every host keeps metainfo identical); each
   // client announces to its own expanded list anyway.
