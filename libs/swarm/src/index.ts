@@ -1,5 +1,6 @@
 export * from './swarm.errors.js';
 export * from './torrent/blob-torrent.js';
+export * from './torrent/piece-hasher.js';
 export * from './client/seed-lru.js';
 export * from './client/swarm.metrics.js';
 export * from './client/swarm-client.js';

@@ -20,7 +20,9 @@ export class SwarmMetrics {
   readonly banned: Counter;
   readonly pullDuration: Histogram<'result'>;
   readonly torrents: Gauge<'state'>;
-  readonly peers: Gauge<'info_hash' | 'state'>;
+  readonly peers: Gauge<'state'>;
+  readonly pieceFailures: Counter;
+  readonly corruptFiles: Counter;
   private snapshot: () => TorrentPeersSnapshot[] = () => [];
 
   constructor(metrics: MetricsService) {
@@ -34,11 +36,15 @@ export class SwarmMetrics {
       this.set({ state: 'seeding' }, all.filter((t) => t.state === 'seeding').length);
       this.set({ state: 'downloading' }, all.filter((t) => t.state === 'downloading').length);
     });
-    this.peers = metrics.gauge('swarm_torrent_peers', 'Connected peers per torrent.', ['info_hash', 'state'], function collect() {
-      // Reset first so torrents that stopped do not linger as stale series.
-      this.reset();
-      for (const t of snap()) this.set({ info_hash: t.infoHash, state: t.state }, t.peers);
+    // No info hash label: /metrics is open, and an info hash is what a peer needs to ask for a blob.
+    this.peers = metrics.gauge('swarm_torrent_peers', 'Connected peers, summed over torrents, by torrent state.', ['state'], function collect() {
+      const all = snap();
+      for (const state of ['seeding', 'downloading'] as const) {
+        this.set({ state }, all.filter((t) => t.state === state).reduce((n, t) => n + t.peers, 0));
+      }
     });
+    this.pieceFailures = metrics.counter('swarm_piece_failures_total', 'Pieces received from peers that failed their SHA-1 (discarded).');
+    this.corruptFiles = metrics.counter('swarm_corrupt_files_total', 'Seeded files found corrupt when a piece was read back (seeding stopped, file evicted).');
   }
 
   /** The swarm client reports its torrents through this when metrics are scraped. */

@@ -1,0 +1,986 @@
+import { createHash } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { Logger } from '@nestjs/common';
+import type { ThrottleService } from '#ops';
+import { TorrentGoneError } from '../swarm.errors.js';
+import { PeerReputation } from '../client/peer-reputation.js';
+import type { SwarmMetrics } from '../client/swarm.metrics.js';
+import { Bitfield } from './bitfield.js';
+import { BufferPool, SharedBuffer } from './buffer-pool.js';
+import type { PeerConnection, PeerSessionLink } from './peer-connection.js';
+import { PiecePicker, type ReaderWindow } from './piece-picker.js';
+import { RateMeter } from './rate-meter.js';
+import { TrackerAnnouncer } from './tracker-client.js';
+import { encodeCancel, writeRequest, type WireMessage } from './wire-codec.js';
+
+/** A torrent's fixed description (from its metainfo). */
+export interface TorrentInfo {
+  infoHash: string;
+  infoHashBuf: Buffer;
+  name: string;
+  length: number;
+  pieceLength: number;
+  /** 20-byte SHA-1 per piece, concatenated. */
+  pieces: Buffer;
+}
+
+/** What every session of one process shares (the client owns it). */
+export interface SessionContext {
+  localId: Buffer;
+  token: string;
+  port: () => number;
+  announceUrls: string[];
+  reannounceSeconds: number;
+  throttle: ThrottleService;
+  limits: { download?: string; upload?: string };
+  pool: BufferPool;
+  metrics?: SwarmMetrics;
+  uploadSlots: number;
+  maxConns: number;
+  /** Seeds hand each piece to one peer first (BEP 16 style), so peers have different pieces to trade at once. */
+  superSeed: boolean;
+  /** Check each piece's SHA-1 when it is read from disk to be uploaded (off only for drills that play a liar). */
+  verifyReads: boolean;
+  progressLogSeconds: number;
+  isProxy(peer: PeerConnection): boolean;
+  isTrusted(peer: PeerConnection): boolean;
+  dial(session: TorrentSession, address: string): void;
+  /** A piece read from the seeded file failed its SHA-1: the file is corrupt. */
+  corrupt(session: TorrentSession, index: number): void;
+}
+
+interface PieceJob {
+  index: number;
+  length: number;
+  blockSize: number;
+  blocks: number;
+  buf: Buffer;
+  /** Requests in flight per block. */
+  requested: Uint8Array;
+  got: Uint8Array;
+  gotCount: number;
+  /** A parser is copying into this block of `buf` right now. */
+  receiving: Uint8Array;
+  /** Parsers copying into `buf` (it is verified and written only once they are done). */
+  writers: number;
+  contributors: Set<PeerConnection>;
+  state: 'fetching' | 'writing';
+}
+
+interface BlockTarget {
+  job: PieceJob;
+  block: number;
+  /** Endgame duplicate: copied here, then into the job if the block is still missing. */
+  scratch?: Buffer;
+}
+
+export interface Reader {
+  pos: number;
+}
+
+/** Bytes requested from one peer at once (a few MiB keeps a fast link busy, little enough to move on from a slow one). */
+const PIPELINE_BYTES = 4 * 1024 * 1024;
+const MAX_REQUESTS = 256;
+const MAX_QUEUED_UPLOADS = 512;
+/** A peer that sent no block for this long while we wait on requests gets them taken back. */
+const SNUB_MS = 30_000;
+/** Upload slots rotate at most this often (fair turns for peers waiting on a seed). */
+const ROTATE_MS = 10_000;
+const SUPER_SEED_AHEAD = 2;
+const PIECE_CACHE = 4;
+const KEEPALIVE_MS = 60_000;
+const MAX_DIRECT_RETRY_MS = 30_000;
+
+/**
+ * One torrent in the process: what we have, the peers we trade with, the pieces being fetched into
+ * pooled buffers, verified by SHA-1 and written positionally into the file, and the pieces we
+ * serve from disk (checked by SHA-1 again when read). Per block the work is O(1); per piece
+ * started one scan of the piece list (PiecePicker).
+ */
+export class TorrentSession implements PeerSessionLink {
+  readonly infoHash: Buffer;
+  readonly pieceCount: number;
+  readonly have: Bitfield;
+  readonly peers = new Set<PeerConnection>();
+  readonly picker: PiecePicker;
+  readonly reputation: PeerReputation<PeerConnection>;
+  readonly down = new RateMeter();
+  readonly up = new RateMeter();
+  readonly startedAt = Date.now();
+  state: 'downloading' | 'seeding';
+  path: string;
+  /** Raw piece bytes received (minus pieces that failed SHA-1): what the stall rule watches. */
+  received = 0;
+  /** Verified bytes held. */
+  verifiedBytes = 0;
+  lastProgressAt = Date.now();
+  ended = false;
+  readonly done: Promise<string>;
+  private resolveDone!: (path: string) => void;
+  private rejectDone!: (err: Error) => void;
+  private file: Promise<FileHandle> | undefined;
+  private readonly jobs = new Map<number, PieceJob>();
+  private readonly pendingWrites = new Set<Promise<unknown>>();
+  private readonly pieceCache = new Map<number, Promise<SharedBuffer>>();
+  private readonly waiters = new Set<{ resolve: () => void; reject: (e: Error) => void }>();
+  private readonly readers = new Set<Reader>();
+  /** Super-seeding: pieces revealed to connected peers that do not have them yet. */
+  private readonly revealCount: Uint16Array;
+  private readonly direct = new Map<string, { delayMs: number; timer?: NodeJS.Timeout }>();
+  private readonly dialing = new Set<string>();
+  private readonly logger = new Logger('TorrentSession');
+  private window: ReaderWindow | undefined;
+  /** Pieces wholly before this index are not wanted (the caller holds those bytes). */
+  private skipPieces = 0;
+  /** Wanted pieces not held yet. */
+  private missing: number;
+  private lastRotateAt = Date.now();
+  private progressTimer: NodeJS.Timeout | undefined;
+  private readonly announcer: TrackerAnnouncer;
+
+  constructor(
+    readonly info: TorrentInfo,
+    path: string,
+    state: 'downloading' | 'seeding',
+    private readonly ctx: SessionContext,
+    reputation: PeerReputation<PeerConnection> | undefined,
+  ) {
+    this.infoHash = info.infoHashBuf;
+    this.pieceCount = info.pieces.length / 20;
+    this.have = new Bitfield(this.pieceCount);
+    this.picker = new PiecePicker(this.pieceCount);
+    this.revealCount = new Uint16Array(this.pieceCount);
+    this.path = path;
+    this.state = state;
+    this.done = new Promise<string>((resolve, reject) => {
+      this.resolveDone = resolve;
+      this.rejectDone = reject;
+    });
+    this.done.catch(() => undefined);
+    this.reputation =
+      reputation ??
+      new PeerReputation<PeerConnection>(
+        (peer, reason) => {
+          this.logger.warn(`torrent ${this.short}: dropping peer ${peer.address}: ${reason}`);
+          ctx.metrics?.banned.inc();
+          peer.close(`banned: ${reason}`);
+        },
+        (peer) => ctx.isTrusted(peer),
+      );
+    if (state === 'seeding') this.markAllHave();
+    this.missing = this.pieceCount - this.have.count;
+    if (state === 'downloading') {
+      this.file = open(path, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644);
+      this.startProgressLog();
+    } else {
+      this.file = open(path, 'r');
+    }
+    this.file.catch(() => undefined);
+    this.announcer = new TrackerAnnouncer({
+      urls: ctx.announceUrls,
+      params: () => ({
+        infoHash: this.infoHash,
+        peerId: ctx.localId,
+        port: ctx.port(),
+        uploaded: this.up.total,
+        downloaded: this.down.total,
+        left: this.state === 'seeding' ? 0 : this.info.length - this.verifiedBytes,
+      }),
+      onPeers: (peers) => this.onTrackerPeers(peers),
+      retryFirstMs: ctx.reannounceSeconds * 1000,
+      onError: (url, err) => this.logger.debug(`torrent ${this.short}: tracker ${url}: ${err.message}`),
+    });
+    this.announcer.start();
+  }
+
+  get token(): string {
+    return this.ctx.token;
+  }
+
+  get localId(): Buffer {
+    return this.ctx.localId;
+  }
+
+  get short(): string {
+    return this.info.infoHash.slice(0, 12);
+  }
+
+  pieceLengthOf(index: number): number {
+    return index === this.pieceCount - 1 ? this.info.length - index * this.info.pieceLength : this.info.pieceLength;
+  }
+
+  /** Opens the file the session reads and writes (for errors to surface before the caller goes on). */
+  async opened(): Promise<void> {
+    await this.file;
+  }
+
+  // --- peers -----------------------------------------------------------------------------
+
+  /** An accepted connection that named this torrent; false = refuse (full). */
+  accept(peer: PeerConnection): boolean {
+    if (this.ended || this.peers.size >= this.ctx.maxConns) return false;
+    this.peers.add(peer);
+    return true;
+  }
+
+  /** An outgoing connection we made for this torrent. */
+  attach(peer: PeerConnection): void {
+    this.peers.add(peer);
+  }
+
+  /** Peers to keep connected while downloading (the owning proxy): redialled when the connection drops. */
+  addDirect(addresses: string[]): void {
+    for (const address of addresses) {
+      if (!this.direct.has(address)) this.direct.set(address, { delayMs: 1000 });
+      this.connect(address);
+    }
+  }
+
+  connect(address: string): void {
+    if (this.ended || this.dialing.has(address) || this.peers.size >= this.ctx.maxConns) return;
+    for (const p of this.peers) if (p.address === address) return;
+    this.dialing.add(address);
+    this.ctx.dial(this, address);
+  }
+
+  dialEnded(address: string, ok: boolean): void {
+    this.dialing.delete(address);
+    if (!ok) this.redialLater(address);
+  }
+
+  authenticated(peer: PeerConnection): void {
+    if (this.reputation.isBanned(peer)) return peer.close('banned');
+    for (const other of this.peers) {
+      if (other === peer || other.remoteIdHex !== peer.remoteIdHex || other.state !== 'ready') continue;
+      // Both sides dialled: both keep the connection opened by the lower peer id.
+      const initiator = (p: PeerConnection) => (p.side === 'initiator' ? this.ctx.localId : p.remoteId!);
+      const drop = Buffer.compare(initiator(peer), initiator(other)) < 0 ? other : peer;
+      drop.close('duplicate connection');
+      if (drop === peer) return;
+    }
+    const d = this.direct.get(peer.address);
+    if (d) d.delayMs = 1000;
+    if (this.superSeeding) {
+      for (let i = 0; i < SUPER_SEED_AHEAD; i++) this.reveal(peer);
+    } else if (this.have.count > 0) {
+      peer.sendBitfield(this.have);
+    }
+  }
+
+  message(peer: PeerConnection, m: WireMessage): void {
+    switch (m.type) {
+      case 'choke':
+        peer.peerChoking = true;
+        this.dropRequests(peer);
+        return;
+      case 'unchoke':
+        peer.peerChoking = false;
+        this.fill(peer);
+        return;
+      case 'interested':
+        peer.peerInterested = true;
+        this.rechoke();
+        return;
+      case 'not-interested':
+        peer.peerInterested = false;
+        this.rechoke();
+        return;
+      case 'have':
+        return this.onHave(peer, m.index);
+      case 'bitfield':
+        return this.onBitfield(peer, m.bits);
+      case 'request':
+        return this.onRequest(peer, m.index, m.begin, m.length);
+      case 'cancel': {
+        const i = peer.uploads.findIndex((u) => u.index === m.index && u.begin === m.begin && u.length === m.length);
+        if (i >= 0) peer.uploads.splice(i, 1);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  bytesIn(peer: PeerConnection, n: number): void {
+    const name = this.ctx.limits.download;
+    if (!name || peer.throttled) return;
+    if (this.ctx.throttle.takeNow(name, n)) return;
+    peer.throttled = true;
+    peer.socket.pause();
+    this.ctx.throttle.take(name, n).then(
+      () => {
+        peer.throttled = false;
+        if (peer.state !== 'closed') peer.socket.resume();
+      },
+      () => undefined,
+    );
+  }
+
+  drained(peer: PeerConnection): void {
+    this.fill(peer);
+  }
+
+  closed(peer: PeerConnection, reason: string): void {
+    if (!this.peers.delete(peer)) return;
+    if (peer.peerHas) this.picker.removeBitfield(peer.peerHas);
+    for (const i of peer.revealed) this.revealCount[i]--;
+    peer.revealed.clear();
+    for (const [key, index] of peer.requests) {
+      const job = this.jobs.get(index);
+      if (job) job.requested[key % BLOCK_KEY]--;
+    }
+    peer.requests.clear();
+    peer.requestedBytes = 0;
+    const t = peer.target as BlockTarget | undefined;
+    if (t) this.endWrite(peer, t);
+    this.reputation.closed(peer);
+    this.logger.debug(`torrent ${this.short}: peer ${peer.address} closed: ${reason}`);
+    if (this.ended) return;
+    if (this.direct.has(peer.address)) this.redialLater(peer.address);
+    for (const p of this.peers) this.fill(p);
+    this.rechoke();
+  }
+
+  // --- downloading -----------------------------------------------------------------------
+
+  get superSeeding(): boolean {
+    return this.ctx.superSeed && this.state === 'seeding';
+  }
+
+  /** Pieces wholly before `offset` are never requested (the caller has those bytes). */
+  skipBefore(offset: number): void {
+    const pieces = Math.min(this.pieceCount, Math.floor(offset / this.info.pieceLength));
+    if (pieces <= this.skipPieces) return;
+    this.skipPieces = pieces;
+    this.missing = 0;
+    for (let i = pieces; i < this.pieceCount; i++) if (!this.have.get(i)) this.missing++;
+    for (const p of this.peers) p.sendWantFrom(pieces);
+  }
+
+  get wantFrom(): number {
+    return this.skipPieces;
+  }
+
+  wantFromChanged(peer: PeerConnection): void {
+    for (const i of peer.revealed) {
+      if (i >= peer.wantFrom) continue;
+      peer.revealed.delete(i);
+      this.revealCount[i]--;
+    }
+    if (this.superSeeding) while (peer.revealed.size < SUPER_SEED_AHEAD && this.reveal(peer));
+  }
+
+  private wanted(index: number): boolean {
+    return index >= this.skipPieces && !this.have.get(index);
+  }
+
+  private onHave(peer: PeerConnection, index: number): void {
+    if (!Number.isInteger(index) || index < 0 || index >= this.pieceCount) return peer.close('have for a piece that does not exist');
+    if (peer.peerHas!.get(index)) return;
+    peer.peerHas!.set(index);
+    this.picker.addHave(index);
+    if (peer.revealed.delete(index)) {
+      this.revealCount[index]--;
+      if (this.superSeeding) this.reveal(peer);
+    }
+    if (this.state === 'downloading' && this.wanted(index)) {
+      peer.setInterested(true);
+      this.fill(peer);
+    }
+    this.closeIfBothComplete(peer);
+  }
+
+  private onBitfield(peer: PeerConnection, bits: Buffer): void {
+    let field: Bitfield;
+    try {
+      field = Bitfield.from(bits, this.pieceCount);
+    } catch (err) {
+      return peer.close(`bad bitfield: ${(err as Error).message}`);
+    }
+    this.picker.removeBitfield(peer.peerHas!);
+    peer.peerHas = field;
+    this.picker.addBitfield(field);
+    for (const i of peer.revealed) {
+      if (!field.get(i)) continue;
+      peer.revealed.delete(i);
+      this.revealCount[i]--;
+    }
+    if (this.superSeeding) while (peer.revealed.size < SUPER_SEED_AHEAD && this.reveal(peer));
+    if (this.state === 'downloading') {
+      for (const i of field) {
+        if (this.wanted(i)) {
+          peer.setInterested(true);
+          break;
+        }
+      }
+      this.fill(peer);
+    }
+    this.closeIfBothComplete(peer);
+  }
+
+  /** Requests blocks from `peer` until its pipeline is full, in one write. */
+  fill(peer: PeerConnection): void {
+    if (this.state !== 'downloading' || this.ended || peer.state !== 'ready' || peer.peerChoking || !peer.amInterested) return;
+    let batch: Buffer | undefined;
+    let off = 0;
+    const limit = Math.max(PIPELINE_BYTES, 2 * peer.blockSize);
+    while (peer.requestedBytes < limit && peer.requests.size < MAX_REQUESTS) {
+      const next = this.nextBlock(peer);
+      if (!next) break;
+      const { job, block } = next;
+      const begin = block * job.blockSize;
+      const length = Math.min(job.blockSize, job.length - begin);
+      job.requested[block]++;
+      peer.requests.set(job.index * BLOCK_KEY + block, job.index);
+      peer.requestedBytes += length;
+      if (!batch || off + 17 > batch.length) {
+        if (batch) peer.write(batch.subarray(0, off));
+        batch = Buffer.allocUnsafe(17 * 64);
+        off = 0;
+      }
+      off = writeRequest(batch, off, job.index, begin, length);
+    }
+    if (batch && off > 0) peer.write(batch.subarray(0, off));
+    if (peer.requests.size === 0 && !this.wantsFrom(peer)) peer.setInterested(false);
+  }
+
+  private wantsFrom(peer: PeerConnection): boolean {
+    for (const i of peer.peerHas!) if (this.wanted(i)) return true;
+    return false;
+  }
+
+  private nextBlock(peer: PeerConnection): { job: PieceJob; block: number } | undefined {
+    const has = peer.peerHas!;
+    // Finish pieces already started before starting new ones (fewer buffers, pieces verify sooner).
+    for (const job of this.jobs.values()) {
+      if (job.state !== 'fetching' || job.blockSize !== peer.blockSize || !has.get(job.index)) continue;
+      for (let b = 0; b < job.blocks; b++) if (job.requested[b] === 0 && job.got[b] === 0) return { job, block: b };
+    }
+    if (this.missing > this.jobs.size) {
+      const index = this.picker.pick(has, (i) => this.wanted(i) && !this.jobs.has(i), this.window);
+      if (index >= 0) {
+        const job = this.startJob(index, peer.blockSize);
+        return { job, block: 0 };
+      }
+      return undefined;
+    }
+    // Endgame: every missing piece is being fetched; ask this peer too for blocks still out elsewhere.
+    for (const job of this.jobs.values()) {
+      if (job.state !== 'fetching' || job.blockSize !== peer.blockSize || !has.get(job.index)) continue;
+      for (let b = 0; b < job.blocks; b++) {
+        if (job.got[b] === 0 && job.requested[b] < 2 && !peer.requests.has(job.index * BLOCK_KEY + b)) return { job, block: b };
+      }
+    }
+    return undefined;
+  }
+
+  private startJob(index: number, blockSize: number): PieceJob {
+    const length = this.pieceLengthOf(index);
+    const blocks = Math.ceil(length / blockSize);
+    const job: PieceJob = {
+      index,
+      length,
+      blockSize,
+      blocks,
+      buf: this.ctx.pool.take(this.info.pieceLength),
+      requested: new Uint8Array(blocks),
+      got: new Uint8Array(blocks),
+      gotCount: 0,
+      receiving: new Uint8Array(blocks),
+      writers: 0,
+      contributors: new Set(),
+      state: 'fetching',
+    };
+    this.jobs.set(index, job);
+    return job;
+  }
+
+  pieceStart(peer: PeerConnection, index: number, begin: number, length: number): { buffer: Buffer; offset: number } | undefined {
+    const job = this.jobs.get(index);
+    if (!job || job.state !== 'fetching' || begin % job.blockSize !== 0) return undefined;
+    const block = begin / job.blockSize;
+    if (!peer.requests.has(index * BLOCK_KEY + block) || job.got[block]) return undefined;
+    if (length !== Math.min(job.blockSize, job.length - begin)) return undefined;
+    if (job.receiving[block]) {
+      const scratch = this.ctx.pool.take(length);
+      peer.target = { job, block, scratch } satisfies BlockTarget;
+      return { buffer: scratch, offset: 0 };
+    }
+    job.receiving[block] = 1;
+    job.writers++;
+    peer.target = { job, block } satisfies BlockTarget;
+    return { buffer: job.buf, offset: begin };
+  }
+
+  pieceEnd(peer: PeerConnection, index: number, begin: number, length: number, stored: boolean): void {
+    const t = peer.target as BlockTarget | undefined;
+    peer.target = undefined;
+    const job = this.jobs.get(index);
+    const key = job ? index * BLOCK_KEY + begin / job.blockSize : -1;
+    if (job && peer.requests.delete(key)) {
+      peer.requestedBytes -= length;
+      job.requested[key % BLOCK_KEY]--;
+    }
+    if (!stored || !t) {
+      this.fill(peer);
+      return;
+    }
+    const fresh = t.job.state === 'fetching' && t.job.got[t.block] === 0 && this.jobs.get(t.job.index) === t.job;
+    if (fresh && t.scratch) t.scratch.copy(t.job.buf, begin);
+    this.endWrite(peer, t);
+    if (!fresh) return;
+    const j = t.job;
+    j.got[t.block] = 1;
+    j.gotCount++;
+    j.contributors.add(peer);
+    this.reputation.received(peer, index);
+    this.received += length;
+    peer.downloaded += length;
+    const now = Date.now();
+    this.down.add(length, now);
+    this.lastProgressAt = now;
+    this.ctx.metrics?.addBytes(this.ctx.isProxy(peer) ? 'proxy' : 'peer', length);
+    // Endgame duplicates of this block are no longer needed.
+    for (const other of this.peers) {
+      if (other !== peer && other.requests.delete(key)) {
+        other.requestedBytes -= length;
+        j.requested[t.block]--;
+        other.write(encodeCancel(index, begin, length));
+      }
+    }
+    this.maybeVerify(j);
+  }
+
+  /** A parser stopped copying into a job's buffer (block complete or connection gone). */
+  private endWrite(peer: PeerConnection, t: BlockTarget): void {
+    peer.target = undefined;
+    if (t.scratch) {
+      this.ctx.pool.give(t.scratch);
+      return;
+    }
+    t.job.receiving[t.block] = 0;
+    t.job.writers--;
+    this.maybeVerify(t.job);
+  }
+
+  private maybeVerify(job: PieceJob): void {
+    if (job.state !== 'fetching' || job.gotCount < job.blocks || job.writers > 0 || this.jobs.get(job.index) !== job) return;
+    job.state = 'writing';
+    const expected = this.info.pieces.subarray(job.index * 20, job.index * 20 + 20);
+    const actual = createHash('sha1').update(job.buf.subarray(0, job.length)).digest();
+    if (!actual.equals(expected)) return this.pieceFailed(job);
+    const write = this.writePiece(job);
+    this.pendingWrites.add(write);
+    void write.finally(() => this.pendingWrites.delete(write));
+  }
+
+  private async writePiece(job: PieceJob): Promise<void> {
+    try {
+      const fh = await this.file!;
+      let off = 0;
+      while (off < job.length) {
+        const { bytesWritten } = await fh.write(job.buf, off, job.length - off, job.index * this.info.pieceLength + off);
+        if (bytesWritten <= 0) throw new Error('short write');
+        off += bytesWritten;
+      }
+    } catch (err) {
+      this.ctx.pool.give(job.buf);
+      if (this.ended) return;
+      this.logger.warn(`torrent ${this.short}: cannot write piece ${job.index}: ${(err as Error).message}`);
+      this.close(new TorrentGoneError(`download of ${this.info.infoHash} failed: ${(err as Error).message}`));
+      return;
+    }
+    this.ctx.pool.give(job.buf);
+    if (this.ended) return;
+    this.jobs.delete(job.index);
+    this.have.set(job.index);
+    this.missing--;
+    this.verifiedBytes += job.length;
+    this.reputation.verified(job.index);
+    for (const p of this.peers) {
+      if (p.state !== 'ready') continue;
+      // Also to peers that have it: a super-seeding proxy reveals the next piece when it hears this.
+      p.sendHave(job.index);
+      this.closeIfBothComplete(p);
+    }
+    this.notify();
+    if (this.have.full()) this.complete();
+    for (const p of this.peers) this.fill(p);
+  }
+
+  private pieceFailed(job: PieceJob): void {
+    this.logger.warn(`torrent ${this.short}: piece ${job.index} failed verification (from ${[...job.contributors].map((p) => p.address).join(', ')})`);
+    this.ctx.metrics?.pieceFailures.inc();
+    // Bytes that failed verification are not progress: a seed sending garbage must look stalled.
+    this.received -= job.length;
+    this.reputation.failed(job.index);
+    job.state = 'fetching';
+    job.got.fill(0);
+    job.gotCount = 0;
+    job.contributors.clear();
+    for (const p of this.peers) this.fill(p);
+  }
+
+  private dropRequests(peer: PeerConnection): void {
+    for (const [key, index] of peer.requests) {
+      const job = this.jobs.get(index);
+      if (job) job.requested[key % BLOCK_KEY]--;
+    }
+    peer.requests.clear();
+    peer.requestedBytes = 0;
+    for (const p of this.peers) if (p !== peer) this.fill(p);
+  }
+
+  private complete(): void {
+    if (this.state !== 'downloading') return;
+    clearInterval(this.progressTimer);
+    this.ctx.metrics?.pullDuration.observe({ result: 'ok' }, (Date.now() - this.startedAt) / 1000);
+    this.announcer.completed();
+    this.resolveDone(this.path);
+  }
+
+  /** Turns a finished download into a seed of `path` (the cache's verified file), keeping the connections. */
+  async becomeSeed(path: string): Promise<void> {
+    const old = this.file;
+    const oldPath = this.path;
+    this.path = path;
+    this.file = open(path, 'r');
+    this.file.catch(() => undefined);
+    await Promise.allSettled([...this.pendingWrites]);
+    this.clearPieceCache();
+    for (const job of this.jobs.values()) if (job.writers === 0 && job.state === 'fetching') this.ctx.pool.give(job.buf);
+    this.jobs.clear();
+    const wasDownloading = this.state === 'downloading';
+    this.state = 'seeding';
+    clearInterval(this.progressTimer);
+    const added: number[] = [];
+    for (let i = 0; i < this.pieceCount; i++) if (!this.have.get(i)) added.push(i);
+    this.markAllHave();
+    this.missing = 0;
+    for (const p of this.peers) {
+      if (p.state !== 'ready') continue;
+      for (const i of added) if (!p.peerHas!.get(i)) p.sendHave(i);
+      p.setInterested(false);
+      p.requests.clear();
+      p.requestedBytes = 0;
+      this.closeIfBothComplete(p);
+    }
+    if (wasDownloading) {
+      this.announcer.completed();
+      if (!this.have.full()) this.rejectDone(new TorrentGoneError('replaced'));
+      else this.resolveDone(path);
+    }
+    if (old && oldPath !== path) await old.then((fh) => fh.close()).catch(() => undefined);
+    else if (old) await old.then((fh) => fh.close()).catch(() => undefined);
+    await this.file;
+    this.notify();
+  }
+
+  private markAllHave(): void {
+    for (let i = 0; i < this.pieceCount; i++) this.have.set(i);
+    this.verifiedBytes = this.info.length;
+  }
+
+  /** Two complete peers have nothing to trade: free the connection for others. */
+  private closeIfBothComplete(peer: PeerConnection): void {
+    if (this.have.full() && peer.peerHas?.full()) peer.close('both complete');
+  }
+
+  // --- readers ---------------------------------------------------------------------------
+
+  /** Resolves at the next verified piece (or state change); rejects once the session is closed. */
+  nextVerified(): Promise<void> {
+    if (this.ended) return Promise.reject(new TorrentGoneError(`torrent ${this.info.infoHash} is gone`));
+    return new Promise((resolve, reject) => this.waiters.add({ resolve, reject }));
+  }
+
+  /** The end of the contiguous verified bytes from `pos`. */
+  storedEnd(pos: number): number {
+    const pl = this.info.pieceLength;
+    let end = pos;
+    let piece = Math.floor(pos / pl);
+    while (end < this.info.length && this.have.get(piece)) end = Math.min(++piece * pl, this.info.length);
+    return end;
+  }
+
+  addReader(reader: Reader): void {
+    this.readers.add(reader);
+    this.updateWindow();
+  }
+
+  moveReader(): void {
+    this.updateWindow();
+  }
+
+  removeReader(reader: Reader): void {
+    this.readers.delete(reader);
+    this.updateWindow();
+  }
+
+  private updateWindow(): void {
+    let min = Infinity;
+    for (const r of this.readers) min = Math.min(min, r.pos);
+    if (min === Infinity || min >= this.info.length) {
+      this.window = undefined;
+      return;
+    }
+    const first = Math.floor(min / this.info.pieceLength);
+    this.window = { first, last: Math.min(this.pieceCount - 1, first + focusPieces(this.pieceCount) - 1) };
+  }
+
+  private notify(): void {
+    const waiting = [...this.waiters];
+    this.waiters.clear();
+    for (const w of waiting) w.resolve();
+  }
+
+  // --- uploading -------------------------------------------------------------------------
+
+  private onRequest(peer: PeerConnection, index: number, begin: number, length: number): void {
+    if (peer.amChoking) return;
+    if (index < 0 || index >= this.pieceCount || !this.have.get(index)) return;
+    if (length <= 0 || length > Math.max(peer.blockSize, 16 * 1024) || begin < 0 || begin + length > this.pieceLengthOf(index)) {
+      return peer.close(`invalid request ${index}:${begin}+${length}`);
+    }
+    if (peer.uploads.length >= MAX_QUEUED_UPLOADS) return peer.close('request flood');
+    peer.uploads.push({ index, begin, length });
+    void this.pump(peer);
+  }
+
+  private async pump(peer: PeerConnection): Promise<void> {
+    if (peer.uploading) return;
+    peer.uploading = true;
+    try {
+      while (peer.uploads.length > 0 && peer.state === 'ready' && !peer.amChoking && !this.ended) {
+        const r = peer.uploads.shift()!;
+        let piece: SharedBuffer;
+        try {
+          piece = await this.readPiece(r.index);
+        } catch (err) {
+          this.logger.warn(`torrent ${this.short}: cannot serve piece ${r.index}: ${(err as Error).message}`);
+          return;
+        }
+        const name = this.ctx.limits.upload;
+        if (name && !this.ctx.throttle.takeNow(name, r.length)) await this.ctx.throttle.take(name, r.length);
+        if (peer.state !== 'ready' || peer.amChoking || this.ended) {
+          piece.release();
+          break;
+        }
+        const ok = peer.sendBlock(r.index, r.begin, piece.buf.subarray(r.begin, r.begin + r.length), () => piece.release());
+        this.up.add(r.length);
+        this.ctx.metrics?.uploaded.inc(r.length);
+        if (!ok) await drainOrClose(peer);
+      }
+    } finally {
+      peer.uploading = false;
+    }
+  }
+
+  /** A piece from disk, SHA-1 checked (once per cache residency), retained for the caller. */
+  private async readPiece(index: number): Promise<SharedBuffer> {
+    let entry = this.pieceCache.get(index);
+    if (entry) {
+      this.pieceCache.delete(index);
+      this.pieceCache.set(index, entry);
+    } else {
+      entry = this.loadPiece(index);
+      this.pieceCache.set(index, entry);
+      entry.catch(() => this.pieceCache.get(index) === entry && this.pieceCache.delete(index));
+      while (this.pieceCache.size > PIECE_CACHE) {
+        const [oldest, p] = this.pieceCache.entries().next().value as [number, Promise<SharedBuffer>];
+        this.pieceCache.delete(oldest);
+        p.then((sb) => sb.release(), () => undefined);
+      }
+    }
+    const sb = await entry;
+    return sb.retain();
+  }
+
+  private async loadPiece(index: number): Promise<SharedBuffer> {
+    const fh = await this.file!;
+    const length = this.pieceLengthOf(index);
+    const buf = this.ctx.pool.take(this.info.pieceLength);
+    const shared = new SharedBuffer(buf, this.ctx.pool);
+    try {
+      let off = 0;
+      while (off < length) {
+        const { bytesRead } = await fh.read(buf, off, length - off, index * this.info.pieceLength + off);
+        if (bytesRead <= 0) throw new Error(`file ends at byte ${index * this.info.pieceLength + off}`);
+        off += bytesRead;
+      }
+    } catch (err) {
+      shared.release();
+      throw err;
+    }
+    if (this.ctx.verifyReads) {
+      const actual = createHash('sha1').update(buf.subarray(0, length)).digest();
+      if (!actual.equals(this.info.pieces.subarray(index * 20, index * 20 + 20))) {
+        shared.release();
+        this.ctx.corrupt(this, index);
+        throw new Error(`piece ${index} of ${this.path} fails SHA-1: the file is corrupt`);
+      }
+    }
+    return shared;
+  }
+
+  private clearPieceCache(): void {
+    for (const p of this.pieceCache.values()) p.then((sb) => sb.release(), () => undefined);
+    this.pieceCache.clear();
+  }
+
+  /**
+   * Super-seeding: tells `peer` of one more piece, the one least present among the peers connected
+   * now (held, or revealed and on its way), lowest index on ties: agents that start together get
+   * different pieces to trade, and a lone agent still gets the blob in order (streaming). Counting
+   * only connected peers matters: pieces handed to peers long gone must not push a newcomer's next
+   * piece to the back.
+   */
+  private reveal(peer: PeerConnection): boolean {
+    let best = -1;
+    let bestScore = Infinity;
+    for (let i = Math.min(peer.wantFrom, this.pieceCount); i < this.pieceCount; i++) {
+      if (peer.peerHas!.get(i) || peer.revealed.has(i)) continue;
+      const score = this.revealCount[i] + this.picker.availability[i];
+      if (score < bestScore) {
+        best = i;
+        bestScore = score;
+        if (score === 0) break;
+      }
+    }
+    if (best < 0) return false;
+    this.revealCount[best]++;
+    peer.revealed.add(best);
+    peer.sendHave(best);
+    return true;
+  }
+
+  /** Fills free upload slots with interested peers, longest waiting first. */
+  rechoke(): void {
+    if (this.ended) return;
+    let unchoked = 0;
+    const waiting: PeerConnection[] = [];
+    for (const p of this.peers) {
+      if (p.state !== 'ready') continue;
+      if (!p.amChoking && !p.peerInterested) p.setChoking(true);
+      else if (!p.amChoking) unchoked++;
+      else if (p.peerInterested) waiting.push(p);
+    }
+    waiting.sort((a, b) => a.chokeChangedAt - b.chokeChangedAt);
+    for (const p of waiting) {
+      if (unchoked >= this.ctx.uploadSlots) break;
+      p.setChoking(false);
+      unchoked++;
+    }
+  }
+
+  /** Periodic upkeep (the client calls it every second): snubbed peers, slot rotation, keepalives, dialling. */
+  tick(now: number): void {
+    if (this.ended) return;
+    for (const p of this.peers) {
+      p.keepAlive(now, KEEPALIVE_MS);
+      if (p.requests.size > 0 && now - p.lastBlockAt > SNUB_MS) {
+        this.logger.debug(`torrent ${this.short}: peer ${p.address} sent nothing for ${SNUB_MS} ms; asking others`);
+        this.dropRequests(p);
+        p.lastBlockAt = now;
+      }
+    }
+    if (now - this.lastRotateAt >= ROTATE_MS) {
+      this.lastRotateAt = now;
+      this.rotate(now);
+    }
+  }
+
+  /** Peers waiting for a slot get one: the longest-unchoked half of the slots turn over. */
+  private rotate(now: number): void {
+    const ready = [...this.peers].filter((p) => p.state === 'ready');
+    const waiting = ready.filter((p) => p.amChoking && p.peerInterested).length;
+    if (waiting === 0) return;
+    const holders = ready.filter((p) => !p.amChoking && now - p.chokeChangedAt >= ROTATE_MS).sort((a, b) => a.chokeChangedAt - b.chokeChangedAt);
+    const turns = Math.min(waiting, Math.max(1, Math.floor(this.ctx.uploadSlots / 2)), holders.length);
+    for (let i = 0; i < turns; i++) holders[i].setChoking(true);
+    this.rechoke();
+  }
+
+  // --- discovery -------------------------------------------------------------------------
+
+  private onTrackerPeers(peers: string[]): void {
+    if (this.state !== 'downloading' || this.ended) return;
+    for (const address of peers) this.connect(address);
+  }
+
+  private redialLater(address: string): void {
+    const d = this.direct.get(address);
+    if (!d || this.ended || this.state !== 'downloading' || d.timer) return;
+    d.timer = setTimeout(() => {
+      d.timer = undefined;
+      this.connect(address);
+    }, d.delayMs);
+    d.timer.unref();
+    d.delayMs = Math.min(d.delayMs * 2, MAX_DIRECT_RETRY_MS);
+  }
+
+  announceNow(): void {
+    this.announcer.announceNow();
+  }
+
+  answeredTrackers(): number {
+    return this.announcer.answered();
+  }
+
+  private startProgressLog(): void {
+    this.progressTimer = setInterval(() => {
+      this.logger.log(
+        `pulling ${this.short}: ${((100 * this.verifiedBytes) / Math.max(this.info.length, 1)).toFixed(1)}% ` +
+          `${(this.down.rate() / 1e6).toFixed(1)} MB/s, ${this.peers.size} peers`,
+      );
+    }, this.ctx.progressLogSeconds * 1000);
+    this.progressTimer.unref();
+  }
+
+  // --- shutdown --------------------------------------------------------------------------
+
+  /** Closes every connection and the file; pending readers get TorrentGoneError. */
+  async close(error: Error = new TorrentGoneError(`torrent ${this.info.infoHash} is gone`)): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    clearInterval(this.progressTimer);
+    for (const d of this.direct.values()) clearTimeout(d.timer);
+    if (this.state === 'downloading' && !this.have.full()) {
+      this.ctx.metrics?.pullDuration.observe({ result: 'aborted' }, (Date.now() - this.startedAt) / 1000);
+    }
+    for (const p of [...this.peers]) p.close('torrent closed');
+    for (const w of this.waiters) w.reject(error);
+    this.waiters.clear();
+    this.rejectDone(error);
+    await Promise.allSettled([...this.pendingWrites]);
+    for (const job of this.jobs.values()) if (job.state === 'fetching' && job.writers === 0) this.ctx.pool.give(job.buf);
+    this.jobs.clear();
+    this.clearPieceCache();
+    await Promise.all([this.announcer.stop(), this.file?.then((fh) => fh.close()).catch(() => undefined)]);
+  }
+}
+
+/** Request keys: piece index × BLOCK_KEY + block index (a 64 MiB piece has at most 4096 16 KiB blocks). */
+const BLOCK_KEY = 4096;
+
+/**
+ * Pieces in the reader's window: an eighth of the blob, 2 to 8 pieces. Two pieces kept streaming
+ * tight but made agents that start together want the same next pieces at once; a wider window lets
+ * rarest-first spread them over pieces they can then trade.
+ */
+function focusPieces(totalPieces: number): number {
+  return Math.max(2, Math.min(8, Math.floor(totalPieces / 8)));
+}
+
+function drainOrClose(peer: PeerConnection): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      peer.socket.off('drain', done);
+      peer.socket.off('close', done);
+      resolve();
+    };
+    peer.socket.once('drain', done);
+    peer.socket.once('close', done);
+  });
+}
