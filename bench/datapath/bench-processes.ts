@@ -1,0 +1,101 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { DatapathBenchError } from './datapath-stats.js';
+
+/** Every child this bench started, so teardown and SIGINT stop exactly those, by PID. */
+const children = new Set<ChildProcess>();
+/** Set by stopAllChildren: a step still running when SIGINT arrived must not leave a new process behind. */
+let closing = false;
+
+function track(proc: ChildProcess): ChildProcess {
+  if (closing) proc.kill('SIGKILL');
+  children.add(proc);
+  proc.once('exit', () => children.delete(proc));
+  return proc;
+}
+
+function exitOf(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+  return new Promise((res) => proc.once('exit', () => res()));
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
+export async function stopProcess(proc: ChildProcess, graceMs = 5000): Promise<void> {
+  const exited = exitOf(proc);
+  if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+export async function stopAllChildren(): Promise<void> {
+  closing = true;
+  await Promise.all([...children].map((p) => stopProcess(p)));
+}
+
+/** Runs a command to completion; rejects with its output tail on a non-zero exit. */
+export function run(cmd: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<string> {
+  return new Promise((res, rej) => {
+    const proc = track(spawn(cmd, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] }));
+    let stdout = '';
+    let stderr = '';
+    proc.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+    proc.stderr!.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-8000)));
+    const timer = options.timeoutMs ? setTimeout(() => proc.kill('SIGKILL'), options.timeoutMs) : undefined;
+    proc.once('error', (err) => rej(new DatapathBenchError(`${cmd}: ${err.message}`)));
+    proc.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) res(stdout);
+      else rej(new DatapathBenchError(`${cmd} ${args.join(' ')} exited with ${code ?? signal}:\n${stderr || stdout.slice(-4000)}`));
+    });
+  });
+}
+
+export type AppName = 'agent' | 'proxy' | 'tracker';
+
+export interface RunningApp {
+  name: string;
+  pid: number;
+  port: number;
+  url: string;
+  /** The last 16 kB of its log, for failure messages. */
+  logTail(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `<root>/bin/p2p <app> --config FILE` with cwd `root` (so `#ops` etc. resolve to that build's
+ * dist/) on an ephemeral 127.0.0.1 port; resolves once the app logs its listening address.
+ * BENCH_APP_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") is passed to node, as in the
+ * cluster bench.
+ */
+export async function startApp(root: string, app: AppName, name: string, dir: string, config: Record<string, unknown>): Promise<RunningApp> {
+  const file = join(dir, `${name}.yaml`);
+  await writeFile(file, stringify({ port: 0, host: '127.0.0.1', logFormat: 'json', shutdownGraceSeconds: 1, ...config }));
+  const nodeArgs = (process.env.BENCH_APP_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = track(spawn(process.execPath, [...nodeArgs, join(root, 'bin', 'p2p'), app, '--config', file], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }));
+  let log = '';
+  const port = await new Promise<number>((res, rej) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      rej(new DatapathBenchError(`${name} did not start in 30 s:\n${log.slice(-4000)}`));
+    }, 30_000);
+    const onData = (c: Buffer) => {
+      log = (log + c.toString()).slice(-16_384);
+      const m = /listening on [^"\s]*:(\d+)/.exec(log);
+      if (m) {
+        clearTimeout(timer);
+        res(Number(m[1]));
+      }
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    proc.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      rej(new DatapathBenchError(`${name} exited (${code ?? signal}):\n${log.slice(-4000)}`));
+    });
+  });
+  return { name, pid: proc.pid!, port, url: `http://127.0.0.1:${port}`, logTail: () => log, stop: () => stopProcess(proc) };
+}
