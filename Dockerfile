@@ -1,14 +1,15 @@
 # syntax=docker/dockerfile:1
 # One image for the three apps: `p2p agent|proxy|tracker --config FILE.yaml`.
 #   docker build -t registry.example.com/p2p/p2p-image-accelerator:0.1.0 .
-# Debian slim (glibc), not Alpine: the optional native helpers (utp-native, bufferutil,
-# utf-8-validate) ship glibc prebuilds only, and the slim image has no compiler to build them.
+# Debian slim (glibc), not Alpine: glibc is what the project is tested on, and the slim image
+# has no compiler should an optional native helper ever need one.
 ARG NODE_IMAGE=node:22-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 # Lockfile first so the dependency layer is reused until dependencies change. The local stub
-# package must be present before `npm ci`: package.json overrides webrtc-polyfill with it.
+# package must be present before `npm ci`: package.json overrides webrtc-polyfill with it (a
+# dependency of bittorrent-tracker, which only the interop tests use).
 COPY package.json package-lock.json .npmrc ./
 COPY packages ./packages
 RUN npm ci --no-audit --no-fund
