@@ -11,7 +11,7 @@
  *   tracker announce throughput, 100 swarms × 1000 peers
  * Env BENCH_APP_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") is given to the loopback apps only.
  * Options: --skip-cluster, --stall-timeout SECONDS (agents' stallTimeout), --proxy-upload-slots K (proxies' uploadSlots), --origin-link RATE, --direct-agents K, --out DIR, --single-layer SIZE,
- *   --skip-warm, --skip-direct, --skip-single, --skip-tracker, --tracker-swarms S, --tracker-peers P.
+ *   --skip-cold, --skip-warm, --skip-direct, --skip-single, --skip-tracker, --tracker-swarms S, --tracker-peers P.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -36,6 +36,7 @@ export interface Args {
   singleLayerBytes: number;
   out: string;
   cluster: boolean;
+  cold: boolean;
   warm: boolean;
   direct: boolean;
   single: boolean;
@@ -113,7 +114,7 @@ function parseArgs(argv: string[]): Args {
     if (!Number.isInteger(v) || v < min || v > max) throw new Error(`--${name} must be an integer in ${min}..${max}`);
     return v;
   };
-  const known = new Set(['agents', 'layer', 'link', 'origin-link', 'proxies', 'direct-agents', 'single-layer', 'out', 'tracker-swarms', 'tracker-peers', 'skip-warm', 'skip-direct', 'skip-single', 'skip-tracker', 'skip-cluster', 'stall-timeout', 'proxy-upload-slots', 'help']);
+  const known = new Set(['agents', 'layer', 'link', 'origin-link', 'proxies', 'direct-agents', 'single-layer', 'out', 'tracker-swarms', 'tracker-peers', 'skip-cold', 'skip-warm', 'skip-direct', 'skip-single', 'skip-tracker', 'skip-cluster', 'stall-timeout', 'proxy-upload-slots', 'help']);
   for (const a of argv) if (a.startsWith('--') && !known.has(a.slice(2))) throw new Error(`unknown option ${a}`);
   const agents = int('agents', 20, 1, 200);
   const layerBytes = parseBytes(get('layer') ?? '256MB');
@@ -128,6 +129,7 @@ function parseArgs(argv: string[]): Args {
     singleLayerBytes: get('single-layer') ? parseBytes(get('single-layer')!) : layerBytes,
     out: resolve(get('out') ?? join(ROOT, 'bench-results')),
     cluster: !has('skip-cluster'),
+    cold: !has('skip-cold'),
     warm: !has('skip-warm'),
     direct: !has('skip-direct'),
     single: !has('skip-single'),
@@ -300,8 +302,7 @@ async function main(): Promise<void> {
     const cold = { repo: 'bench/cold', tag: 'v1', layer: await cluster.pushImage('bench/cold', 'v1', F) };
     const warm = { repo: 'bench/warm', tag: 'v1', layer: args.warm ? await cluster.pushImage('bench/warm', 'v1', F) : cold.layer };
 
-    const coldPhase = await runPhase(cluster, 'cold', cold, ids);
-    result.phases.push(coldPhase);
+    if (args.cold) result.phases.push(await runPhase(cluster, 'cold', cold, ids));
     if (args.warm) {
       log('[warm] the owning proxy fetches the warm layer from the origin');
       cluster.markOrigin();

@@ -36,6 +36,15 @@ export interface SwarmBlobFetcherOptions {
    * hold some (default 30 s).
    */
   joinGraceMs?: number;
+  /**
+   * The reader's next piece may be missing this long, ms, before the agent fetches that one piece
+   * from the owning proxy's relay itself (and hands it to the torrent, which seeds it); twice as
+   * long while blocks of it are arriving, 2 s when no peer is connected at all. The swarm goes on
+   * meanwhile. Default 20 s (2 × stallTimeout).
+   */
+  rescueAfterMs?: number;
+  /** Counts bytes of late pieces fetched over the relay (metrics). */
+  onRescueBytes?: (n: number) => void;
 }
 
 /** A proxy's torrent for the requested blob, checked once on arrival to describe exactly that blob. */
@@ -53,6 +62,12 @@ const PEER_PORT_HEADER = 'x-p2p-peer-port';
 export const DEFAULT_RELAY_AFTER_MS = 300;
 /** Default for `joinGraceMs`. */
 export const DEFAULT_JOIN_GRACE_MS = 30_000;
+/** Default for `rescueAfterMs`. */
+export const DEFAULT_RESCUE_AFTER_MS = 20_000;
+/** A reader whose download has no peer connected waits this long for the next piece before the relay serves it. */
+const NO_PEER_RESCUE_MS = 2000;
+/** How often a reader waiting on a late piece re-checks it. */
+const FRONTIER_POLL_MS = 1000;
 /**
  * A proxy asked to relay a blob as a fallback answers with headers within this long, or the origin
  * serves (a warm proxy answers in milliseconds, a cold one as soon as its origin fetch starts).
@@ -101,12 +116,14 @@ export class SwarmBlobFetcher implements BlobFetcher {
     const { handle } = download;
     let delivered = 0;
     let stream: Readable;
+    const frontier: Frontier = { patient: () => false };
     if (download.inPlace) {
       // The torrent writes into the fill's own file: hand over positions, not bytes.
-      stream = Readable.from(storedMarks(handle, offset, (end) => (delivered = end - offset)), { objectMode: true });
+      stream = Readable.from(this.inPlace(request, handle, offset, size, signal, frontier, (end) => (delivered = end - offset)), { objectMode: true });
     } else {
       stream = counted(handle.createReadStream(offset), (n) => (delivered += n));
     }
+    const joining = this.joining(() => delivered);
     signal.addEventListener('abort', () => {
       stream.destroy();
       void this.discard(request.digest);
@@ -115,7 +132,9 @@ export class SwarmBlobFetcher implements BlobFetcher {
       size,
       stream,
       received: () => handle.progress().received,
-      joining: this.joining(() => delivered),
+      // Any byte from the swarm is progress: the reader's next piece is looked after here (rescue).
+      stallMinRate: download.inPlace ? 1 : undefined,
+      joining: () => joining() || frontier.patient(),
       stop: () => this.discard(request.digest),
     };
   }
@@ -152,7 +171,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
     return () => delivered() === 0 && Date.now() - since < grace;
   }
 
-  /** Verified and cached: drop the download copy and seed the cached file instead. Failed: clean up. */
+  /** Verified and cached: seed the cached file (the download's session turns into the seed). Failed: clean up. */
   settled(digest: string, ok: boolean): void {
     const pending = this.pendingTorrents.get(digest);
     this.pendingTorrents.delete(digest);
@@ -162,7 +181,14 @@ export class SwarmBlobFetcher implements BlobFetcher {
       if (ok && pending) void pending.then((t) => (t ? this.seed(digest, t.metainfo) : undefined), () => undefined);
       return;
     }
-    void this.discard(digest).then(() => (ok ? this.seed(digest, download.metainfo) : undefined));
+    if (!ok || !download.inPlace) {
+      void this.discard(digest).then(() => (ok ? this.seed(digest, download.metainfo) : undefined));
+      return;
+    }
+    // Verified and cached: the same torrent becomes the seed of the cached file, keeping its peer
+    // connections (peers still downloading go on from us without reconnecting).
+    this.downloads.delete(digest);
+    void this.seed(digest, download.metainfo);
   }
 
   /**
@@ -203,6 +229,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
     let handle: DownloadHandle | undefined;
     let joining: (() => boolean) | undefined;
     let swarmPosition = offset;
+    const frontier: Frontier = { patient: () => false };
     const self = this;
     async function* bytes(): AsyncGenerator<Buffer | StoredUntil> {
       let position = offset;
@@ -236,7 +263,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
       self.logger.log(`${request.digest}: torrent ready after ${position - offset} relayed bytes; continuing from the swarm`);
       swarmPosition = position;
       if (download.inPlace) {
-        yield* storedMarks(handle, position, (end) => (swarmPosition = end));
+        yield* self.inPlace(request, handle, position, size, signal, frontier, (end) => (swarmPosition = end));
         return;
       }
       for await (const chunk of handle.createReadStream(position) as AsyncIterable<Buffer>) {
@@ -253,7 +280,8 @@ export class SwarmBlobFetcher implements BlobFetcher {
       size,
       stream,
       received: () => relayed + (handle?.progress().received ?? 0),
-      joining: () => joining?.() ?? false,
+      stallMinRate: 1,
+      joining: () => (joining?.() ?? false) || frontier.patient(),
       stop: () => this.discard(request.digest),
     };
   }
@@ -264,6 +292,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
     offset: number,
     signal: AbortSignal,
     timeoutMs = this.options.torrentTimeoutMs,
+    end?: number,
   ): Promise<Readable | undefined> {
     let proxy: string | undefined;
     try {
@@ -276,12 +305,15 @@ export class SwarmBlobFetcher implements BlobFetcher {
     url.searchParams.set('repo', request.repository);
     url.searchParams.set('ns', request.upstream.host);
     const headers = this.proxyHeaders(request);
-    headers.range = `bytes=${offset}-`;
+    headers.range = end === undefined ? `bytes=${offset}-` : `bytes=${offset}-${end - 1}`;
     try {
       const res = await httpRequest(url, { headers, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
       // 206 from `offset` (or 200 for the whole blob when offset is 0); anything else: no relay.
       const range = res.headers['content-range'];
-      const ok = res.statusCode === 206 ? typeof range === 'string' && range.startsWith(`bytes ${offset}-`) : res.statusCode === 200 && offset === 0;
+      const ok =
+        res.statusCode === 206
+          ? typeof range === 'string' && range.startsWith(end === undefined ? `bytes ${offset}-` : `bytes ${offset}-${end - 1}/`)
+          : res.statusCode === 200 && offset === 0 && end === undefined;
       if (!ok) {
         await res.body.dump();
         this.logger.warn(`proxy ${proxy} cannot relay ${request.digest} (${res.statusCode}); waiting for its torrent`);
@@ -293,6 +325,83 @@ export class SwarmBlobFetcher implements BlobFetcher {
       if (signal.aborted) throw err;
       this.logger.warn(`proxy ${proxy} cannot relay ${request.digest}: ${(err as Error).message}; waiting for its torrent`);
       return undefined;
+    }
+  }
+
+  /**
+   * In-order output of a download that writes into the fill's file: StoredUntil marks as the
+   * torrent's contiguous pieces grow. When the reader's next piece is late (`rescueAfterMs`, twice
+   * that while its blocks are arriving), that one piece is taken from the torrent (`claim`), fetched
+   * from the owning proxy's relay by Range and handed back (`adopt`), so the torrent seeds it: the
+   * client keeps moving, and the swarm keeps going for every other piece. Falling back never ends
+   * P2P for the blob. A relay that cannot serve the piece ends this fetcher (the fill goes on with
+   * the next one).
+   */
+  private async *inPlace(
+    request: BlobRequest,
+    handle: DownloadHandle,
+    start: number,
+    size: number,
+    signal: AbortSignal,
+    frontier: Frontier,
+    onPosition: (end: number) => void,
+  ): AsyncGenerator<Buffer | StoredUntil> {
+    const rescueAfter = this.options.rescueAfterMs ?? DEFAULT_RESCUE_AFTER_MS;
+    const watch = handle.watch(start);
+    let pos = start;
+    let since = Date.now();
+    let rescuing = false;
+    frontier.patient = () => rescuing || Date.now() - since < 2 * rescueAfter + FRONTIER_POLL_MS;
+    try {
+      while (pos < size) {
+        const end = watch.end(pos);
+        if (end > pos) {
+          pos = end;
+          watch.moveTo(pos);
+          onPosition(pos);
+          since = Date.now();
+          yield { storedUntil: end };
+          continue;
+        }
+        const piece = handle.pieceAt(pos);
+        // With no peer at all (the seed went away, e.g. it found its file corrupt) nothing will come: do not wait long.
+        const patience = handle.progress().peers === 0 ? Math.min(rescueAfter, NO_PEER_RESCUE_MS) : piece.receiving ? 2 * rescueAfter : rescueAfter;
+        const late = Date.now() - since >= patience;
+        if (late && handle.claim(piece.index)) {
+          rescuing = true;
+          const pieceEnd = Math.min(size, (piece.index + 1) * handle.pieceLength);
+          this.logger.log(`${request.digest}: piece ${piece.index} late (${Math.round((Date.now() - since) / 1000)} s, on ${piece.available} peers); fetching it from the proxy`);
+          const relay = await this.openRelay(request, pos, signal, FALLBACK_RELAY_TIMEOUT_MS, pieceEnd);
+          if (!relay) throw new Error(`piece ${piece.index} is late and the proxy cannot relay it`);
+          const data = Buffer.allocUnsafe(pieceEnd - piece.index * handle.pieceLength);
+          let at = pos - piece.index * handle.pieceLength;
+          for await (const chunk of relay as AsyncIterable<Buffer>) {
+            const part = chunk.subarray(0, Math.max(0, pieceEnd - pos));
+            if (part.length === 0) break;
+            part.copy(data, at);
+            at += part.length;
+            pos += part.length;
+            this.options.onRescueBytes?.(part.length);
+            yield part;
+          }
+          relay.destroy();
+          if (pos !== pieceEnd) throw new Error(`relay of piece ${piece.index} ended at ${pos} of ${pieceEnd}`);
+          // Hand it to the torrent so peers get it from us too (the fill still checks the blob's sha256).
+          if (at === data.length && !handle.adopt(piece.index, data)) {
+            this.logger.warn(`${request.digest}: relayed piece ${piece.index} does not match its SHA-1`);
+          }
+          rescuing = false;
+          watch.moveTo(pos);
+          onPosition(pos);
+          since = Date.now();
+          continue;
+        }
+        await watch.wait(FRONTIER_POLL_MS);
+      }
+    } finally {
+      rescuing = false;
+      frontier.patient = () => false;
+      watch.close();
     }
   }
 
@@ -405,12 +514,9 @@ interface Download {
   inPlace: boolean;
 }
 
-/** StoredUntil marks as the torrent's contiguous verified bytes from `start` grow. */
-async function* storedMarks(handle: DownloadHandle, start: number, onMark: (end: number) => void): AsyncGenerator<StoredUntil> {
-  for await (const end of handle.stored(start)) {
-    onMark(end);
-    yield { storedUntil: end };
-  }
+/** Whether the in-place reader is still within its own patience for a late piece (the fill waits meanwhile). */
+interface Frontier {
+  patient: () => boolean;
 }
 
 /** `source` through a pass-through that reports each chunk's size; an error on either side destroys both. */

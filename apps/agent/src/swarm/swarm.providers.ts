@@ -49,6 +49,9 @@ export const swarmProviders: Provider[] = [
         // Relayed bytes come over HTTP, so they count against downloadRate like origin bytes.
         relayThrottle: () => throttledStream(throttle, 'downloadRate'),
         onRelayBytes: (n) => metrics.addBytes('relay', n),
+        // A late piece is fetched over the relay after twice the stall timeout (four times while it arrives).
+        rescueAfterMs: 2 * config.stallTimeout * 1000,
+        onRescueBytes: (n) => metrics.addBytes('relay', n),
       }),
   },
 ];

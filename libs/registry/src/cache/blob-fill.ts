@@ -280,6 +280,7 @@ export class BlobFill {
     const fetched = await fetcher.fetch(this.request, this.pos, ac.signal, target);
     if (!fetched) return;
     const { stream, size, received, joining } = fetched;
+    const minRate = fetched.stallMinRate ?? this.options.stallMinRate ?? 0;
     if (this.size === undefined) {
       await this.cache.ensureRoom(size);
       this.setSize(size);
@@ -299,7 +300,7 @@ export class BlobFill {
       // judged on the average over the whole window, not a momentary rate.
       if (received) {
         const rate = (received() - receivedAtArm) / (this.options.stallTimeoutMs / 1000);
-        if (rate > 0 && rate >= (this.options.stallMinRate ?? 0)) return arm();
+        if (rate > 0 && rate >= minRate) return arm();
       }
       const err = new Error(`no data for ${this.options.stallTimeoutMs} ms`);
       ac.abort(err);

@@ -60,6 +60,12 @@ export interface FetchedBlob {
    */
   received?: () => number;
   /**
+   * Optional: the fill's `stallMinRate` for this fetcher instead of the configured one. A swarm
+   * that keeps the reader's next bytes coming itself (rescuing a late piece over the relay) sets 1:
+   * while it receives anything at all it is not stalled, whatever a proxy shared by many can give.
+   */
+  stallMinRate?: number;
+  /**
    * Optional: true while the fetcher is still finding its source (a swarm download nobody has
    * unchoked yet); the fill does not count that as a stall. The fetcher bounds it (it must turn
    * false after a grace period, or a dead source would never be abandoned).

@@ -115,11 +115,36 @@ export interface DownloadHandle {
    */
   stored(start?: number): AsyncIterable<number>;
   progress(): TransferProgress;
+  readonly pieceLength: number;
+  /** The piece holding byte `pos`: held, blocks coming in, on how many connected peers. */
+  pieceAt(pos: number): { index: number; have: boolean; receiving: boolean; available: number };
+  /**
+   * The caller fetches piece `index` itself into `path` (e.g. from the proxy's relay): the torrent
+   * stops fetching it and never writes it. False while the torrent is writing it (wait instead).
+   */
+  claim(index: number): boolean;
+  /** The caller's bytes of a claimed piece: if they match its SHA-1 the torrent holds and seeds it. */
+  adopt(index: number, data: Buffer): boolean;
+  /**
+   * For callers that read `path` themselves and may fill pieces in too: the end of the contiguous
+   * pieces held from a position, and a wait for the next one; the reader window follows `moveTo`.
+   */
+  watch(start: number): StoredWatch;
   /** Resolves with `path` when every piece is verified; rejects if destroyed first. */
   readonly done: Promise<string>;
   addPeers(peers: string[]): void;
   /** Stops the download and closes its connections; the file stays (the owner deletes it). */
   destroy(): Promise<void>;
+}
+
+export interface StoredWatch {
+  /** End of the contiguous held bytes from `pos`. */
+  end(pos: number): number;
+  /** The reader is at `pos` now (the picker favours the pieces from there). */
+  moveTo(pos: number): void;
+  /** Resolves at the next piece held, or after `ms`; throws TorrentGoneError once the download stops. */
+  wait(ms: number): Promise<void>;
+  close(): void;
 }
 
 export type SwarmRole = 'agent' | 'proxy';
@@ -375,6 +400,26 @@ export class SwarmClient {
       path: session.path,
       done: session.done,
       progress: () => progressOf(session),
+      pieceLength: session.info.pieceLength,
+      pieceAt: (pos) => {
+        const index = Math.floor(pos / session.info.pieceLength);
+        return { index, ...session.pieceStatus(index) };
+      },
+      claim: (index) => session.claim(index),
+      watch: (start) => {
+        const reader: Reader = { pos: start };
+        session.addReader(reader);
+        return {
+          end: (pos) => session.storedEnd(pos),
+          moveTo: (pos) => {
+            reader.pos = pos;
+            session.moveReader();
+          },
+          wait: (ms) => session.nextVerified(ms),
+          close: () => session.removeReader(reader),
+        };
+      },
+      adopt: (index, data) => session.adopt(index, data),
       addPeers: (peers) => {
         for (const peer of peers) this.directPeers.add(peer);
         session.addDirect(peers);

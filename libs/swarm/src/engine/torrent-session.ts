@@ -110,7 +110,7 @@ export class TorrentSession implements PeerSessionLink {
   readonly startedAt = Date.now();
   state: 'downloading' | 'seeding';
   path: string;
-  /** Raw piece bytes received (minus pieces that failed SHA-1): what the stall rule watches. */
+  /** Bytes received from authenticated peers, minus pieces that failed SHA-1: what the stall rule watches. */
   received = 0;
   /** Verified bytes held. */
   verifiedBytes = 0;
@@ -127,6 +127,8 @@ export class TorrentSession implements PeerSessionLink {
   private readonly readers = new Set<Reader>();
   /** Super-seeding: pieces revealed to connected peers that do not have them yet. */
   private readonly revealCount: Uint16Array;
+  /** Pieces the owner fetches itself (claim): never requested, never written by the torrent. */
+  private readonly claimed: Uint8Array;
   private readonly direct = new Map<string, { delayMs: number; timer?: NodeJS.Timeout }>();
   private readonly dialing = new Set<string>();
   private readonly logger = new Logger('TorrentSession');
@@ -151,6 +153,7 @@ export class TorrentSession implements PeerSessionLink {
     this.have = new Bitfield(this.pieceCount);
     this.picker = new PiecePicker(this.pieceCount);
     this.revealCount = new Uint16Array(this.pieceCount);
+    this.claimed = new Uint8Array(this.pieceCount);
     this.path = path;
     this.state = state;
     this.done = new Promise<string>((resolve, reject) => {
@@ -303,6 +306,8 @@ export class TorrentSession implements PeerSessionLink {
   }
 
   bytesIn(peer: PeerConnection, n: number): void {
+    // Counted as they arrive (a 1 MiB block on a slow link takes seconds): the stall rule's view.
+    this.received += n;
     const name = this.ctx.limits.download;
     if (!name || peer.throttled) return;
     if (this.ctx.throttle.takeNow(name, n)) return;
@@ -354,7 +359,7 @@ export class TorrentSession implements PeerSessionLink {
     if (pieces <= this.skipPieces) return;
     this.skipPieces = pieces;
     this.missing = 0;
-    for (let i = pieces; i < this.pieceCount; i++) if (!this.have.get(i)) this.missing++;
+    for (let i = pieces; i < this.pieceCount; i++) if (!this.have.get(i) && this.claimed[i] === 0) this.missing++;
     for (const p of this.peers) p.sendWantFrom(pieces);
   }
 
@@ -372,7 +377,73 @@ export class TorrentSession implements PeerSessionLink {
   }
 
   private wanted(index: number): boolean {
-    return index >= this.skipPieces && !this.have.get(index);
+    return index >= this.skipPieces && !this.have.get(index) && this.claimed[index] === 0;
+  }
+
+  /** Whether piece `index` is held, being fetched (blocks in), and how many connected peers have it. */
+  pieceStatus(index: number): { have: boolean; receiving: boolean; available: number } {
+    const job = this.jobs.get(index);
+    return {
+      have: this.have.get(index),
+      receiving: job !== undefined && (job.gotCount > 0 || job.state === 'writing'),
+      available: this.picker.availability[index],
+    };
+  }
+
+  /**
+   * The owner takes piece `index` over (it fetches it another way, e.g. the proxy's relay, into
+   * the same file): the torrent stops fetching it and will never write it. False while the torrent
+   * is writing it right now (the owner waits for it instead).
+   */
+  claim(index: number): boolean {
+    if (this.have.get(index)) return false;
+    const job = this.jobs.get(index);
+    if (job?.state === 'writing') return false;
+    if (this.claimed[index] === 0 && index >= this.skipPieces) this.missing--;
+    this.claimed[index] = 1;
+    if (job) {
+      this.jobs.delete(index);
+      for (const p of this.peers) {
+        for (const [key, i] of p.requests) {
+          if (i !== index) continue;
+          p.requests.delete(key);
+          const block = key % BLOCK_KEY;
+          const length = Math.min(job.blockSize, job.length - block * job.blockSize);
+          p.requestedBytes -= length;
+          p.write(encodeCancel(index, block * job.blockSize, length));
+        }
+      }
+      // A parser may still be copying into it; the buffer goes back to the pool only once none is.
+      if (job.writers === 0) this.ctx.pool.give(job.buf);
+      else job.state = 'writing';
+      for (const p of this.peers) this.fill(p);
+    }
+    return true;
+  }
+
+  /**
+   * The owner fetched a claimed piece itself and wrote it into the file (or is about to): if
+   * `data` matches the piece's SHA-1 the torrent holds it from now on and offers it to peers,
+   * served from this copy until it is read from the file. False (nothing changes) on a mismatch.
+   */
+  adopt(index: number, data: Buffer): boolean {
+    if (this.have.get(index) || data.length !== this.pieceLengthOf(index)) return false;
+    const expected = this.info.pieces.subarray(index * 20, index * 20 + 20);
+    if (!createHash('sha1').update(data).digest().equals(expected)) return false;
+    const buf = this.ctx.pool.take(this.info.pieceLength);
+    data.copy(buf);
+    const shared = new SharedBuffer(buf, this.ctx.pool);
+    const previous = this.pieceCache.get(index);
+    previous?.then((sb) => sb.release(), () => undefined);
+    this.pieceCache.set(index, Promise.resolve(shared));
+    this.have.set(index);
+    if (this.claimed[index] === 0 && index >= this.skipPieces) this.missing--;
+    this.claimed[index] = 0;
+    this.verifiedBytes += data.length;
+    for (const p of this.peers) if (p.state === 'ready') p.sendHave(index);
+    this.notify();
+    if (this.have.full()) this.complete();
+    return true;
   }
 
   private onHave(peer: PeerConnection, index: number): void {
@@ -535,7 +606,6 @@ export class TorrentSession implements PeerSessionLink {
     j.gotCount++;
     j.contributors.add(peer);
     this.reputation.received(peer, index);
-    this.received += length;
     peer.downloaded += length;
     const now = Date.now();
     this.down.add(length, now);
@@ -690,9 +760,17 @@ export class TorrentSession implements PeerSessionLink {
   // --- readers ---------------------------------------------------------------------------
 
   /** Resolves at the next verified piece (or state change); rejects once the session is closed. */
-  nextVerified(): Promise<void> {
+  nextVerified(timeoutMs?: number): Promise<void> {
     if (this.ended) return Promise.reject(new TorrentGoneError(`torrent ${this.info.infoHash} is gone`));
-    return new Promise((resolve, reject) => this.waiters.add({ resolve, reject }));
+    return new Promise((resolve, reject) => {
+      const waiter = { resolve, reject };
+      this.waiters.add(waiter);
+      if (timeoutMs !== undefined) {
+        setTimeout(() => {
+          if (this.waiters.delete(waiter)) resolve();
+        }, timeoutMs).unref();
+      }
+    });
   }
 
   /** The end of the contiguous verified bytes from `pos`. */
