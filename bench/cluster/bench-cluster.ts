@@ -1,3 +1,4 @@
+import { createWriteStream } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -187,10 +188,14 @@ export class BenchCluster {
     const proc = host.spawn(process.execPath, [BIN, app, '--config', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let listening = false;
+    // BENCH_LOG_DIR keeps every app's full log (the run's own dir is removed at the end).
+    const logFile = process.env.BENCH_LOG_DIR ? createWriteStream(join(process.env.BENCH_LOG_DIR, `${name}.log`)) : undefined;
     const onData = (c: Buffer) => {
+      logFile?.write(c);
       out = (out + c.toString()).slice(-LOG_TAIL);
       if (!listening && /listening on /.test(out)) listening = true;
     };
+    proc.once('exit', () => logFile?.end());
     proc.stdout!.on('data', onData);
     proc.stderr!.on('data', onData);
     this.services.push({ name, host, proc, output: () => out });

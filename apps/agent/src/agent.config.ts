@@ -29,13 +29,16 @@ export class AgentConfig extends CacheNodeConfig {
   @IsDuration()
   proxyRefreshInterval = 30;
 
-  @ConfigKey({ kind: 'duration', doc: 'A swarm download with no progress for this long continues from the origin (same client response).' })
+  @ConfigKey({
+    kind: 'duration',
+    doc: "A swarm download that receives nothing for this long continues from the owning proxy's relay, then the origin (same client response). The reader's next piece is fetched over the relay alone after 2 × this when no connected peer has it (8 × when one does).",
+  })
   @IsDuration()
   stallTimeout = 10;
 
   @ConfigKey({
     kind: 'rate',
-    doc: 'A swarm download that has delivered no verified piece for stallTimeout still counts as progressing while bytes arrive at least this fast; below it the pull continues from the origin.',
+    doc: 'For a swarm download into a separate file (rare: the fill file was in use): it still counts as progressing while bytes arrive at least this fast. A download into the fill file counts any byte as progress and rescues late pieces itself.',
     defaultText: '100KB',
   })
   @IsRate()

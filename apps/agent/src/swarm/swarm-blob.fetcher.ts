@@ -37,10 +37,10 @@ export interface SwarmBlobFetcherOptions {
    */
   joinGraceMs?: number;
   /**
-   * The reader's next piece may be missing this long, ms, before the agent fetches that one piece
-   * from the owning proxy's relay itself (and hands it to the torrent, which seeds it); twice as
-   * long while blocks of it are arriving, 2 s when no peer is connected at all. The swarm goes on
-   * meanwhile. Default 20 s (2 × stallTimeout).
+   * The reader's next piece may be missing this long, ms, when no connected peer has it, before the
+   * agent fetches that one piece from the owning proxy's relay itself (and hands it to the torrent,
+   * which seeds it); four times as long when a peer has it or its blocks are arriving, 2 s when no
+   * peer is connected at all. The swarm goes on meanwhile. Default 20 s (2 × stallTimeout).
    */
   rescueAfterMs?: number;
   /** Counts bytes of late pieces fetched over the relay (metrics). */
@@ -109,10 +109,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
     }
     const torrent = await torrentP;
     if (!torrent) return undefined;
-    // Into the fill's file only from a piece boundary (the swarm comes first, so offset is 0): the
-    // torrent must never write a piece part of which another fetcher wrote.
-    const aligned = offset === pieceBoundary(torrent, offset, size);
-    const download = await this.startDownload(request, torrent, { target: aligned ? target : undefined, skipBefore: offset });
+    const download = await this.startDownload(request, torrent, { target, skipBefore: offset });
     const { handle } = download;
     let delivered = 0;
     let stream: Readable;
@@ -233,20 +230,17 @@ export class SwarmBlobFetcher implements BlobFetcher {
     const self = this;
     async function* bytes(): AsyncGenerator<Buffer | StoredUntil> {
       let position = offset;
-      // Once the torrent exists the relay goes on to the next piece boundary, so the torrent
-      // (which may write into the fill's file) never writes a piece the relay has part of.
-      let boundary: number | undefined;
+      // The relay stops as soon as the torrent exists: the proxy's uplink is then better spent on
+      // pieces for the swarm than on the same prefix for every agent. The torrent may write the
+      // piece the relay was in the middle of into the fill's file: those bytes are the same (SHA-1
+      // verified against the blob's torrent, and the fill checks the blob's sha256 anyway).
       try {
         for await (const chunk of relay as AsyncIterable<Buffer>) {
-          if (torrent && boundary === undefined) boundary = pieceBoundary(torrent, position, size);
-          const part = boundary === undefined ? chunk : chunk.subarray(0, Math.max(0, boundary - position));
-          if (part.length > 0) {
-            position += part.length;
-            relayed += part.length;
-            self.options.onRelayBytes?.(part.length);
-            yield part;
-          }
-          if (boundary !== undefined && position >= boundary) break;
+          position += chunk.length;
+          relayed += chunk.length;
+          self.options.onRelayBytes?.(chunk.length);
+          yield chunk;
+          if (torrent) break;
         }
       } finally {
         relay.destroy();
@@ -254,9 +248,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
       if (position >= size) return;
       const t = torrent ?? (await torrentP);
       if (!t) throw new Error(`relay of ${request.digest} ended at ${position} of ${size} bytes and there is no torrent`);
-      // A relay that ended mid-piece: the torrent downloads that piece whole, so not into the fill's file.
-      const aligned = position === pieceBoundary(t, position, size);
-      const download = await self.startDownload(request, t, { target: aligned ? target : undefined, skipBefore: position });
+      const download = await self.startDownload(request, t, { target, skipBefore: position });
       handle = download.handle;
       const switchedAt = position;
       joining = self.joining(() => swarmPosition - switchedAt);
@@ -330,12 +322,11 @@ export class SwarmBlobFetcher implements BlobFetcher {
 
   /**
    * In-order output of a download that writes into the fill's file: StoredUntil marks as the
-   * torrent's contiguous pieces grow. When the reader's next piece is late (`rescueAfterMs`, twice
-   * that while its blocks are arriving), that one piece is taken from the torrent (`claim`), fetched
-   * from the owning proxy's relay by Range and handed back (`adopt`), so the torrent seeds it: the
-   * client keeps moving, and the swarm keeps going for every other piece. Falling back never ends
-   * P2P for the blob. A relay that cannot serve the piece ends this fetcher (the fill goes on with
-   * the next one).
+   * torrent's contiguous pieces grow. When the reader's next piece is late (see `rescueAfterMs`) it
+   * is also fetched from the owning proxy's relay and handed to the torrent (`adopt`), which writes
+   * it unless a peer was quicker: the client keeps moving, the swarm keeps going for every other
+   * piece, and the torrent stays the only writer. Falling back never ends P2P for the blob. A relay
+   * that cannot serve the piece ends this fetcher (the fill goes on with the next one).
    */
   private async *inPlace(
     request: BlobRequest,
@@ -351,7 +342,10 @@ export class SwarmBlobFetcher implements BlobFetcher {
     let pos = start;
     let since = Date.now();
     let rescuing = false;
-    frontier.patient = () => rescuing || Date.now() - since < 2 * rescueAfter + FRONTIER_POLL_MS;
+    let rescueError: Error | undefined;
+    // While a late piece is being fetched over the relay the fill sees no output: not a stall. Otherwise
+    // the fill's rule stands: any byte from the swarm is progress, none for stallTimeout is a stall.
+    frontier.patient = () => rescuing;
     try {
       while (pos < size) {
         const end = watch.end(pos);
@@ -363,38 +357,31 @@ export class SwarmBlobFetcher implements BlobFetcher {
           yield { storedUntil: end };
           continue;
         }
+        if (rescueError) throw rescueError;
         const piece = handle.pieceAt(pos);
-        // With no peer at all (the seed went away, e.g. it found its file corrupt) nothing will come: do not wait long.
-        const patience = handle.progress().peers === 0 ? Math.min(rescueAfter, NO_PEER_RESCUE_MS) : piece.receiving ? 2 * rescueAfter : rescueAfter;
-        const late = Date.now() - since >= patience;
-        if (late && handle.claim(piece.index)) {
+        // The relay takes the proxy's uplink, which the swarm needs too: a piece some connected peer
+        // holds (the picker asks for the reader's next piece first) or whose blocks are arriving
+        // gets a long wait; one nobody has, `rescueAfter`; with no peer at all (the seed went away,
+        // e.g. it found its file corrupt) nothing will come, so hardly any.
+        const patience =
+          handle.progress().peers === 0
+            ? Math.min(rescueAfter, NO_PEER_RESCUE_MS)
+            : piece.receiving || piece.available > 0
+              ? 4 * rescueAfter
+              : rescueAfter;
+        if (!rescuing && Date.now() - since >= patience) {
           rescuing = true;
-          const pieceEnd = Math.min(size, (piece.index + 1) * handle.pieceLength);
-          this.logger.log(`${request.digest}: piece ${piece.index} late (${Math.round((Date.now() - since) / 1000)} s, on ${piece.available} peers); fetching it from the proxy`);
-          const relay = await this.openRelay(request, pos, signal, FALLBACK_RELAY_TIMEOUT_MS, pieceEnd);
-          if (!relay) throw new Error(`piece ${piece.index} is late and the proxy cannot relay it`);
-          const data = Buffer.allocUnsafe(pieceEnd - piece.index * handle.pieceLength);
-          let at = pos - piece.index * handle.pieceLength;
-          for await (const chunk of relay as AsyncIterable<Buffer>) {
-            const part = chunk.subarray(0, Math.max(0, pieceEnd - pos));
-            if (part.length === 0) break;
-            part.copy(data, at);
-            at += part.length;
-            pos += part.length;
-            this.options.onRescueBytes?.(part.length);
-            yield part;
-          }
-          relay.destroy();
-          if (pos !== pieceEnd) throw new Error(`relay of piece ${piece.index} ended at ${pos} of ${pieceEnd}`);
-          // Hand it to the torrent so peers get it from us too (the fill still checks the blob's sha256).
-          if (at === data.length && !handle.adopt(piece.index, data)) {
-            this.logger.warn(`${request.digest}: relayed piece ${piece.index} does not match its SHA-1`);
-          }
-          rescuing = false;
-          watch.moveTo(pos);
-          onPosition(pos);
-          since = Date.now();
-          continue;
+          this.logger.log(`${request.digest}: piece ${piece.index} late (${Math.round((Date.now() - since) / 1000)} s, on ${piece.available} peers); fetching it from the proxy too`);
+          this.rescue(request, handle, piece.index, size, signal).then(
+            () => {
+              rescuing = false;
+              since = Date.now();
+            },
+            (err: Error) => {
+              rescuing = false;
+              rescueError = err;
+            },
+          );
         }
         await watch.wait(FRONTIER_POLL_MS);
       }
@@ -403,6 +390,34 @@ export class SwarmBlobFetcher implements BlobFetcher {
       frontier.patient = () => false;
       watch.close();
     }
+  }
+
+  /**
+   * Fetches piece `index` from the owning proxy's relay (Range) into memory and hands it to the
+   * torrent, which writes it into the fill's file like a downloaded piece unless a peer delivers
+   * it first (one writer per range). Bytes counted as relay bytes.
+   */
+  private async rescue(request: BlobRequest, handle: DownloadHandle, index: number, size: number, signal: AbortSignal): Promise<void> {
+    const from = index * handle.pieceLength;
+    const to = Math.min(size, from + handle.pieceLength);
+    const relay = await this.openRelay(request, from, signal, FALLBACK_RELAY_TIMEOUT_MS, to);
+    if (!relay) throw new Error(`piece ${index} is late and the proxy cannot relay it`);
+    const data = Buffer.allocUnsafe(to - from);
+    let at = 0;
+    try {
+      for await (const chunk of relay as AsyncIterable<Buffer>) {
+        const part = chunk.subarray(0, data.length - at);
+        part.copy(data, at);
+        at += part.length;
+        this.options.onRescueBytes?.(part.length);
+        if (at >= data.length || handle.pieceAt(from).have) break;
+      }
+    } finally {
+      relay.destroy();
+    }
+    if (handle.pieceAt(from).have) return;
+    if (at !== data.length) throw new Error(`relay of piece ${index} ended at ${at} of ${data.length} bytes`);
+    if (!handle.adopt(index, data)) throw new Error(`piece ${index} from the proxy's relay does not match its SHA-1`);
   }
 
   /**
@@ -529,11 +544,6 @@ function counted(source: Readable, onBytes: (n: number) => void): Readable {
   });
   pipeline(source, counter, () => undefined);
   return counter;
-}
-
-/** The first piece boundary at or after `position` (or the blob's end). */
-function pieceBoundary(torrent: ProxyTorrent, position: number, size: number): number {
-  return Math.min(size, Math.ceil(position / torrent.pieceLength) * torrent.pieceLength);
 }
 
 /** 'settled' if `p` resolves or rejects within `ms`, else 'pending' (the promise keeps running). */

@@ -32,7 +32,10 @@ export interface SwarmClientOptions {
   maxSeeding: number;
   /** Seconds a torrent keeps being seeded after its last use. */
   seedTtlSeconds: number;
-  /** Peers unchoked at once per torrent (default 10; proxies use few, with super-seeding). */
+  /**
+   * Peers unchoked at once per torrent (default 4, classic BitTorrent): an upload split over many
+   * peers makes each piece take longer to arrive, and a peer passes a piece on only once it has all of it.
+   */
   uploadSlots?: number;
   /** Accepted for compatibility with the old engine's option; pieces are read through to the file. */
   storeCacheSlots?: number;
@@ -119,11 +122,9 @@ export interface DownloadHandle {
   /** The piece holding byte `pos`: held, blocks coming in, on how many connected peers. */
   pieceAt(pos: number): { index: number; have: boolean; receiving: boolean; available: number };
   /**
-   * The caller fetches piece `index` itself into `path` (e.g. from the proxy's relay): the torrent
-   * stops fetching it and never writes it. False while the torrent is writing it (wait instead).
+   * Piece `index` fetched another way (e.g. the proxy's relay): if it matches its SHA-1 the torrent
+   * stops fetching it from peers, writes it into `path` and holds and seeds it; false on a mismatch.
    */
-  claim(index: number): boolean;
-  /** The caller's bytes of a claimed piece: if they match its SHA-1 the torrent holds and seeds it. */
   adopt(index: number, data: Buffer): boolean;
   /**
    * For callers that read `path` themselves and may fill pieces in too: the end of the contiguous
@@ -193,7 +194,7 @@ export class SwarmClient {
       limits: options.limits,
       pool: new BufferPool(),
       metrics: options.metrics,
-      uploadSlots: options.uploadSlots ?? 10,
+      uploadSlots: options.uploadSlots ?? 4,
       maxConns: options.maxConns ?? 55,
       superSeed: options.superSeed ?? role === 'proxy',
       verifyReads: options.verifyReads ?? true,
@@ -405,7 +406,6 @@ export class SwarmClient {
         const index = Math.floor(pos / session.info.pieceLength);
         return { index, ...session.pieceStatus(index) };
       },
-      claim: (index) => session.claim(index),
       watch: (start) => {
         const reader: Reader = { pos: start };
         session.addReader(reader);

@@ -12,7 +12,7 @@ import { SwarmClient, type SwarmClientOptions } from './swarm-client.js';
 import { SwarmMetrics } from './swarm.metrics.js';
 
 const TOKEN = 'the-swarm-token';
-const SIZE = 9 * 1024 * 1024 + 12_345; // three 4 MiB pieces, the last one short
+const SIZE = 9 * 1024 * 1024 + 12_345; // ten 1 MiB pieces, the last one short
 
 describe('SwarmClient engine (real sockets, in process)', () => {
   let dir: string;
@@ -113,7 +113,7 @@ describe('SwarmClient engine (real sockets, in process)', () => {
     const badPath = join(bad, hex);
     await writeFile(badPath, data);
     const fh = await open(badPath, 'r+');
-    await fh.write(Buffer.from([data[5_000_000] ^ 0xff]), 0, 1, 5_000_000); // inside piece 1
+    await fh.write(Buffer.from([data[1_500_000] ^ 0xff]), 0, 1, 1_500_000); // inside piece 1
     await fh.close();
     const corrupt: number[] = [];
     const stopped: string[] = [];

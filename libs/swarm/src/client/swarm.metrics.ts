@@ -23,6 +23,7 @@ export class SwarmMetrics {
   readonly peers: Gauge<'state'>;
   readonly pieceFailures: Counter;
   readonly corruptFiles: Counter;
+  readonly discarded: Counter<'reason'>;
   private snapshot: () => TorrentPeersSnapshot[] = () => [];
 
   constructor(metrics: MetricsService) {
@@ -44,6 +45,11 @@ export class SwarmMetrics {
       }
     });
     this.pieceFailures = metrics.counter('swarm_piece_failures_total', 'Pieces received from peers that failed their SHA-1 (discarded).');
+    this.discarded = metrics.counter(
+      'swarm_discarded_bytes_total',
+      'Piece bytes received but not used, by reason (not-wanted: piece done or claimed; not-requested: cancelled, choked or taken back; duplicate: endgame).',
+      ['reason'],
+    );
     this.corruptFiles = metrics.counter('swarm_corrupt_files_total', 'Seeded files found corrupt when a piece was read back (seeding stopped, file evicted).');
   }
 

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import bencode from 'bencode';
 import { Bitfield } from './bitfield.js';
+import { RateMeter } from './rate-meter.js';
 import { AUTH_EXTENSION, AUTH_NONCE_LENGTH, newNonce, authProof, proofMatches, type ConnectionSide } from './peer-auth.js';
 import {
   CHOKE,
@@ -87,6 +88,10 @@ export class PeerConnection implements WireHandler {
   uploading = false;
   downloaded = 0;
   uploaded = 0;
+  /** Piece bytes received from this peer per second (how much to ask of it at once). */
+  readonly downRate = new RateMeter();
+  /** Piece bytes sent to this peer per second (how many pieces a super-seed shows it at once). */
+  readonly upRate = new RateMeter();
   /** Epoch ms of the last piece payload received (snub detection). */
   lastBlockAt = Date.now();
   /** Epoch ms the choke state last changed (fair rotation of upload slots). */

@@ -58,6 +58,8 @@ interface PieceJob {
   buf: Buffer;
   /** Requests in flight per block. */
   requested: Uint8Array;
+  /** When each block was last requested (epoch ms): the endgame duplicates only slow ones. */
+  requestedAt: Float64Array;
   got: Uint8Array;
   gotCount: number;
   /** A parser is copying into this block of `buf` right now. */
@@ -81,6 +83,12 @@ export interface Reader {
 
 /** Bytes requested from one peer at once (a few MiB keeps a fast link busy, little enough to move on from a slow one). */
 const PIPELINE_BYTES = 4 * 1024 * 1024;
+/** The endgame (duplicate requests) covers at most this many missing pieces. */
+const ENDGAME_MAX_MISSING = 4;
+/** A block out this long may be asked of a second, idle peer in the endgame. */
+const ENDGAME_AFTER_MS = 5_000;
+/** Receive rate from one peer above which it gets PIPELINE_BYTES in flight. */
+const FAST_PEER_RATE = 4_000_000;
 const MAX_REQUESTS = 256;
 const MAX_QUEUED_UPLOADS = 512;
 /** A peer that sent no block for this long while we wait on requests gets them taken back. */
@@ -88,6 +96,7 @@ const SNUB_MS = 30_000;
 /** Upload slots rotate at most this often (fair turns for peers waiting on a seed). */
 const ROTATE_MS = 10_000;
 const SUPER_SEED_AHEAD = 2;
+const MAX_REVEAL_AHEAD = 16;
 const PIECE_CACHE = 4;
 const KEEPALIVE_MS = 60_000;
 const MAX_DIRECT_RETRY_MS = 30_000;
@@ -127,8 +136,6 @@ export class TorrentSession implements PeerSessionLink {
   private readonly readers = new Set<Reader>();
   /** Super-seeding: pieces revealed to connected peers that do not have them yet. */
   private readonly revealCount: Uint16Array;
-  /** Pieces the owner fetches itself (claim): never requested, never written by the torrent. */
-  private readonly claimed: Uint8Array;
   private readonly direct = new Map<string, { delayMs: number; timer?: NodeJS.Timeout }>();
   private readonly dialing = new Set<string>();
   private readonly logger = new Logger('TorrentSession');
@@ -153,7 +160,6 @@ export class TorrentSession implements PeerSessionLink {
     this.have = new Bitfield(this.pieceCount);
     this.picker = new PiecePicker(this.pieceCount);
     this.revealCount = new Uint16Array(this.pieceCount);
-    this.claimed = new Uint8Array(this.pieceCount);
     this.path = path;
     this.state = state;
     this.done = new Promise<string>((resolve, reject) => {
@@ -265,7 +271,7 @@ export class TorrentSession implements PeerSessionLink {
     const d = this.direct.get(peer.address);
     if (d) d.delayMs = 1000;
     if (this.superSeeding) {
-      for (let i = 0; i < SUPER_SEED_AHEAD; i++) this.reveal(peer);
+      this.revealUpTo(peer);
     } else if (this.have.count > 0) {
       peer.sendBitfield(this.have);
     }
@@ -308,6 +314,8 @@ export class TorrentSession implements PeerSessionLink {
   bytesIn(peer: PeerConnection, n: number): void {
     // Counted as they arrive (a 1 MiB block on a slow link takes seconds): the stall rule's view.
     this.received += n;
+    // A peer still sending is not snubbing us, however slowly a big block trickles in.
+    if (peer.requests.size > 0) peer.lastBlockAt = Date.now();
     const name = this.ctx.limits.download;
     if (!name || peer.throttled) return;
     if (this.ctx.throttle.takeNow(name, n)) return;
@@ -359,7 +367,7 @@ export class TorrentSession implements PeerSessionLink {
     if (pieces <= this.skipPieces) return;
     this.skipPieces = pieces;
     this.missing = 0;
-    for (let i = pieces; i < this.pieceCount; i++) if (!this.have.get(i) && this.claimed[i] === 0) this.missing++;
+    for (let i = pieces; i < this.pieceCount; i++) if (!this.have.get(i)) this.missing++;
     for (const p of this.peers) p.sendWantFrom(pieces);
   }
 
@@ -373,11 +381,11 @@ export class TorrentSession implements PeerSessionLink {
       peer.revealed.delete(i);
       this.revealCount[i]--;
     }
-    if (this.superSeeding) while (peer.revealed.size < SUPER_SEED_AHEAD && this.reveal(peer));
+    if (this.superSeeding) this.revealUpTo(peer);
   }
 
   private wanted(index: number): boolean {
-    return index >= this.skipPieces && !this.have.get(index) && this.claimed[index] === 0;
+    return index >= this.skipPieces && !this.have.get(index);
   }
 
   /** Whether piece `index` is held, being fetched (blocks in), and how many connected peers have it. */
@@ -391,59 +399,59 @@ export class TorrentSession implements PeerSessionLink {
   }
 
   /**
-   * The owner takes piece `index` over (it fetches it another way, e.g. the proxy's relay, into
-   * the same file): the torrent stops fetching it and will never write it. False while the torrent
-   * is writing it right now (the owner waits for it instead).
+   * The owner fetched piece `index` another way (the proxy's relay, for a reader waiting on it):
+   * if `data` matches the piece's SHA-1 the torrent stops fetching it from peers and writes it into
+   * the file like a piece it downloaded, then holds and offers it. One writer per range: the
+   * torrent. True when the piece is (or is being) held; false on a SHA-1 mismatch.
    */
-  claim(index: number): boolean {
-    if (this.have.get(index)) return false;
-    const job = this.jobs.get(index);
-    if (job?.state === 'writing') return false;
-    if (this.claimed[index] === 0 && index >= this.skipPieces) this.missing--;
-    this.claimed[index] = 1;
-    if (job) {
-      this.jobs.delete(index);
-      for (const p of this.peers) {
-        for (const [key, i] of p.requests) {
-          if (i !== index) continue;
-          p.requests.delete(key);
-          const block = key % BLOCK_KEY;
-          const length = Math.min(job.blockSize, job.length - block * job.blockSize);
-          p.requestedBytes -= length;
-          p.write(encodeCancel(index, block * job.blockSize, length));
-        }
-      }
-      // A parser may still be copying into it; the buffer goes back to the pool only once none is.
-      if (job.writers === 0) this.ctx.pool.give(job.buf);
-      else job.state = 'writing';
-      for (const p of this.peers) this.fill(p);
-    }
+  adopt(index: number, data: Buffer): boolean {
+    if (this.have.get(index) || this.jobs.get(index)?.state === 'writing') return true;
+    if (data.length !== this.pieceLengthOf(index)) return false;
+    const expected = this.info.pieces.subarray(index * 20, index * 20 + 20);
+    if (!createHash('sha1').update(data).digest().equals(expected)) return false;
+    const running = this.jobs.get(index);
+    if (running) this.abandonJob(running);
+    const buf = this.ctx.pool.take(this.info.pieceLength);
+    data.copy(buf);
+    const job: PieceJob = {
+      index,
+      length: data.length,
+      blockSize: data.length,
+      blocks: 1,
+      buf,
+      requested: new Uint8Array(1),
+      requestedAt: new Float64Array(1),
+      got: new Uint8Array([1]),
+      gotCount: 1,
+      receiving: new Uint8Array(1),
+      writers: 0,
+      contributors: new Set(),
+      state: 'writing',
+    };
+    this.jobs.set(index, job);
+    const write = this.writePiece(job);
+    this.pendingWrites.add(write);
+    void write.finally(() => this.pendingWrites.delete(write));
     return true;
   }
 
-  /**
-   * The owner fetched a claimed piece itself and wrote it into the file (or is about to): if
-   * `data` matches the piece's SHA-1 the torrent holds it from now on and offers it to peers,
-   * served from this copy until it is read from the file. False (nothing changes) on a mismatch.
-   */
-  adopt(index: number, data: Buffer): boolean {
-    if (this.have.get(index) || data.length !== this.pieceLengthOf(index)) return false;
-    const expected = this.info.pieces.subarray(index * 20, index * 20 + 20);
-    if (!createHash('sha1').update(data).digest().equals(expected)) return false;
-    const buf = this.ctx.pool.take(this.info.pieceLength);
-    data.copy(buf);
-    const shared = new SharedBuffer(buf, this.ctx.pool);
-    const previous = this.pieceCache.get(index);
-    previous?.then((sb) => sb.release(), () => undefined);
-    this.pieceCache.set(index, Promise.resolve(shared));
-    this.have.set(index);
-    if (this.claimed[index] === 0 && index >= this.skipPieces) this.missing--;
-    this.claimed[index] = 0;
-    this.verifiedBytes += data.length;
-    for (const p of this.peers) if (p.state === 'ready') p.sendHave(index);
-    this.notify();
-    if (this.have.full()) this.complete();
-    return true;
+  /** Drops a piece being fetched from peers: their requests are cancelled, its buffer freed once no parser writes into it. */
+  private abandonJob(job: PieceJob): void {
+    this.jobs.delete(job.index);
+    for (const p of this.peers) {
+      for (const [key, i] of p.requests) {
+        if (i !== job.index) continue;
+        p.requests.delete(key);
+        const block = key % BLOCK_KEY;
+        const length = Math.min(job.blockSize, job.length - block * job.blockSize);
+        p.requestedBytes -= length;
+        p.write(encodeCancel(job.index, block * job.blockSize, length));
+      }
+    }
+    // A parser may still be copying into it: then the buffer is left to the GC rather than reused.
+    if (job.writers === 0) this.ctx.pool.give(job.buf);
+    job.state = 'writing';
+    for (const p of this.peers) this.fill(p);
   }
 
   private onHave(peer: PeerConnection, index: number): void {
@@ -453,7 +461,7 @@ export class TorrentSession implements PeerSessionLink {
     this.picker.addHave(index);
     if (peer.revealed.delete(index)) {
       this.revealCount[index]--;
-      if (this.superSeeding) this.reveal(peer);
+      if (this.superSeeding) this.revealUpTo(peer);
     }
     if (this.state === 'downloading' && this.wanted(index)) {
       peer.setInterested(true);
@@ -477,7 +485,7 @@ export class TorrentSession implements PeerSessionLink {
       peer.revealed.delete(i);
       this.revealCount[i]--;
     }
-    if (this.superSeeding) while (peer.revealed.size < SUPER_SEED_AHEAD && this.reveal(peer));
+    if (this.superSeeding) this.revealUpTo(peer);
     if (this.state === 'downloading') {
       for (const i of field) {
         if (this.wanted(i)) {
@@ -495,7 +503,9 @@ export class TorrentSession implements PeerSessionLink {
     if (this.state !== 'downloading' || this.ended || peer.state !== 'ready' || peer.peerChoking || !peer.amInterested) return;
     let batch: Buffer | undefined;
     let off = 0;
-    const limit = Math.max(PIPELINE_BYTES, 2 * peer.blockSize);
+    // A fast peer (loopback, datacenter) gets a few MiB in flight; a slow one two blocks, so it does
+    // not sit on pieces others could fetch meanwhile (and the endgame starts later).
+    const limit = peer.downRate.rate() >= FAST_PEER_RATE ? Math.max(PIPELINE_BYTES, 2 * peer.blockSize) : 2 * peer.blockSize;
     while (peer.requestedBytes < limit && peer.requests.size < MAX_REQUESTS) {
       const next = this.nextBlock(peer);
       if (!next) break;
@@ -503,6 +513,7 @@ export class TorrentSession implements PeerSessionLink {
       const begin = block * job.blockSize;
       const length = Math.min(job.blockSize, job.length - begin);
       job.requested[block]++;
+      job.requestedAt[block] = Date.now();
       peer.requests.set(job.index * BLOCK_KEY + block, job.index);
       peer.requestedBytes += length;
       if (!batch || off + 17 > batch.length) {
@@ -536,11 +547,20 @@ export class TorrentSession implements PeerSessionLink {
       }
       return undefined;
     }
-    // Endgame: every missing piece is being fetched; ask this peer too for blocks still out elsewhere.
+    // Endgame: every missing piece is being fetched; a peer with nothing else to do asks too for a
+    // block that has been out elsewhere for a while (one at a time, and only slow ones: on a slow
+    // link a 1 MiB duplicate costs a peer seconds of upload, and the loser's copy is thrown away).
+    // With many peers each holding a request or two, "every missing piece is being fetched" comes
+    // true early (measured at 20 agents: half the blob still missing), so the endgame also waits for
+    // the last few pieces.
+    if (peer.requests.size > 0 || this.missing > ENDGAME_MAX_MISSING) return undefined;
+    const slowBefore = Date.now() - ENDGAME_AFTER_MS;
     for (const job of this.jobs.values()) {
       if (job.state !== 'fetching' || job.blockSize !== peer.blockSize || !has.get(job.index)) continue;
       for (let b = 0; b < job.blocks; b++) {
-        if (job.got[b] === 0 && job.requested[b] < 2 && !peer.requests.has(job.index * BLOCK_KEY + b)) return { job, block: b };
+        if (job.got[b] === 0 && job.requested[b] === 1 && job.requestedAt[b] < slowBefore && !peer.requests.has(job.index * BLOCK_KEY + b)) {
+          return { job, block: b };
+        }
       }
     }
     return undefined;
@@ -556,6 +576,7 @@ export class TorrentSession implements PeerSessionLink {
       blocks,
       buf: this.ctx.pool.take(this.info.pieceLength),
       requested: new Uint8Array(blocks),
+      requestedAt: new Float64Array(blocks),
       got: new Uint8Array(blocks),
       gotCount: 0,
       receiving: new Uint8Array(blocks),
@@ -569,10 +590,11 @@ export class TorrentSession implements PeerSessionLink {
 
   pieceStart(peer: PeerConnection, index: number, begin: number, length: number): { buffer: Buffer; offset: number } | undefined {
     const job = this.jobs.get(index);
-    if (!job || job.state !== 'fetching' || begin % job.blockSize !== 0) return undefined;
+    if (!job || job.state !== 'fetching' || begin % job.blockSize !== 0) return this.discard('not-wanted', length);
     const block = begin / job.blockSize;
-    if (!peer.requests.has(index * BLOCK_KEY + block) || job.got[block]) return undefined;
-    if (length !== Math.min(job.blockSize, job.length - begin)) return undefined;
+    if (!peer.requests.has(index * BLOCK_KEY + block)) return this.discard('not-requested', length);
+    if (job.got[block]) return this.discard('duplicate', length);
+    if (length !== Math.min(job.blockSize, job.length - begin)) return this.discard('not-requested', length);
     if (job.receiving[block]) {
       const scratch = this.ctx.pool.take(length);
       peer.target = { job, block, scratch } satisfies BlockTarget;
@@ -582,6 +604,12 @@ export class TorrentSession implements PeerSessionLink {
     job.writers++;
     peer.target = { job, block } satisfies BlockTarget;
     return { buffer: job.buf, offset: begin };
+  }
+
+  /** A block nobody asked for (any more): its bytes are skipped, and counted (they cost a peer's upload). */
+  private discard(reason: 'not-wanted' | 'not-requested' | 'duplicate', length: number): undefined {
+    this.ctx.metrics?.discarded.inc({ reason }, length);
+    return undefined;
   }
 
   pieceEnd(peer: PeerConnection, index: number, begin: number, length: number, stored: boolean): void {
@@ -608,6 +636,7 @@ export class TorrentSession implements PeerSessionLink {
     this.reputation.received(peer, index);
     peer.downloaded += length;
     const now = Date.now();
+    peer.downRate.add(length, now);
     this.down.add(length, now);
     this.lastProgressAt = now;
     this.ctx.metrics?.addBytes(this.ctx.isProxy(peer) ? 'proxy' : 'peer', length);
@@ -692,10 +721,14 @@ export class TorrentSession implements PeerSessionLink {
     for (const p of this.peers) this.fill(p);
   }
 
-  private dropRequests(peer: PeerConnection): void {
+  /** Takes back every request in flight to `peer` (it choked us, or went silent: then tell it, `cancel`). */
+  private dropRequests(peer: PeerConnection, cancel = false): void {
     for (const [key, index] of peer.requests) {
       const job = this.jobs.get(index);
-      if (job) job.requested[key % BLOCK_KEY]--;
+      if (!job) continue;
+      const block = key % BLOCK_KEY;
+      job.requested[block]--;
+      if (cancel) peer.write(encodeCancel(index, block * job.blockSize, Math.min(job.blockSize, job.length - block * job.blockSize)));
     }
     peer.requests.clear();
     peer.requestedBytes = 0;
@@ -847,6 +880,7 @@ export class TorrentSession implements PeerSessionLink {
         }
         const ok = peer.sendBlock(r.index, r.begin, piece.buf.subarray(r.begin, r.begin + r.length), () => piece.release());
         this.up.add(r.length);
+        peer.upRate.add(r.length);
         this.ctx.metrics?.uploaded.inc(r.length);
         if (!ok) await drainOrClose(peer);
       }
@@ -908,6 +942,15 @@ export class TorrentSession implements PeerSessionLink {
   }
 
   /**
+   * Keeps `peer` told of enough pieces to stay busy: two, or about a second of what it takes from
+   * us (a lone fast agent on a datacenter link must not wait on a have round trip per piece).
+   */
+  private revealUpTo(peer: PeerConnection): void {
+    const target = Math.min(MAX_REVEAL_AHEAD, Math.max(SUPER_SEED_AHEAD, Math.ceil(peer.upRate.rate() / this.info.pieceLength)));
+    while (peer.revealed.size < target && this.reveal(peer));
+  }
+
+  /**
    * Super-seeding: tells `peer` of one more piece, the one least present among the peers connected
    * now (held, or revealed and on its way), lowest index on ties: agents that start together get
    * different pieces to trade, and a lone agent still gets the blob in order (streaming). Counting
@@ -959,9 +1002,13 @@ export class TorrentSession implements PeerSessionLink {
       p.keepAlive(now, KEEPALIVE_MS);
       if (p.requests.size > 0 && now - p.lastBlockAt > SNUB_MS) {
         this.logger.debug(`torrent ${this.short}: peer ${p.address} sent nothing for ${SNUB_MS} ms; asking others`);
-        this.dropRequests(p);
+        this.dropRequests(p, true);
         p.lastBlockAt = now;
       }
+    }
+    // In the endgame idle peers are asked for slow blocks once those have been out a while.
+    if (this.state === 'downloading' && this.missing > 0 && this.missing <= Math.min(this.jobs.size, ENDGAME_MAX_MISSING)) {
+      for (const p of this.peers) if (p.requests.size === 0) this.fill(p);
     }
     if (now - this.lastRotateAt >= ROTATE_MS) {
       this.lastRotateAt = now;

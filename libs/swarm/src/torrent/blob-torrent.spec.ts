@@ -33,7 +33,7 @@ describe(createBlobTorrent.name, () => {
     expect(b.metainfo.equals(a.metainfo)).toBe(true);
     expect(c.infoHash).toBe(a.infoHash);
     const summary = await describeMetainfo(c.metainfo);
-    expect(summary).toMatchObject({ name: hex, length: data.length, pieceLength: 4 * MiB });
+    expect(summary).toMatchObject({ name: hex, length: data.length, pieceLength: MiB });
     expect(summary.announce).toEqual(['http://127.0.0.2:6969/announce', 'http://127.0.0.3:6969/announce']);
   });
 
@@ -54,8 +54,11 @@ describe(createBlobTorrent.name, () => {
 
 describe(pieceLengthFor.name, () => {
   it.each([
-    [0, 4 * MiB],
-    [1, 4 * MiB],
+    [0, MiB],
+    [1, MiB],
+    [256 * MiB, MiB],
+    [256 * MiB + 1, 2 * MiB],
+    [512 * MiB + 1, 4 * MiB],
     [1024 * MiB, 4 * MiB],
     [1024 * MiB + 1, 8 * MiB],
     [2048 * MiB, 8 * MiB],
@@ -74,7 +77,7 @@ describe(pieceLengthFor.name, () => {
 describe(createBlobTorrentFromPieces.name, () => {
   let dir: string;
   const blobs = new Map<string, { hex: string; data: Buffer }>();
-  const sizes = { empty: 0, small: 5_000, onePiece: 4 * MiB, several: 3 * 4 * MiB + 777 };
+  const sizes = { empty: 0, small: 5_000, onePiece: MiB, several: 3 * MiB + 777 };
   const announces: [string, string[]][] = [
     ['no announce', []],
     ['two announce URLs', ['http://127.0.0.1:6969/announce', 'http://127.0.0.2:6969/announce']],
@@ -121,7 +124,7 @@ describe(createBlobTorrentFromPieces.name, () => {
 
 describe(parseBlobMetainfo.name, () => {
   const hex = 'ab'.repeat(32);
-  const pieceLength = 4 * MiB;
+  const pieceLength = MiB;
   const length = 2 * pieceLength + 1;
   const pieces = randomBytes(60);
   const info = { length, name: hex, 'piece length': pieceLength, pieces, private: 1 };
