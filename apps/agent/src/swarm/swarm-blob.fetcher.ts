@@ -74,6 +74,8 @@ const FRONTIER_POLL_MS = 1000;
  */
 const FALLBACK_RELAY_TIMEOUT_MS = 10_000;
 const MAX_METAINFO_BYTES = 4 * 1024 * 1024;
+/** Tries of one proxy's torrent API per blob before the next proxy (or the origin). */
+const TORRENT_ATTEMPTS = 3;
 
 /**
  * The swarm between cache and origin: asks the blob's owning proxy (rendezvous hash) for its
@@ -466,13 +468,23 @@ export class SwarmBlobFetcher implements BlobFetcher {
       return undefined;
     }
     for (const proxy of owners.slice(0, this.options.maxProxies ?? 3)) {
-      if (signal.aborted) return undefined;
-      try {
-        const torrent = await this.askProxy(proxy, request, signal);
-        return torrent ? await this.checked(request, { ...torrent, proxy }) : undefined;
-      } catch (err) {
-        this.logger.warn(`proxy ${proxy} failed for ${request.digest}: ${(err as Error).message}; trying the next`);
-        this.options.ring.markDown(proxy);
+      // A connection reset on a proxy whose uplink is saturated (it answers many agents at once
+      // after a cold fetch) is no reason to give the blob's swarm up: ask again before moving on.
+      for (let attempt = 1; ; attempt++) {
+        if (signal.aborted) return undefined;
+        try {
+          const torrent = await this.askProxy(proxy, request, signal);
+          return torrent ? await this.checked(request, { ...torrent, proxy }) : undefined;
+        } catch (err) {
+          if (attempt < TORRENT_ATTEMPTS && !signal.aborted) {
+            this.logger.warn(`proxy ${proxy} failed for ${request.digest}: ${(err as Error).message}; asking again`);
+            await new Promise((r) => setTimeout(r, attempt * 1000));
+            continue;
+          }
+          this.logger.warn(`proxy ${proxy} failed for ${request.digest}: ${(err as Error).message}; trying the next`);
+          this.options.ring.markDown(proxy);
+          break;
+        }
       }
     }
     return undefined;

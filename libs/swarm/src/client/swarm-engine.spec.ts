@@ -107,6 +107,44 @@ describe('SwarmClient engine (real sockets, in process)', () => {
     expect(seeder.list()[0].uploaded).toBe(0);
   });
 
+  it('adopts a piece fetched another way only when it matches its SHA-1, writes it and offers it', async () => {
+    const leecher = await client();
+    const out = join(dir, 'adopt');
+    await mkdir(out);
+    const handle = await leecher.download(metainfo, { dir: out });
+    const pl = handle.pieceLength;
+    const wrong = Buffer.from(data.subarray(pl, 2 * pl));
+    wrong[7] ^= 1;
+    expect(handle.adopt(1, wrong)).toBe(false);
+    expect(handle.pieceAt(pl).have).toBe(false);
+    expect(handle.adopt(1, data.subarray(pl, 2 * pl))).toBe(true);
+    const watch = handle.watch(pl);
+    try {
+      while (watch.end(pl) === pl) await watch.wait(100);
+      expect(watch.end(pl)).toBe(2 * pl);
+    } finally {
+      watch.close();
+    }
+    const fh = await open(join(out, hex), 'r');
+    const back = Buffer.alloc(pl);
+    await fh.read(back, 0, pl, pl);
+    await fh.close();
+    expect(back.equals(data.subarray(pl, 2 * pl))).toBe(true);
+    // A peer that joins now is offered it: a second client downloads piece 1 from the adopter.
+    const other = await client();
+    const out2 = join(dir, 'adopt2');
+    await mkdir(out2);
+    const h2 = await other.download(metainfo, { dir: out2, peers: [`127.0.0.1:${await leecher.ready()}`] });
+    const w2 = h2.watch(pl);
+    try {
+      const deadline = Date.now() + 5000;
+      while (w2.end(pl) === pl && Date.now() < deadline) await w2.wait(100);
+      expect(w2.end(pl)).toBe(2 * pl);
+    } finally {
+      w2.close();
+    }
+  });
+
   it('never uploads a piece that fails its SHA-1 on disk: stops seeding and reports the corrupt file', async () => {
     const bad = join(dir, 'bad');
     await mkdir(bad);
