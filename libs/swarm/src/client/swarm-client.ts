@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { Logger } from '@nestjs/common';
 import type { ThrottleService } from '#ops';
-import { parseBlobMetainfo } from '../torrent/blob-torrent.js';
+import { parseBlobMetainfo, type BlobMetainfo } from '../torrent/blob-torrent.js';
 import { InvalidMetainfoError, TorrentGoneError } from '../swarm.errors.js';
 import { BufferPool } from '../engine/buffer-pool.js';
 import { PeerConnection } from '../engine/peer-connection.js';
@@ -244,19 +244,8 @@ export class SwarmClient {
         this.touchSeed(info.infoHash);
         return { infoHash: info.infoHash };
       }
-      if (existing) {
-        await existing.becomeSeed(filePath);
-      } else {
-        const session = new TorrentSession(info, filePath, 'seeding', this.ctx, this.reputationFor(info.infoHash));
-        this.sessions.set(info.infoHash, session);
-        try {
-          await session.opened();
-        } catch (err) {
-          this.sessions.delete(info.infoHash);
-          await session.close();
-          throw err;
-        }
-      }
+      if (existing) await existing.becomeSeed(filePath);
+      else await this.openSession(info, filePath, 'seeding');
       this.touchSeed(info.infoHash);
       return { infoHash: info.infoHash };
     });
@@ -280,18 +269,7 @@ export class SwarmClient {
     this.assertAlive();
     const info = parseBlobMetainfo(metainfo);
     const session = await this.exclusive(info.infoHash, async () => {
-      let s = this.sessions.get(info.infoHash);
-      if (!s) {
-        s = new TorrentSession(info, join(opts.dir, info.name), 'downloading', this.ctx, this.reputationFor(info.infoHash));
-        this.sessions.set(info.infoHash, s);
-        try {
-          await s.opened();
-        } catch (err) {
-          this.sessions.delete(info.infoHash);
-          await s.close();
-          throw err;
-        }
-      }
+      const s = this.sessions.get(info.infoHash) ?? (await this.openSession(info, join(opts.dir, info.name), 'downloading'));
       if (opts.skipBefore) s.skipBefore(opts.skipBefore);
       return s;
     });
@@ -323,6 +301,20 @@ export class SwarmClient {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.ctx.pool.trim();
+  }
+
+  /** A new session for `info` on `path`, registered once its file is open (else nothing is left behind). */
+  private async openSession(info: BlobMetainfo, path: string, state: 'seeding' | 'downloading'): Promise<TorrentSession> {
+    const session = new TorrentSession(info, path, state, this.ctx, this.reputationFor(info.infoHash));
+    this.sessions.set(info.infoHash, session);
+    try {
+      await session.opened();
+      return session;
+    } catch (err) {
+      this.sessions.delete(info.infoHash);
+      await session.close();
+      throw err;
+    }
   }
 
   // --- connections -----------------------------------------------------------------------

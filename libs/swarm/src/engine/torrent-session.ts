@@ -6,6 +6,7 @@ import type { ThrottleService } from '#ops';
 import { TorrentGoneError } from '../swarm.errors.js';
 import { PeerReputation } from '../client/peer-reputation.js';
 import type { SwarmMetrics } from '../client/swarm.metrics.js';
+import type { BlobMetainfo } from '../torrent/blob-torrent.js';
 import { Bitfield } from './bitfield.js';
 import { BufferPool, SharedBuffer } from './buffer-pool.js';
 import type { PeerConnection, PeerSessionLink } from './peer-connection.js';
@@ -14,16 +15,8 @@ import { RateMeter } from './rate-meter.js';
 import { TrackerAnnouncer } from './tracker-client.js';
 import { encodeCancel, writeRequest, type WireMessage } from './wire-codec.js';
 
-/** A torrent's fixed description (from its metainfo). */
-export interface TorrentInfo {
-  infoHash: string;
-  infoHashBuf: Buffer;
-  name: string;
-  length: number;
-  pieceLength: number;
-  /** 20-byte SHA-1 per piece, concatenated. */
-  pieces: Buffer;
-}
+/** A torrent's fixed description (its parsed metainfo). */
+export type TorrentInfo = BlobMetainfo;
 
 /** What every session of one process shares (the client owns it). */
 export interface SessionContext {
