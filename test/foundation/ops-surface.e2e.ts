@@ -80,10 +80,14 @@ describe.each(CASES)('$app ops surface (real process)', ({ app, limit, otherLimi
     ['a negative rate', (l: string) => ({ [l]: -5 }), (l: string) => l],
     ['a non-numeric rate', (l: string) => ({ [l]: 'fast' }), (l: string) => l],
     ['an unknown key', () => ({ bogus: 1 }), () => 'bogus'],
+    ['a null rate', (l: string) => ({ [l]: null }), (l: string) => l],
   ])('answers 400 naming the field for %s', async (_name, makeBody, field) => {
+    const before = (await call(`${proc.url}/admin/rate`, { token: TOKEN })).json();
     const res = await call(`${proc.url}/admin/rate`, { method: 'PATCH', token: TOKEN, body: JSON.stringify(makeBody(limit)) });
     expect(res.status).toBe(400);
     expect(res.text).toContain(field(limit));
+    // A refused change changes nothing.
+    expect((await call(`${proc.url}/admin/rate`, { token: TOKEN })).json()).toEqual(before);
   });
 
   it("refuses another app's limit name", async () => {

@@ -47,7 +47,13 @@ export function rateControllerFor(names: readonly string[]): Type<unknown> {
       if (body === null || typeof body !== 'object' || Array.isArray(body)) {
         throw new BadRequestException('body must be a JSON object of limit names to rates');
       }
-      const updates = Object.entries(body).map(([name, value]) => [name, parseRate(value) as number] as const);
+      // Validation skips absent-looking values (null): checked here again, so a limit never becomes
+      // undefined (that broke the bucket until restart: a 1 MB/s limit set afterwards let 5 MB/s through).
+      const updates = Object.entries(body).map(([name, value]) => {
+        const rate = parseRate(value);
+        if (rate === undefined) throw new BadRequestException([`${name} must be a non-negative rate (bytes/s or "20MB", "5MiB/s"); got ${JSON.stringify(value)}`]);
+        return [name, rate] as const;
+      });
       for (const [name, rate] of updates) this.throttle.set(name, rate);
       return this.throttle.snapshot();
     }
