@@ -79,6 +79,23 @@ describe('drill 9: security (loopback cluster: origin with auth, tracker, proxy,
     expect(sentinelConnections).toBe(0);
   });
 
+  it('a query parameter given twice (?ns=a&ns=b, ?repo=a&repo=b) gets a 4xx from agent and proxy, not a 5xx', async () => {
+    const layer = c.image.layers[0];
+    const swarm = { 'x-p2p-swarm-token': SWARM, authorization: AUTH };
+    const urls: [string, Record<string, string>][] = [
+      [`${agent.url}/v2/drill/app/blobs/${layer.digest}?ns=a&ns=b`, { authorization: AUTH }],
+      [`${proxy.url}/v1/blobs/${layer.digest}/torrent?repo=drill/app&ns=a&ns=b`, swarm],
+      [`${proxy.url}/v1/blobs/${layer.digest}/torrent?repo=drill/app&repo=drill/app`, swarm],
+      [`${proxy.url}/v1/blobs/${layer.digest}?repo=drill/app&ns=a&ns=b`, swarm],
+    ];
+    for (const [url, headers] of urls) {
+      const r = await send(url, { headers });
+      checks++;
+      expect(r.status, url).toBeGreaterThanOrEqual(400);
+      expect(r.status, url).toBeLessThan(500);
+    }
+  });
+
   it('path traversal and malformed names/digests get 400 (never a file, never a 5xx)', async () => {
     const digest = c.image.layers[0].digest;
     const statuses: string[] = [];

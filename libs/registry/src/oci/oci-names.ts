@@ -18,7 +18,9 @@ export type MirrorRoute =
   | { kind: 'blob'; name: string; digest: string }
   | { kind: 'other' };
 
-export function validateName(name: string): string {
+export function validateName(name: unknown): string {
+  // A repeated query parameter (`?repo=a&repo=b`) arrives as an array.
+  if (typeof name !== 'string') throw new OciError(400, 'NAME_INVALID', 'invalid repository name (given more than once?)', {});
   if (name.length > 255 || !NAME.test(name)) throw new OciError(400, 'NAME_INVALID', 'invalid repository name', { name: name.slice(0, 300) });
   return name;
 }

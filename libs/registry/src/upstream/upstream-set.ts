@@ -25,9 +25,13 @@ export class UpstreamSet {
     }
   }
 
-  /** The upstream for a request's `ns` query parameter (none → the default `registry`); unknown → 404. */
-  resolve(ns: string | undefined): Upstream {
+  /**
+   * The upstream for a request's `ns` query parameter (none → the default `registry`); unknown →
+   * 404; given twice (`?ns=a&ns=b` parses to an array) → 400, not a TypeError answered as a 500.
+   */
+  resolve(ns: unknown): Upstream {
     if (ns === undefined || ns === '') return this.default;
+    if (typeof ns !== 'string') throw new OciError(400, 'NAME_INVALID', 'the ns query parameter must be given once', {});
     const up = this.byHost.get(ns.toLowerCase());
     if (!up) throw new OciError(404, 'NAME_UNKNOWN', 'registry not accelerated by this mirror', { ns: ns.slice(0, 255) });
     return up;
