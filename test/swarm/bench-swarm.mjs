@@ -1,6 +1,6 @@
 // Benchmark: one agent-like SwarmClient pulls a blob already seeded by a proxy-like SwarmClient
 // (separate processes, loopback, direct peer, no tracker). Prints MB/s, time to first byte, peak RSS.
-// Usage: npm run build && node test/swarm/bench-swarm.mjs [sizeMB=1024] [seederCacheSlots=0] [nostream]
+// Usage: npm run build && node test/swarm/bench-swarm.mjs [sizeMB=1024] [nostream]
 import { createHash, randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { mkdtemp, mkdir, open, rename, rm } from 'node:fs/promises';
@@ -9,8 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const sizeMB = Number(process.argv[2] ?? 1024);
-const seederSlots = Number(process.argv[3] ?? 0);
-const noStream = process.argv[4] === 'nostream';
+const noStream = process.argv[3] === 'nostream';
 const script = join(dirname(fileURLToPath(import.meta.url)), 'fixtures/swarm-peer.mjs');
 const dir = await mkdtemp(join(tmpdir(), 'p2p-swarm-bench-'));
 const procs = [];
@@ -62,7 +61,7 @@ try {
   await rename(tmp, join(dir, 'seed', hex));
 
   let t = Date.now();
-  const seeder = run({ mode: 'seed', file: join(dir, 'seed', hex), metainfoOut: join(dir, 'blob.torrent'), trackers: [], storeCacheSlots: seederSlots });
+  const seeder = run({ mode: 'seed', file: join(dir, 'seed', hex), metainfoOut: join(dir, 'blob.torrent'), trackers: [] });
   const { port } = await seeder.waitFor('seeding');
   console.log(`seeder ready (torrent made, ${sizeMB} MB hashed) in ${Date.now() - t} ms`);
   t = Date.now();
@@ -74,7 +73,6 @@ try {
   console.log(
     JSON.stringify({
       sizeMB,
-      seederStoreCacheSlots: seederSlots,
       throughputMBs: +((sizeMB * 1e6) / 1e6 / (done.ms / 1000)).toFixed(1),
       firstByteMs: first.ms,
       leecherPeakRssMB: Math.round(done.maxRss / 1e6),

@@ -5,7 +5,7 @@ import { Logger } from '@nestjs/common';
 import { request as httpRequest } from 'undici';
 import { SWARM_TOKEN_HEADER } from '#ops';
 import { digestHex, type BlobFetcher, type BlobRequest, type FetchedBlob, type FillTarget, type StoredUntil } from '#registry';
-import { describeMetainfo, type BlobSeeder, type DownloadHandle, type ProxyRing, type SwarmClient } from '#swarm';
+import { parseBlobMetainfo, type BlobMetainfo, type BlobSeeder, type DownloadHandle, type ProxyRing, type SwarmClient } from '#swarm';
 
 export interface SwarmBlobFetcherOptions {
   ring: ProxyRing;
@@ -50,7 +50,6 @@ export interface SwarmBlobFetcherOptions {
 /** A proxy's torrent for the requested blob, checked once on arrival to describe exactly that blob. */
 interface ProxyTorrent {
   metainfo: Buffer;
-  pieceLength: number;
   /** host:port of the proxy's BitTorrent listener. */
   peer: string;
   /** The proxy's base URL. */
@@ -474,7 +473,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
         if (signal.aborted) return undefined;
         try {
           const torrent = await this.askProxy(proxy, request, signal);
-          return torrent ? await this.checked(request, { ...torrent, proxy }) : undefined;
+          return torrent ? this.checked(request, { ...torrent, proxy }) : undefined;
         } catch (err) {
           if (attempt < TORRENT_ATTEMPTS && !signal.aborted) {
             this.logger.warn(`proxy ${proxy} failed for ${request.digest}: ${(err as Error).message}; asking again`);
@@ -490,15 +489,21 @@ export class SwarmBlobFetcher implements BlobFetcher {
     return undefined;
   }
 
-  /** The torrent with its piece length if it describes the requested blob; undefined (the origin serves) if not. */
-  private async checked(request: BlobRequest, torrent: Omit<ProxyTorrent, 'pieceLength'>): Promise<ProxyTorrent | undefined> {
-    const summary = await describeMetainfo(torrent.metainfo).catch(() => undefined);
+  /** The torrent if it describes the requested blob; undefined (the origin serves) if not. */
+  private checked(request: BlobRequest, torrent: ProxyTorrent): ProxyTorrent | undefined {
+    let summary: BlobMetainfo | undefined;
+    try {
+      summary = parseBlobMetainfo(torrent.metainfo);
+    } catch {
+      summary = undefined;
+    }
     if (!summary || summary.length !== request.size || summary.name !== digestHex(request.digest)) {
       this.logger.warn(`proxy ${torrent.proxy} sent a torrent that does not describe ${request.digest}; using the origin`);
       return undefined;
     }
-    return { ...torrent, pieceLength: summary.pieceLength };
+    return torrent;
   }
+
 
   /** The torrent from one proxy; undefined when it refuses (4xx: the origin decides), throws when it is broken. */
   private async askProxy(proxy: string, request: BlobRequest, signal: AbortSignal): Promise<{ metainfo: Buffer; peer: string } | undefined> {

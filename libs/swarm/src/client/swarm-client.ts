@@ -37,8 +37,6 @@ export interface SwarmClientOptions {
    * peers makes each piece take longer to arrive, and a peer passes a piece on only once it has all of it.
    */
   uploadSlots?: number;
-  /** Accepted for compatibility with the old engine's option; pieces are read through to the file. */
-  storeCacheSlots?: number;
   /** Connections per torrent (default 55). */
   maxConns?: number;
   /** First delay, seconds, before announcing again to a tracker that has not answered yet. */

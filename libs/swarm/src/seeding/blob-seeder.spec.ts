@@ -58,7 +58,8 @@ describe(BlobSeeder.name, () => {
     const { seeder, seeded } = setup();
     // Hashes of other bytes of the same size: the torrent can only carry them if the file went unread.
     const other = piecesOf(randomBytes(data.length));
-    const torrent = await seeder.seedWithPieces(digest, other);
+    seeder.offerPieces(digest, other);
+    const torrent = await seeder.torrentFor(digest);
     expect(torrent.metainfo.includes(other)).toBe(true);
     expect(seeded).toEqual([path]);
     expect(await seeder.torrentFor(digest)).toBe(torrent);

@@ -87,12 +87,6 @@ export class BlobSeeder {
     this.pendingPieces.set(digest, pieces);
   }
 
-  /** `offerPieces` then `torrentFor`: seeds a just-committed blob without a second pass over it. */
-  seedWithPieces(digest: string, pieces: Buffer): Promise<BlobTorrent> {
-    this.offerPieces(digest, pieces);
-    return this.torrentFor(digest);
-  }
-
   /**
    * Wire into `SwarmClient`'s `onCorruptFile`: a seeded file failed a piece's SHA-1 when read, so
    * it is dropped from the store (and its torrent forgotten); the next request for the blob fetches
