@@ -53,8 +53,19 @@ describe.each(CASES)('$app ops surface (real process)', ({ app, limit, otherLimi
     for (const check of Object.values(details)) expect(check.status).toBe('up');
     const metrics = await call(`${proc.url}/metrics`);
     expect(metrics.status).toBe(200);
-    expect(metrics.text).toMatch(/^p2p_process_cpu_user_seconds_total\{app="[a-z]+"\} /m);
+    // Standard process/Node.js names (existing dashboards work), the app's own under p2p_.
+    expect(metrics.text).toMatch(/^process_cpu_seconds_total\{app="[a-z]+"\} /m);
+    expect(metrics.text).toMatch(/^nodejs_heap_size_used_bytes\{app="[a-z]+"\} /m);
+    expect(metrics.text).not.toMatch(/^p2p_process_/m);
     expect(metrics.text).toContain(`app="${app}"`);
+    // Readiness per check and the live limits, as gauges.
+    for (const check of Object.keys(details)) expect(metrics.text).toContain(`p2p_ready{check="${check}",app="${app}"} 1`);
+    expect(metrics.text).toMatch(new RegExp(`^p2p_rate_limit\\{limit="${limit}",app="${app}"\\} \\d+`, 'm'));
+    expect(metrics.text).toMatch(/^p2p_disk_written_bytes_total\{app="[a-z]+"\} \d+/m);
+    if (hasDataDir) {
+      expect(Number(/^p2p_data_dir_free_bytes\{[^}]*\} (\d+)/m.exec(metrics.text)?.[1])).toBeGreaterThan(1e6);
+      expect(metrics.text).toMatch(/^p2p_data_dir_min_free_bytes\{app="[a-z]+"\} 1000000$/m);
+    }
   });
 
   it('refuses the admin API without or with a wrong token', async () => {

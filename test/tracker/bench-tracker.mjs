@@ -58,7 +58,7 @@ try {
   const secs = (Date.now() - t0) / 1000;
   const metrics = await (await request(`${base}/metrics`, { dispatcher: agent })).body.text();
   const gauge = (n) => Number(metrics.split('\n').find((l) => l.startsWith(`p2p_${n}{`))?.split(' ').at(-1));
-  console.log(JSON.stringify({ swarms, peersPerSwarm: peersPer, announces: total, failed, seconds: secs, announcesPerSecond: Math.round(total / secs), trackerSwarms: gauge('tracker_swarms'), trackerPeers: gauge('tracker_peers'), trackerRssMB: Math.round(gauge('process_resident_memory_bytes') / 1e6) }));
+  console.log(JSON.stringify({ swarms, peersPerSwarm: peersPer, announces: total, failed, seconds: secs, announcesPerSecond: Math.round(total / secs), trackerSwarms: gauge('tracker_swarms'), trackerPeers: gauge('tracker_peers'), trackerRssMB: Math.round(Number(metrics.split('\n').find((l) => l.startsWith('process_resident_memory_bytes{'))?.split(' ').at(-1)) / 1e6) }));
 } finally {
   proc.kill('SIGTERM');
   await new Promise((r) => proc.once('exit', r));

@@ -11,6 +11,7 @@ import { HealthController } from './health/health.controller.js';
 import { ReadinessRegistry } from './health/readiness.registry.js';
 import { MetricsController } from './metrics/metrics.controller.js';
 import { MetricsService } from './metrics/metrics.service.js';
+import { OpsMetrics } from './metrics/ops.metrics.js';
 import { ThrottleService, type LimitSpec } from './throttle/throttle.service.js';
 import { APP_CONFIG, SWARM_TOKEN } from './tokens.js';
 
@@ -46,6 +47,7 @@ export class OpsModule {
       SwarmTokenGuard,
       ReadinessRegistry,
       DataDirIndicator,
+      OpsMetrics,
       {
         provide: 'OPS_BOOT_NOTES',
         inject: [ReadinessRegistry, DataDirIndicator],
