@@ -41,11 +41,11 @@ describe(`${BenchCluster.name} (N=3, 16 MB layer, capped links)`, () => {
     // (below p2pMinSize) came from the origin.
     for (const i of [1, 2, 3]) {
       const m = c.metrics(`agent${i}`);
-      expect(metricSum(m, 'p2p_blob_bytes_fetched_total', 'source="swarm"')).toBe(layer.size);
-      expect(metricSum(m, 'p2p_blob_bytes_fetched_total', 'source="origin"')).toBeLessThan(4096);
+      expect(metricSum(m, 'p2p_blob_bytes_fetched_total', 'fetcher="swarm"')).toBe(layer.size);
+      expect(metricSum(m, 'p2p_blob_bytes_fetched_total', 'fetcher="origin"')).toBeLessThan(4096);
       // Over BitTorrent (peers, proxy) or relayed from the proxy before its torrent existed; a piece
       // the relay had partly delivered is fetched whole again, so up to one piece may count twice.
-      const swarmed = ['peer', 'proxy', 'relay'].reduce((n, s) => n + metricSum(m, 'p2p_blob_bytes_total', `source="${s}"`), 0);
+      const swarmed = ['peer', 'proxy', 'relay'].reduce((n, s) => n + metricSum(m, 'p2p_blob_bytes_received_total', `source="${s}"`), 0);
       expect(swarmed).toBeGreaterThanOrEqual(layer.size);
       expect(swarmed).toBeLessThanOrEqual(layer.size + 16 * 1024 * 1024);
     }

@@ -5,11 +5,11 @@ import { AUTH, checkCache, DrillCluster, MB, metrics, openFiles, pullBlob, rssBy
 
 /** Swarm bytes agent `a` has fetched so far. */
 async function swarmFetched(a: AppProcess): Promise<number> {
-  return sample(await metrics(a), 'p2p_blob_bytes_fetched_total', 'source="swarm"');
+  return sample(await metrics(a), 'p2p_blob_bytes_fetched_total', 'fetcher="swarm"');
 }
 
 async function originFetched(a: AppProcess): Promise<number> {
-  return sample(await metrics(a), 'p2p_blob_bytes_fetched_total', 'source="origin"');
+  return sample(await metrics(a), 'p2p_blob_bytes_fetched_total', 'fetcher="origin"');
 }
 
 /** Waits until agent `a` has fetched `n` more swarm bytes than `base` (the pull is mid-way through the swarm). */

@@ -133,9 +133,9 @@ describe(`drill 11b: a ${AGENTS}-host swarm pull (network namespaces, distinct I
     let relayBytes = 0;
     for (const { host } of agents) {
       const text = curlIn(host, 'http://127.0.0.1:5004/metrics');
-      peerBytes += sample(text, 'p2p_blob_bytes_total', 'source="peer"');
-      proxyBytes += sample(text, 'p2p_blob_bytes_total', 'source="proxy"');
-      relayBytes += sample(text, 'p2p_blob_bytes_total', 'source="relay"');
+      peerBytes += sample(text, 'p2p_blob_bytes_received_total', 'source="peer"');
+      proxyBytes += sample(text, 'p2p_blob_bytes_received_total', 'source="proxy"');
+      relayBytes += sample(text, 'p2p_blob_bytes_received_total', 'source="relay"');
     }
     console.log(`drill 11b: ${agents.length} hosts pulled in ${ms} ms, ${bytes} B checked; big layer origin GETs ${originGets}; swarm bytes from peers ${peerBytes}, from proxy ${proxyBytes}, relayed by the proxy ${relayBytes}; agent peak RSS ${(peak / MB).toFixed(0)} MB`);
     expect(originGets).toBe(1);

@@ -18,7 +18,7 @@ describe('drill 2: every tracker down before and during a pull, then back', () =
     const [a0, a1] = c.agents;
     const first = await pullBlob(a0, layer.digest);
     expect(first).toEqual({ status: 200, digest: layer.digest, bytes: layer.size });
-    expect(sample(await metrics(a0), 'p2p_blob_bytes_fetched_total', 'source="swarm"')).toBe(layer.size);
+    expect(sample(await metrics(a0), 'p2p_blob_bytes_fetched_total', 'fetcher="swarm"')).toBe(layer.size);
     expect(c.origin.blobGets(layer.digest)).toBe(1);
 
     const tracker = await c.startTracker();

@@ -21,7 +21,7 @@ describe('cold blob: relay from the proxy while it fetches, then the swarm (real
     const out = join(c.dir, 'out-relay');
     const pull = skopeoPull(`127.0.0.1:${c.agents[0].port}/relay/cold:v1`, out, { creds: CREDS });
 
-    const relayed = async () => sample(await metrics(c.agents[0]), 'p2p_blob_bytes_total', 'source="relay"');
+    const relayed = async () => sample(await metrics(c.agents[0]), 'p2p_blob_bytes_received_total', 'source="relay"');
     expect(await until(async () => (await relayed()) > 0, 30_000)).toBe(true);
     // First bytes arrived while the proxy was still fetching: it has no torrent for the blob yet.
     const { json } = await admin(c.proxies[0], 'GET', '/admin/torrents');
@@ -42,13 +42,13 @@ describe('cold blob: relay from the proxy while it fetches, then the swarm (real
     expect(await fileDigest(join(out, layer.digest.slice(7)))).toBe(layer.digest);
     expect(c.origin.blobGets(layer.digest)).toBe(1);
     const text = await metrics(c.agents[0]);
-    const relay = sample(text, 'p2p_blob_bytes_total', 'source="relay"');
-    const proxy = sample(text, 'p2p_blob_bytes_total', 'source="proxy"');
+    const relay = sample(text, 'p2p_blob_bytes_received_total', 'source="relay"');
+    const proxy = sample(text, 'p2p_blob_bytes_received_total', 'source="proxy"');
     expect(relay).toBeGreaterThan(5 * MB);
     expect(proxy).toBeGreaterThan(5 * MB);
     // Pieces the relay already delivered are not fetched again over BitTorrent.
     expect(relay + proxy).toBeLessThan(layer.size + 8 * 1024 * 1024);
     // Only the tiny config blob (below p2pMinSize) came from the origin directly.
-    expect(sample(text, 'p2p_blob_bytes_fetched_total', 'source="origin"')).toBeLessThan(4096);
+    expect(sample(text, 'p2p_blob_bytes_fetched_total', 'fetcher="origin"')).toBeLessThan(4096);
   });
 });

@@ -9,7 +9,7 @@ const MB = 1_000_000;
 /** Bytes the agent has received from BitTorrent peers and proxies (per 16 KiB block) and relayed from a proxy. */
 async function swarmBytes(cluster: LoopbackCluster, i = 0): Promise<number> {
   const text = await metrics(cluster.agents[i]);
-  return ['peer', 'proxy', 'relay'].reduce((n, source) => n + sample(text, 'p2p_blob_bytes_total', `source="${source}"`), 0);
+  return ['peer', 'proxy', 'relay'].reduce((n, source) => n + sample(text, 'p2p_blob_bytes_received_total', `source="${source}"`), 0);
 }
 
 /** Makes the owning proxy fetch the blob and make its torrent now (so the agent gets it over BitTorrent, not the relay). */
@@ -41,7 +41,7 @@ describe('P2P path under faults (real processes, loopback)', () => {
     expect(await fileDigest(join(out, layer.digest.slice(7)))).toBe(layer.digest);
     expect(cluster.origin.blobGets(layer.digest)).toBe(1);
     const text = await metrics(cluster.agents[0]);
-    expect(sample(text, 'p2p_blob_bytes_total', 'source="proxy"')).toBeGreaterThanOrEqual(layer.size);
+    expect(sample(text, 'p2p_blob_bytes_received_total', 'source="proxy"')).toBeGreaterThanOrEqual(layer.size);
     // The torrent wrote straight into the cache fill's file: the separate download area
     // (tmp/swarm, made on first use) was never needed.
     expect(existsSync(join(cluster.dir, 'agent1', 'tmp', 'swarm'))).toBe(false);
@@ -61,7 +61,7 @@ describe('P2P path under faults (real processes, loopback)', () => {
         if ((json as { torrents: { name: string }[] }).torrents.some((t) => t.name === layer.digest.slice(7))) owner = i;
       }
       // In-order bytes the fill took from the swarm (rarest-first receives pieces out of order).
-      return owner >= 0 && sample(await metrics(c.agents[0]), 'p2p_blob_bytes_fetched_total', 'source="swarm"') > 5 * MB;
+      return owner >= 0 && sample(await metrics(c.agents[0]), 'p2p_blob_bytes_fetched_total', 'fetcher="swarm"') > 5 * MB;
     }, 60_000);
     expect(seen).toBe(true);
     await c.proxies[owner].stop('SIGKILL');
@@ -71,7 +71,7 @@ describe('P2P path under faults (real processes, loopback)', () => {
     // The rest came from the origin by Range: the proxy's GET plus the agent's resume.
     expect(c.origin.blobGets(layer.digest)).toBe(2);
     const text = await metrics(c.agents[0]);
-    const fromSwarm = sample(text, 'p2p_blob_bytes_fetched_total', 'source="swarm"');
+    const fromSwarm = sample(text, 'p2p_blob_bytes_fetched_total', 'fetcher="swarm"');
     expect(fromSwarm).toBeGreaterThan(5 * MB);
     expect(fromSwarm).toBeLessThan(layer.size);
   });
@@ -83,7 +83,7 @@ describe('P2P path under faults (real processes, loopback)', () => {
     await warmProxies(c, 'faults/swarm-stalls', layer.digest);
     const out = join(c.dir, 'out-swarm-stalls');
     const pull = skopeoPull(`127.0.0.1:${c.agents[0].port}/faults/swarm-stalls:v1`, out, { creds: CREDS });
-    const fetched = async (source: string) => sample(await metrics(c.agents[0]), 'p2p_blob_bytes_fetched_total', `source="${source}"`);
+    const fetched = async (source: string) => sample(await metrics(c.agents[0]), 'p2p_blob_bytes_fetched_total', `fetcher="${source}"`);
     expect(await until(async () => (await fetched('swarm')) > 5 * MB, 60_000)).toBe(true);
     // Starve the swarm: the proxy (the only seeder) uploads 1 kB/s, so the agent's stall rule fires.
     expect((await admin(c.proxies[0], 'PATCH', '/admin/rate', { uploadRate: 1000 })).status).toBe(200);

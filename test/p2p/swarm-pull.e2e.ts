@@ -52,8 +52,8 @@ describe('P2P path: origin + tracker + 2 proxies + 3 agents (real processes, loo
     let swarmBytes = 0;
     for (const a of cluster.agents) {
       const text = await metrics(a);
-      peerBytes += sample(text, 'p2p_blob_bytes_total', 'source="peer"');
-      swarmBytes += sample(text, 'p2p_blob_bytes_fetched_total', 'source="swarm"');
+      peerBytes += sample(text, 'p2p_blob_bytes_received_total', 'source="peer"');
+      swarmBytes += sample(text, 'p2p_blob_bytes_fetched_total', 'fetcher="swarm"');
     }
     const bigBytes = image.layers[0].size + image.layers[1].size;
     expect(swarmBytes).toBe(3 * bigBytes);

@@ -63,8 +63,8 @@ describe('agent registry mirror (docker-registry origin, skopeo client)', () => 
     expect(image.layers.map((l) => origin.blobGets(l.digest))).toEqual(before.map((n) => n + 1));
 
     const metrics = await (await fetch(`${agent.url}/metrics`)).text();
-    expect(metric(metrics, 'p2p_blob_bytes_served_total', 'source="cache"')).toBeGreaterThanOrEqual(100 * 2 ** 20);
-    expect(metric(metrics, 'p2p_blob_bytes_served_total', 'source="origin"')).toBeGreaterThanOrEqual(100 * 2 ** 20);
+    expect(metric(metrics, 'p2p_blob_bytes_served_total', 'cache="hit"')).toBeGreaterThanOrEqual(100 * 2 ** 20);
+    expect(metric(metrics, 'p2p_blob_bytes_served_total', 'cache="miss"')).toBeGreaterThanOrEqual(100 * 2 ** 20);
     expect(metric(metrics, 'p2p_cache_entries', '')).toBeGreaterThanOrEqual(4);
     expect(metrics).toMatch(/p2p_blob_fetch_duration_seconds_count\{[^}]*result="ok"[^}]*\} [1-9]/);
   });

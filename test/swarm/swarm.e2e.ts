@@ -30,7 +30,7 @@ async function metric(base: string, name: string, ...labels: string[]): Promise<
 function sumSource(text: string, source: string): number {
   return text
     .split('\n')
-    .filter((l) => l.startsWith('p2p_blob_bytes_total{') && l.includes(`source="${source}"`))
+    .filter((l) => l.startsWith('p2p_blob_bytes_received_total{') && l.includes(`source="${source}"`))
     .reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
 }
 

@@ -49,11 +49,12 @@ export const mirrorProviders: Provider[] = [
       metrics: RegistryMetrics,
       config: AgentConfig,
     ) => {
-      const onServed = (source: string, n: number) => metrics.bytesServed.inc({ source }, n);
+      const onServed = metrics.served;
       const filling = new FillingBlobSource(cache, fetchers, {
         stallTimeoutMs: config.stallTimeout * 1000,
         stallMinRate: config.stallMinRate,
-        onBytes: (source, n) => metrics.bytesFetched.inc({ source }, n),
+        onBytes: metrics.fetched,
+        onFetcherFailed: metrics.fetcherFailed,
         onServed,
         onFilled: (seconds, ok) => metrics.fetchDuration.observe({ result: ok ? 'ok' : 'error' }, seconds),
       });

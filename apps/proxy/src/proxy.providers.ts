@@ -27,11 +27,13 @@ export const proxyProviders: Provider[] = [
       const origin = new OriginFetcher(client, { throttle: () => throttledStream(throttle, 'originRate') });
       const filling = new FillingBlobSource(cache, [origin], {
         stallTimeoutMs: 60_000,
-        onBytes: (source, n) => metrics.bytesFetched.inc({ source }, n),
+        onBytes: metrics.fetched,
+        onFetcherFailed: metrics.fetcherFailed,
+        onServed: metrics.served,
         onFilled: (seconds, ok) => metrics.fetchDuration.observe({ result: ok ? 'ok' : 'error' }, seconds),
         observe: hashPiecesInto(seeder),
       });
-      return new BlobSourceChain([new CachedBlobSource(cache), filling]);
+      return new BlobSourceChain([new CachedBlobSource(cache, metrics.served), filling]);
     },
   },
   ...seedingSwarmProviders<ProxyConfig>({

@@ -3,6 +3,14 @@ import { Injectable } from '@nestjs/common';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
+ * Where blob bytes came from — the one vocabulary of every `source` label: `origin` (the origin
+ * registry), `proxy` (BitTorrent from a proxy), `peer` (BitTorrent from another agent), `relay`
+ * (HTTP from a proxy, while its torrent does not exist yet or for a late piece).
+ */
+export type ByteSource = 'origin' | 'proxy' | 'peer' | 'relay';
+const BYTE_SOURCES: readonly ByteSource[] = ['origin', 'proxy', 'peer', 'relay'];
+
+/**
  * The process's Prometheus registry. One per app instance (not prom-client's global) so tests can
  * run several apps in one process. The app's own metric names get the `p2p_` prefix here, once;
  * prom-client's process and Node.js metrics keep their standard names (`process_cpu_seconds_total`,
@@ -68,6 +76,14 @@ export class MetricsService {
         },
       });
     }
+  }
+
+  /** Blob bytes that arrived into this process, by source: shared by the fill (origin) and the swarm (the rest). */
+  blobBytesReceived(): Counter<'source'> {
+    const counter = this.counter('blob_bytes_received_total', 'Blob bytes received, by source (origin, proxy, peer, relay).', ['source']);
+    // Every series from 0: a series born at its first increment hides that increment from rate().
+    for (const source of BYTE_SOURCES) counter.inc({ source }, 0);
+    return counter;
   }
 
   render(): Promise<string> {

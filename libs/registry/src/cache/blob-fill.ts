@@ -18,6 +18,8 @@ export interface BlobFillOptions {
   stallMinRate?: number;
   /** Called with every chunk a fetcher delivered (metrics). */
   onBytes?: (source: string, n: number) => void;
+  /** Called when a fetcher failed or stalled and the fill moved on to the next, if any (metrics: swarm → origin fallbacks). */
+  onFetcherFailed?: (fetcher: string) => void;
   /** Called once per fill once its size is known; the observer sees every byte of the blob in order, exactly once
    *  (written chunks and StoredUntil bytes alike), synchronously, before the blob is committed. The proxy computes piece SHA-1s this way. */
   observe?: (request: BlobRequest, size: number) => FillObserver | undefined;
@@ -241,6 +243,7 @@ export class BlobFill {
         } catch (err) {
           if (this.fatal) throw this.fatal;
           lastError = err as Error;
+          this.options.onFetcherFailed?.(fetcher.name);
           this.logger.warn(`${this.request.digest}: ${fetcher.name} stopped at byte ${this.pos}: ${lastError.message}`);
         }
       }

@@ -67,7 +67,7 @@ describe('SwarmClient engine (real sockets, in process)', () => {
     await handle.done;
     expect(Buffer.concat(chunks).equals(data)).toBe(true);
     expect(handle.progress().bytes).toBe(SIZE);
-    expect(await metrics.render()).toMatch(new RegExp(`p2p_blob_bytes_total\\{source="proxy",app="t"\\} ${SIZE}`));
+    expect(await metrics.render()).toMatch(new RegExp(`p2p_blob_bytes_received_total\\{source="proxy",app="t"\\} ${SIZE}`));
     // No info hash on the open metrics surface.
     expect(await metrics.render()).not.toContain(handle.infoHash);
   });

@@ -1,11 +1,5 @@
 import type { Counter, Gauge, Histogram } from 'prom-client';
-import type { MetricsService } from '#ops';
-
-/**
- * Where blob bytes came from; the agent's cache and origin sources count into the same series.
- * `relay`: streamed over HTTP from a proxy still fetching the blob (before its torrent existed).
- */
-export type ByteSource = 'peer' | 'proxy' | 'relay' | 'origin' | 'cache';
+import type { ByteSource, MetricsService } from '#ops';
 
 export interface TorrentPeersSnapshot {
   infoHash: string;
@@ -28,7 +22,7 @@ export class SwarmMetrics {
 
   constructor(metrics: MetricsService) {
     const snap = () => this.snapshot();
-    this.bytes = metrics.counter('blob_bytes_total', 'Blob bytes received, by source (peer, proxy, relay, origin, cache).', ['source']);
+    this.bytes = metrics.blobBytesReceived();
     this.uploaded = metrics.counter('swarm_uploaded_bytes_total', 'Bytes uploaded to BitTorrent peers.');
     this.banned = metrics.counter('swarm_peers_banned_total', 'Peers dropped and banned for sending pieces that failed verification.');
     this.pullDuration = metrics.histogram('swarm_pull_duration_seconds', 'Time to download a blob from the swarm, by result.', ['result'], [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900]);
@@ -58,7 +52,7 @@ export class SwarmMetrics {
     this.snapshot = snapshot;
   }
 
-  addBytes(source: ByteSource, n: number): void {
+  addBytes(source: Exclude<ByteSource, 'origin'>, n: number): void {
     this.bytes.inc({ source }, n);
   }
 }
