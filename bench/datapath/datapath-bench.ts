@@ -5,7 +5,7 @@
  *
  *   npm run bench:datapath -- --baseline 63e8147 --rounds 3 --blob-mb 512
  *
- * Needs docker-registry, skopeo, htpasswd and curl (see REAL-TOOLS.md). Everything listens on 127.0.0.1.
+ * Needs docker-registry, skopeo, htpasswd and curl (Debian packages; .ci/run installs them). Everything listens on 127.0.0.1.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -6,7 +6,7 @@
  *   BENCH_BLOB_MB=256 npm run bench:mirror    # quicker
  *   BENCH_AGENT_NODE_OPTIONS=--max-semi-space-size=2 npm run bench:mirror   # agent with a small V8 young generation
  *
- * Needs docker-registry and skopeo (see REAL-TOOLS.md). Everything listens on 127.0.0.1.
+ * Needs docker-registry and skopeo (Debian packages; .ci/run installs them). Everything listens on 127.0.0.1.
  */
 import { execFile } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
