@@ -1,8 +1,8 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UnauthorizedError } from '../oci/oci.errors.js';
 import { ClientCredentials } from './client-credentials.js';
-import { UpstreamClient } from './upstream.client.js';
+import { DEFAULT_BODY_TIMEOUT_MS, originBodyError, UpstreamClient } from './upstream.client.js';
 import type { Upstream } from './upstream-set.js';
 import { parseChallenge } from './www-authenticate.js';
 
@@ -107,5 +107,101 @@ describe('parseChallenge', () => {
     });
     expect(parseChallenge('Basic realm="basic-realm"')).toMatchObject({ scheme: 'basic', realm: 'basic-realm' });
     expect(parseChallenge('Negotiate')).toBeUndefined();
+  });
+});
+
+/** A plain origin (no auth) whose handler each test sets. */
+function plainOrigin() {
+  let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => res.end();
+  const server = createServer((req, res) => handler(req, res));
+  return {
+    server,
+    handle(h: typeof handler) {
+      handler = h;
+    },
+    async start(): Promise<Upstream> {
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      return { base, host: base.slice(7) };
+    },
+  };
+}
+
+describe('UpstreamClient with a misbehaving or strict origin (issue #12 items 4, 5)', () => {
+  const origin = plainOrigin();
+  let upstream: Upstream;
+  const client = new UpstreamClient({ connectTimeoutMs: 2000, headersTimeoutMs: 2000, bodyTimeoutMs: 300 });
+
+  beforeAll(async () => {
+    upstream = await origin.start();
+  });
+  afterAll(async () => {
+    await client.close();
+    origin.server.closeAllConnections();
+    origin.server.close();
+  });
+
+  it("does not pass the client's Expect: 100-continue on (undici refuses it: every curl push got a 503)", async () => {
+    const seen: IncomingMessage['headers'][] = [];
+    origin.handle((req, res) => {
+      seen.push(req.headers);
+      req.resume();
+      req.on('end', () => res.writeHead(201).end());
+    });
+    const body = Buffer.alloc(2 * 2 ** 20, 7);
+    for (const [method, b] of [['PUT', body], ['HEAD', undefined], ['GET', undefined]] as const) {
+      const res = await client.request({
+        upstream,
+        method,
+        path: '/v2/a/blobs/uploads/x',
+        credentials: ClientCredentials.anonymous,
+        headers: { expect: '100-continue', 'content-length': b ? String(b.length) : undefined },
+        body: b,
+      });
+      res.body.resume();
+      expect(res.status).toBe(201);
+    }
+    expect(seen.map((h) => h.expect)).toEqual([undefined, undefined, undefined]);
+    expect(seen[0]['content-length']).toBe(String(body.length));
+  });
+
+  it('cuts a body the origin stops sending within the body timeout; that reads as origin trouble (503)', async () => {
+    origin.handle((_req, res) => {
+      res.writeHead(200, { 'content-length': '1000' });
+      res.write('abc'); // …and then silence, like a SIGSTOPped origin
+    });
+    const res = await client.request({ upstream, method: 'GET', path: '/v2/a/blobs/sha256:x', credentials: ClientCredentials.anonymous });
+    const started = Date.now();
+    const read = (async () => {
+      for await (const _ of res.body) void _;
+    })();
+    await expect(read).rejects.toMatchObject({ code: 'UND_ERR_BODY_TIMEOUT' });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(originBodyError(await read.catch((e: unknown) => e))).toMatchObject({ status: 503, code: 'UNAVAILABLE' });
+  });
+
+  it('has a body timeout by default', () => {
+    expect(DEFAULT_BODY_TIMEOUT_MS).toBeGreaterThan(0);
+    expect(DEFAULT_BODY_TIMEOUT_MS).toBeLessThanOrEqual(60_000);
+  });
+
+  it('does not count a slow reader against the body timeout (backpressure stops the clock)', async () => {
+    const size = 16 * 2 ** 20;
+    origin.handle((_req, res) => {
+      res.writeHead(200, { 'content-length': String(size) });
+      res.end(Buffer.alloc(size, 1));
+    });
+    const res = await client.request({ upstream, method: 'GET', path: '/v2/a/blobs/sha256:y', credentials: ClientCredentials.anonymous });
+    let n = 0;
+    let paused = false;
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      n += chunk.length;
+      if (!paused && n > 2 ** 20) {
+        paused = true;
+        // A reader busy for 4 × the body timeout, with the origin's bytes waiting in buffers.
+        await new Promise((r) => setTimeout(r, 1200));
+      }
+    }
+    expect(n).toBe(size);
   });
 });

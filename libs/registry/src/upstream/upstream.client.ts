@@ -11,9 +11,16 @@ export interface UpstreamClientOptions {
   connectTimeoutMs: number;
   /** Time for the origin to send response headers, ms. */
   headersTimeoutMs: number;
-  /** Longest silence while reading a response body, ms (0 = none). */
+  /**
+   * Longest silence while reading a response body, ms (0 = none; default {@link DEFAULT_BODY_TIMEOUT_MS}).
+   * Only silence counts: while the reader applies backpressure the clock is stopped, so a slow
+   * client never trips it, but an origin that goes quiet mid-body no longer holds a pull forever.
+   */
   bodyTimeoutMs?: number;
 }
+
+/** Body idle timeout when none is configured (an origin silent this long mid-body is given up). */
+export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
 
 export type HeaderMap = Record<string, string | string[] | undefined>;
 
@@ -44,7 +51,9 @@ interface CachedToken {
   expiresAt: number;
 }
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'authorization']);
+// `expect` too: the agent's HTTP server already answered the client's `100-continue` itself, and
+// undici refuses to send the header at all (NotSupportedError — it became a 503 on every curl push).
+const HOP_BY_HOP = new Set(['expect', 'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'authorization']);
 const MAX_TOKENS = 10_000;
 const MAX_REDIRECTS = 5;
 
@@ -68,7 +77,7 @@ export class UpstreamClient {
       new Agent({
         connect: { timeout: options.connectTimeoutMs },
         headersTimeout: options.headersTimeoutMs,
-        bodyTimeout: options.bodyTimeoutMs ?? 0,
+        bodyTimeout: options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
         keepAliveTimeout: 30_000,
         connections: 64,
       });
@@ -158,7 +167,9 @@ export class UpstreamClient {
     const headers: Record<string, string> = {};
     if (creds.header) headers.authorization = creds.header;
     const res = await this.dispatch({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers }, upstream);
-    const text = await readLimited(res.body, 1024 * 1024);
+    const text = await readLimited(res.body, 1024 * 1024).catch((err: unknown) => {
+      throw originBodyError(err);
+    });
     if (res.status === 401 || res.status === 403) throw new UnauthorizedError(upstream.host, 'credentials rejected by the origin');
     if (res.status !== 200) throw new BadOriginResponseError(`token endpoint answered ${res.status}`);
     let parsed: { token?: string; access_token?: string; expires_in?: number };
@@ -193,6 +204,11 @@ export class UpstreamClient {
   private async dispatch(options: Dispatcher.RequestOptions, upstream: Upstream): Promise<UpstreamResponse> {
     try {
       const res = await this.dispatcher.request(options);
+      // The one log line for an origin that fails mid-body (went silent past the body timeout, or
+      // closed): whoever reads the body cuts its client, but would not say why.
+      res.body.once('error', (err: Error & { code?: string }) => {
+        if (err instanceof undiciErrors.UndiciError) this.logger.warn(`${options.method} ${upstream.host}${redactPath(options.path)} failed mid-body: ${err.code ?? err.name}`);
+      });
       return { status: res.statusCode, headers: res.headers, body: res.body };
     } catch (err) {
       if (options.signal && (options.signal as AbortSignal).aborted) throw err;
@@ -206,6 +222,16 @@ export class UpstreamClient {
   async close(): Promise<void> {
     await this.dispatcher.close();
   }
+}
+
+/**
+ * An error from reading an origin response body as the OCI error to answer with: origin trouble
+ * (body timeout, connection lost) is a 503 UNAVAILABLE like any other unreachable origin; anything
+ * else is returned unchanged.
+ */
+export function originBodyError(err: unknown): unknown {
+  if (err instanceof undiciErrors.UndiciError) return new OriginUnavailableError((err as Error & { code?: string }).code ?? err.name);
+  return err;
 }
 
 /** Headers of an origin response that may be passed to the client (hop-by-hop ones removed). */
