@@ -27,6 +27,11 @@ function fakeBearerRegistry() {
       tokenRequests.push({ user, scope: url.searchParams.get('scope') });
       return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: `${generation}|${user}|${url.searchParams.get('scope')}`, expires_in: 300 }));
     }
+    if (url.pathname === '/v2/') {
+      // Like Docker Hub: the ping wants a token (any scope); without one it challenges.
+      if (Number((req.headers.authorization ?? '').replace(/^Bearer /, '').split('|')[0]) === generation) return res.writeHead(200).end('{}');
+      return res.writeHead(401, { 'www-authenticate': `Bearer realm="${base}/token",service="fake"` }).end();
+    }
     const repo = /^\/v2\/(.+)\/blobs\//.exec(url.pathname)?.[1];
     const scope = `repository:${repo}:pull`;
     const [gen, user, tokenScope] = (req.headers.authorization ?? '').replace(/^Bearer /, '').split('|');
@@ -88,6 +93,21 @@ describe(UpstreamClient.name, () => {
     fake.revoke();
     expect(await get('priv/app', dave)).toEqual({ status: 200, body: 'hello' });
     expect(fake.tokenRequests.length).toBe(before + 1);
+  });
+
+  it('ping: an anonymous client gets a Basic challenge from a Bearer origin (not the 200 an anonymous token earns); credentials are checked (issue #12 item 1)', async () => {
+    const before = fake.tokenRequests.length;
+    await expect(client.ping(upstream, ClientCredentials.anonymous)).rejects.toSatisfy(
+      (e: unknown) => e instanceof UnauthorizedError && /^Basic realm=/.test(e.headers['www-authenticate']),
+    );
+    // Empty Basic credentials are what skopeo sends after a challenge when it holds none: anonymous.
+    expect(ClientCredentials.fromHeader(basic('', '')).isAnonymous).toBe(true);
+    await expect(client.ping(upstream, ClientCredentials.fromHeader(basic('', '')))).rejects.toBeInstanceOf(UnauthorizedError);
+    expect(fake.tokenRequests.length).toBe(before);
+    await expect(client.ping(upstream, ClientCredentials.fromHeader(basic('dave', 'pw')))).resolves.toBeUndefined();
+    await expect(client.ping(upstream, ClientCredentials.fromHeader(basic('dave', 'nope')))).rejects.toBeInstanceOf(UnauthorizedError);
+    // Public content still reads anonymously after the ping said 401.
+    expect(await get('pub/two', ClientCredentials.anonymous)).toEqual({ status: 200, body: 'hello' });
   });
 
   it('never keeps the secret in cache keys', () => {

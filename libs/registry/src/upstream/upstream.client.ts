@@ -103,10 +103,24 @@ export class UpstreamClient {
   }
 
   /**
-   * Checks that `credentials` are accepted by the origin at all (the `GET /v2/` ping): Basic origins
-   * are asked directly, Bearer origins are asked for a token without scope.
+   * The `GET /v2/` ping: resolves when the origin accepts `credentials` (or needs none), throws an
+   * {@link UnauthorizedError} (a Basic challenge) when it does not. Anonymous clients get the answer
+   * the origin gives them — a challenge whenever it challenges, Basic or Bearer — and not the 200 an
+   * anonymous token would earn: skopeo, podman and CRI-O send credentials only after a challenge at
+   * the ping, so a 200 there left them pulling private images anonymously (issue #12 item 1).
+   * Clients with credentials: Basic origins are asked directly, Bearer origins for a token.
    */
   async ping(upstream: Upstream, credentials: ClientCredentials, signal?: AbortSignal): Promise<void> {
+    if (credentials.isAnonymous) {
+      const res = await this.send({ upstream, method: 'GET', path: '/v2/', credentials, signal }, undefined);
+      res.body.resume();
+      if (res.status === 401) {
+        this.challenges.set(upstream.base, parseChallenge(res.headers['www-authenticate']) ?? null);
+        throw new UnauthorizedError(upstream.host);
+      }
+      if (res.status >= 500) throw new BadOriginResponseError(`origin answered ${res.status} to /v2/`);
+      return;
+    }
     const res = await this.request({ upstream, method: 'GET', path: '/v2/', credentials, signal });
     res.body.resume();
     if (res.status >= 500) throw new BadOriginResponseError(`origin answered ${res.status} to /v2/`);
