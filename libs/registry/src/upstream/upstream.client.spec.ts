@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Logger } from '@nestjs/common';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { UnauthorizedError } from '../oci/oci.errors.js';
 import { ClientCredentials } from './client-credentials.js';
 import { DEFAULT_BODY_TIMEOUT_MS, originBodyError, UpstreamClient } from './upstream.client.js';
@@ -198,6 +199,24 @@ describe('UpstreamClient with a misbehaving or strict origin (issue #12 items 4,
     await expect(read).rejects.toMatchObject({ code: 'UND_ERR_BODY_TIMEOUT' });
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(originBodyError(await read.catch((e: unknown) => e))).toMatchObject({ status: 503, code: 'UNAVAILABLE' });
+  });
+
+  it('warns about an origin failing mid-body, not about a body the reader drops itself', async () => {
+    const warn = vi.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+    try {
+      origin.handle((_req, res) => {
+        res.writeHead(200, { 'content-length': '1000' });
+        res.write('abc');
+      });
+      const dropped = await client.request({ upstream, method: 'GET', path: '/v2/a/blobs/sha256:dropped', credentials: ClientCredentials.anonymous });
+      dropped.body.destroy();
+      const silent = await client.request({ upstream, method: 'GET', path: '/v2/a/blobs/sha256:silent', credentials: ClientCredentials.anonymous });
+      await expect(silent.body.resume().toArray()).rejects.toMatchObject({ code: 'UND_ERR_BODY_TIMEOUT' });
+      const lines = warn.mock.calls.map((c) => String(c[0]));
+      expect(lines.filter((l) => l.includes('mid-body'))).toEqual([expect.stringMatching(/GET \S+\/v2\/a\/blobs\/sha256:silent failed mid-body: UND_ERR_BODY_TIMEOUT/)]);
+    } finally {
+      warn.mockRestore();
+    }
   });
 
   it('has a body timeout by default', () => {

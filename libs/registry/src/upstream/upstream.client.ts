@@ -219,9 +219,12 @@ export class UpstreamClient {
     try {
       const res = await this.dispatcher.request(options);
       // The one log line for an origin that fails mid-body (went silent past the body timeout, or
-      // closed): whoever reads the body cuts its client, but would not say why.
+      // closed): whoever reads the body cuts its client, but would not say why. Not for bodies we
+      // drop ourselves (undici reports a destroy() or an abort as UND_ERR_ABORTED).
       res.body.once('error', (err: Error & { code?: string }) => {
-        if (err instanceof undiciErrors.UndiciError) this.logger.warn(`${options.method} ${upstream.host}${redactPath(options.path)} failed mid-body: ${err.code ?? err.name}`);
+        if (err instanceof undiciErrors.UndiciError && err.code !== 'UND_ERR_ABORTED') {
+          this.logger.warn(`${options.method} ${upstream.host}${redactPath(options.path)} failed mid-body: ${err.code ?? err.name}`);
+        }
       });
       return { status: res.statusCode, headers: res.headers, body: res.body };
     } catch (err) {
