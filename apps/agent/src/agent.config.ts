@@ -44,6 +44,13 @@ export class AgentConfig extends CacheNodeConfig {
   @IsRate()
   stallMinRate = 100_000;
 
+  @ConfigKey({
+    kind: 'duration',
+    doc: 'Longest silence from the origin while a response body is read (manifests, pass-through calls, blobs served uncached); past it the transfer is cut, logged, and the client sees a failed download or a 503 instead of a hang. Time the client takes to read does not count. 0 = no limit.',
+  })
+  @IsDuration()
+  upstreamBodyTimeout = 30;
+
   @ConfigKey({ kind: 'size', doc: 'Blobs smaller than this (configs, small layers) go straight to the origin.', defaultText: '1MiB' })
   @IsSize()
   p2pMinSize = 2 ** 20;

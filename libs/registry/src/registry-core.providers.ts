@@ -21,8 +21,13 @@ export function registryCoreProviders(config: InjectionToken<CacheNodeConfig>): 
     {
       provide: UpstreamClient,
       inject: [config],
-      useFactory: (c: CacheNodeConfig) =>
-        new UpstreamClient({ connectTimeoutMs: c.upstreamConnectTimeout * 1000, headersTimeoutMs: c.upstreamHeadersTimeout * 1000 }),
+      // upstreamBodyTimeout is an agent key; the proxy (its origin reads are fills with their own stall rule) gets the client's default.
+      useFactory: (c: CacheNodeConfig & { upstreamBodyTimeout?: number }) =>
+        new UpstreamClient({
+          connectTimeoutMs: c.upstreamConnectTimeout * 1000,
+          headersTimeoutMs: c.upstreamHeadersTimeout * 1000,
+          bodyTimeoutMs: c.upstreamBodyTimeout === undefined ? undefined : c.upstreamBodyTimeout * 1000,
+        }),
     },
     {
       provide: BlobCache,

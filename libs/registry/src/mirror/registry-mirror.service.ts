@@ -6,7 +6,7 @@ import { MAX_MANIFEST_BYTES, parseReference, validateDigest, validateName } from
 import type { BlobSource } from '../sources/blob-source.js';
 import { ClientCredentials } from '../upstream/client-credentials.js';
 import type { Upstream, UpstreamSet } from '../upstream/upstream-set.js';
-import { BodyTooLargeError, forwardableHeaders, readLimitedBuffer, type HeaderMap, type UpstreamClient } from '../upstream/upstream.client.js';
+import { BodyTooLargeError, forwardableHeaders, originBodyError, readLimitedBuffer, type HeaderMap, type UpstreamClient } from '../upstream/upstream.client.js';
 import type { BlobAccessAuthorizer } from './blob-access.authorizer.js';
 
 /** What the controller writes back. `done` runs once the response is over (releases pins). */
@@ -82,7 +82,7 @@ export class RegistryMirror {
       body = await readLimitedBuffer(res.body, MAX_MANIFEST_BYTES);
     } catch (err) {
       if (err instanceof BodyTooLargeError) throw manifestTooLarge();
-      throw err;
+      throw originBodyError(err);
     }
     if (res.status === 200) {
       const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;

@@ -3,26 +3,42 @@ import { once } from 'node:events';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { BadOriginResponseError, DigestMismatchError } from '../oci/oci.errors.js';
 import type { ByteRange } from '../oci/byte-range.js';
-import type { BlobFetcher, BlobRequest, OpenedBlob } from './blob-source.js';
+import type { BlobFetcher, BlobRequest, FetchedBlob, OpenedBlob } from './blob-source.js';
 
 /**
  * A blob served straight from a fetcher without touching the cache (no room on disk). Whole-blob
  * reads are sha256-checked and the final chunk is held back until the hash matches, so a client
  * never receives a complete wrong blob — the same promise the cache path makes.
+ *
+ * The fetcher is asked for the blob before this resolves, i.e. before the client is answered: an
+ * origin that is down or silent (headers timeout) becomes a clear 503 UNAVAILABLE instead of a 200
+ * whose body never comes and a connection cut half a minute later (issue #12 item 5). The first
+ * read from offset 0 (the usual whole-blob GET) uses that response; a Range read from elsewhere
+ * asks again from its own offset.
  */
-export function uncachedBlob(
+export async function uncachedBlob(
   fetcher: BlobFetcher,
   request: BlobRequest,
   size: number,
   onServed?: (source: string, n: number) => void,
-): OpenedBlob {
+): Promise<OpenedBlob> {
+  const firstAbort = new AbortController();
+  let first: FetchedBlob | undefined = await fetcher.fetch(request, 0, firstAbort.signal);
+  if (!first) throw new BadOriginResponseError(`${fetcher.name} cannot serve ${request.digest}`);
+  const dropFirst = () => {
+    first?.stream.destroy();
+    first = undefined;
+  };
   const read = (range?: ByteRange): Readable => {
     const start = range?.start ?? 0;
     const end = range?.end ?? size - 1;
     const out = new PassThrough();
-    const ac = new AbortController();
+    const prefetched = start === 0 ? first : undefined;
+    const ac = prefetched ? firstAbort : new AbortController();
+    if (prefetched) first = undefined;
+    else dropFirst();
     out.once('close', () => ac.abort(new Error('client went away')));
-    void pump(fetcher, request, start, end, size, out, ac.signal, onServed).catch((err: Error) => out.destroy(err));
+    void pump(fetcher, request, start, end, size, out, ac.signal, onServed, prefetched).catch((err: Error) => out.destroy(err));
     return out;
   };
   return {
@@ -32,7 +48,8 @@ export function uncachedBlob(
     async copyTo(dest: Writable, range?: ByteRange) {
       for await (const chunk of read(range)) if (!dest.write(chunk)) await once(dest, 'drain');
     },
-    release: () => undefined,
+    // A HEAD, or a response that failed before reading, never consumes the prefetched body.
+    release: dropFirst,
   };
 }
 
@@ -45,8 +62,9 @@ async function pump(
   out: PassThrough,
   signal: AbortSignal,
   onServed?: (source: string, n: number) => void,
+  prefetched?: FetchedBlob,
 ): Promise<void> {
-  const fetched = await fetcher.fetch(request, start, signal);
+  const fetched = prefetched ?? (await fetcher.fetch(request, start, signal));
   if (!fetched) throw new BadOriginResponseError(`${fetcher.name} cannot serve ${request.digest}`);
   const hash = start === 0 && end === size - 1 ? createHash('sha256') : undefined;
   let left = end - start + 1;

@@ -1,8 +1,9 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Logger } from '@nestjs/common';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { UnauthorizedError } from '../oci/oci.errors.js';
 import { ClientCredentials } from './client-credentials.js';
-import { UpstreamClient } from './upstream.client.js';
+import { DEFAULT_BODY_TIMEOUT_MS, originBodyError, UpstreamClient } from './upstream.client.js';
 import type { Upstream } from './upstream-set.js';
 import { parseChallenge } from './www-authenticate.js';
 
@@ -26,6 +27,11 @@ function fakeBearerRegistry() {
       }
       tokenRequests.push({ user, scope: url.searchParams.get('scope') });
       return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: `${generation}|${user}|${url.searchParams.get('scope')}`, expires_in: 300 }));
+    }
+    if (url.pathname === '/v2/') {
+      // Like Docker Hub: the ping wants a token (any scope); without one it challenges.
+      if (Number((req.headers.authorization ?? '').replace(/^Bearer /, '').split('|')[0]) === generation) return res.writeHead(200).end('{}');
+      return res.writeHead(401, { 'www-authenticate': `Bearer realm="${base}/token",service="fake"` }).end();
     }
     const repo = /^\/v2\/(.+)\/blobs\//.exec(url.pathname)?.[1];
     const scope = `repository:${repo}:pull`;
@@ -90,6 +96,21 @@ describe(UpstreamClient.name, () => {
     expect(fake.tokenRequests.length).toBe(before + 1);
   });
 
+  it('ping: an anonymous client gets a Basic challenge from a Bearer origin (not the 200 an anonymous token earns); credentials are checked (issue #12 item 1)', async () => {
+    const before = fake.tokenRequests.length;
+    await expect(client.ping(upstream, ClientCredentials.anonymous)).rejects.toSatisfy(
+      (e: unknown) => e instanceof UnauthorizedError && /^Basic realm=/.test(e.headers['www-authenticate']),
+    );
+    // Empty Basic credentials are what skopeo sends after a challenge when it holds none: anonymous.
+    expect(ClientCredentials.fromHeader(basic('', '')).isAnonymous).toBe(true);
+    await expect(client.ping(upstream, ClientCredentials.fromHeader(basic('', '')))).rejects.toBeInstanceOf(UnauthorizedError);
+    expect(fake.tokenRequests.length).toBe(before);
+    await expect(client.ping(upstream, ClientCredentials.fromHeader(basic('dave', 'pw')))).resolves.toBeUndefined();
+    await expect(client.ping(upstream, ClientCredentials.fromHeader(basic('dave', 'nope')))).rejects.toBeInstanceOf(UnauthorizedError);
+    // Public content still reads anonymously after the ping said 401.
+    expect(await get('pub/two', ClientCredentials.anonymous)).toEqual({ status: 200, body: 'hello' });
+  });
+
   it('never keeps the secret in cache keys', () => {
     const creds = ClientCredentials.fromHeader(basic('dave', 'pw'));
     expect(creds.key).toMatch(/^[a-f0-9]{64}$/);
@@ -107,5 +128,119 @@ describe('parseChallenge', () => {
     });
     expect(parseChallenge('Basic realm="basic-realm"')).toMatchObject({ scheme: 'basic', realm: 'basic-realm' });
     expect(parseChallenge('Negotiate')).toBeUndefined();
+  });
+});
+
+/** A plain origin (no auth) whose handler each test sets. */
+function plainOrigin() {
+  let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => res.end();
+  const server = createServer((req, res) => handler(req, res));
+  return {
+    server,
+    handle(h: typeof handler) {
+      handler = h;
+    },
+    async start(): Promise<Upstream> {
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      return { base, host: base.slice(7) };
+    },
+  };
+}
+
+describe('UpstreamClient with a misbehaving or strict origin (issue #12 items 4, 5)', () => {
+  const origin = plainOrigin();
+  let upstream: Upstream;
+  const client = new UpstreamClient({ connectTimeoutMs: 2000, headersTimeoutMs: 2000, bodyTimeoutMs: 300 });
+
+  beforeAll(async () => {
+    upstream = await origin.start();
+  });
+  afterAll(async () => {
+    await client.close();
+    origin.server.closeAllConnections();
+    origin.server.close();
+  });
+
+  it("does not pass the client's Expect: 100-continue on (undici refuses it: every curl push got a 503)", async () => {
+    const seen: IncomingMessage['headers'][] = [];
+    origin.handle((req, res) => {
+      seen.push(req.headers);
+      req.resume();
+      req.on('end', () => res.writeHead(201).end());
+    });
+    const body = Buffer.alloc(2 * 2 ** 20, 7);
+    for (const [method, b] of [['PUT', body], ['HEAD', undefined], ['GET', undefined]] as const) {
+      const res = await client.request({
+        upstream,
+        method,
+        path: '/v2/a/blobs/uploads/x',
+        credentials: ClientCredentials.anonymous,
+        headers: { expect: '100-continue', 'content-length': b ? String(b.length) : undefined },
+        body: b,
+      });
+      res.body.resume();
+      expect(res.status).toBe(201);
+    }
+    expect(seen.map((h) => h.expect)).toEqual([undefined, undefined, undefined]);
+    expect(seen[0]['content-length']).toBe(String(body.length));
+  });
+
+  it('cuts a body the origin stops sending within the body timeout; that reads as origin trouble (503)', async () => {
+    origin.handle((_req, res) => {
+      res.writeHead(200, { 'content-length': '1000' });
+      res.write('abc'); // …and then silence, like a SIGSTOPped origin
+    });
+    const res = await client.request({ upstream, method: 'GET', path: '/v2/a/blobs/sha256:x', credentials: ClientCredentials.anonymous });
+    const started = Date.now();
+    const read = (async () => {
+      for await (const _ of res.body) void _;
+    })();
+    await expect(read).rejects.toMatchObject({ code: 'UND_ERR_BODY_TIMEOUT' });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(originBodyError(await read.catch((e: unknown) => e))).toMatchObject({ status: 503, code: 'UNAVAILABLE' });
+  });
+
+  it('warns about an origin failing mid-body, not about a body the reader drops itself', async () => {
+    const warn = vi.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+    try {
+      origin.handle((_req, res) => {
+        res.writeHead(200, { 'content-length': '1000' });
+        res.write('abc');
+      });
+      const dropped = await client.request({ upstream, method: 'GET', path: '/v2/a/blobs/sha256:dropped', credentials: ClientCredentials.anonymous });
+      dropped.body.destroy();
+      const silent = await client.request({ upstream, method: 'GET', path: '/v2/a/blobs/sha256:silent', credentials: ClientCredentials.anonymous });
+      await expect(silent.body.resume().toArray()).rejects.toMatchObject({ code: 'UND_ERR_BODY_TIMEOUT' });
+      const lines = warn.mock.calls.map((c) => String(c[0]));
+      expect(lines.filter((l) => l.includes('mid-body'))).toEqual([expect.stringMatching(/GET \S+\/v2\/a\/blobs\/sha256:silent failed mid-body: UND_ERR_BODY_TIMEOUT/)]);
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
+  it('has a body timeout by default', () => {
+    expect(DEFAULT_BODY_TIMEOUT_MS).toBeGreaterThan(0);
+    expect(DEFAULT_BODY_TIMEOUT_MS).toBeLessThanOrEqual(60_000);
+  });
+
+  it('does not count a slow reader against the body timeout (backpressure stops the clock)', async () => {
+    const size = 16 * 2 ** 20;
+    origin.handle((_req, res) => {
+      res.writeHead(200, { 'content-length': String(size) });
+      res.end(Buffer.alloc(size, 1));
+    });
+    const res = await client.request({ upstream, method: 'GET', path: '/v2/a/blobs/sha256:y', credentials: ClientCredentials.anonymous });
+    let n = 0;
+    let paused = false;
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      n += chunk.length;
+      if (!paused && n > 2 ** 20) {
+        paused = true;
+        // A reader busy for 4 × the body timeout, with the origin's bytes waiting in buffers.
+        await new Promise((r) => setTimeout(r, 1200));
+      }
+    }
+    expect(n).toBe(size);
   });
 });

@@ -11,9 +11,16 @@ export interface UpstreamClientOptions {
   connectTimeoutMs: number;
   /** Time for the origin to send response headers, ms. */
   headersTimeoutMs: number;
-  /** Longest silence while reading a response body, ms (0 = none). */
+  /**
+   * Longest silence while reading a response body, ms (0 = none; default {@link DEFAULT_BODY_TIMEOUT_MS}).
+   * Only silence counts: while the reader applies backpressure the clock is stopped, so a slow
+   * client never trips it, but an origin that goes quiet mid-body no longer holds a pull forever.
+   */
   bodyTimeoutMs?: number;
 }
+
+/** Body idle timeout when none is configured (an origin silent this long mid-body is given up). */
+export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
 
 export type HeaderMap = Record<string, string | string[] | undefined>;
 
@@ -44,7 +51,9 @@ interface CachedToken {
   expiresAt: number;
 }
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'authorization']);
+// `expect` too: the agent's HTTP server already answered the client's `100-continue` itself, and
+// undici refuses to send the header at all (NotSupportedError — it became a 503 on every curl push).
+const HOP_BY_HOP = new Set(['expect', 'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'authorization']);
 const MAX_TOKENS = 10_000;
 const MAX_REDIRECTS = 5;
 
@@ -68,7 +77,7 @@ export class UpstreamClient {
       new Agent({
         connect: { timeout: options.connectTimeoutMs },
         headersTimeout: options.headersTimeoutMs,
-        bodyTimeout: options.bodyTimeoutMs ?? 0,
+        bodyTimeout: options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
         keepAliveTimeout: 30_000,
         connections: 64,
       });
@@ -94,10 +103,24 @@ export class UpstreamClient {
   }
 
   /**
-   * Checks that `credentials` are accepted by the origin at all (the `GET /v2/` ping): Basic origins
-   * are asked directly, Bearer origins are asked for a token without scope.
+   * The `GET /v2/` ping: resolves when the origin accepts `credentials` (or needs none), throws an
+   * {@link UnauthorizedError} (a Basic challenge) when it does not. Anonymous clients get the answer
+   * the origin gives them — a challenge whenever it challenges, Basic or Bearer — and not the 200 an
+   * anonymous token would earn: skopeo, podman and CRI-O send credentials only after a challenge at
+   * the ping, so a 200 there left them pulling private images anonymously (issue #12 item 1).
+   * Clients with credentials: Basic origins are asked directly, Bearer origins for a token.
    */
   async ping(upstream: Upstream, credentials: ClientCredentials, signal?: AbortSignal): Promise<void> {
+    if (credentials.isAnonymous) {
+      const res = await this.send({ upstream, method: 'GET', path: '/v2/', credentials, signal }, undefined);
+      res.body.resume();
+      if (res.status === 401) {
+        this.challenges.set(upstream.base, parseChallenge(res.headers['www-authenticate']) ?? null);
+        throw new UnauthorizedError(upstream.host);
+      }
+      if (res.status >= 500) throw new BadOriginResponseError(`origin answered ${res.status} to /v2/`);
+      return;
+    }
     const res = await this.request({ upstream, method: 'GET', path: '/v2/', credentials, signal });
     res.body.resume();
     if (res.status >= 500) throw new BadOriginResponseError(`origin answered ${res.status} to /v2/`);
@@ -158,7 +181,9 @@ export class UpstreamClient {
     const headers: Record<string, string> = {};
     if (creds.header) headers.authorization = creds.header;
     const res = await this.dispatch({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers }, upstream);
-    const text = await readLimited(res.body, 1024 * 1024);
+    const text = await readLimited(res.body, 1024 * 1024).catch((err: unknown) => {
+      throw originBodyError(err);
+    });
     if (res.status === 401 || res.status === 403) throw new UnauthorizedError(upstream.host, 'credentials rejected by the origin');
     if (res.status !== 200) throw new BadOriginResponseError(`token endpoint answered ${res.status}`);
     let parsed: { token?: string; access_token?: string; expires_in?: number };
@@ -193,6 +218,14 @@ export class UpstreamClient {
   private async dispatch(options: Dispatcher.RequestOptions, upstream: Upstream): Promise<UpstreamResponse> {
     try {
       const res = await this.dispatcher.request(options);
+      // The one log line for an origin that fails mid-body (went silent past the body timeout, or
+      // closed): whoever reads the body cuts its client, but would not say why. Not for bodies we
+      // drop ourselves (undici reports a destroy() or an abort as UND_ERR_ABORTED).
+      res.body.once('error', (err: Error & { code?: string }) => {
+        if (err instanceof undiciErrors.UndiciError && err.code !== 'UND_ERR_ABORTED') {
+          this.logger.warn(`${options.method} ${upstream.host}${redactPath(options.path)} failed mid-body: ${err.code ?? err.name}`);
+        }
+      });
       return { status: res.statusCode, headers: res.headers, body: res.body };
     } catch (err) {
       if (options.signal && (options.signal as AbortSignal).aborted) throw err;
@@ -206,6 +239,16 @@ export class UpstreamClient {
   async close(): Promise<void> {
     await this.dispatcher.close();
   }
+}
+
+/**
+ * An error from reading an origin response body as the OCI error to answer with: origin trouble
+ * (body timeout, connection lost) is a 503 UNAVAILABLE like any other unreachable origin; anything
+ * else is returned unchanged.
+ */
+export function originBodyError(err: unknown): unknown {
+  if (err instanceof undiciErrors.UndiciError) return new OriginUnavailableError((err as Error & { code?: string }).code ?? err.name);
+  return err;
 }
 
 /** Headers of an origin response that may be passed to the client (hop-by-hop ones removed). */
