@@ -1,0 +1,140 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { MetricsService, ThrottleService } from '#ops';
+import { createBlobTorrent } from '../torrent/blob-torrent.js';
+import { TrackerServer } from '../tracker/tracker-server.js';
+import { SwarmClient, type SwarmClientOptions } from './swarm-client.js';
+import { SwarmMetrics } from './swarm.metrics.js';
+
+const TOKEN = 'the-swarm-token';
+const SIZE = 9 * 1024 * 1024 + 12_345; // ten 1 MiB pieces, the last one short
+
+/** A counter's value in a Prometheus text rendering (0 when absent). */
+function counter(text: string, name: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`p2p_${name}{`) || l.startsWith(`p2p_${name} `));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
+/**
+ * Issue #12 item 2(b): a peer that really sends corrupt pieces. The liar is our own engine seeding
+ * random bytes under the real torrent with `verifyReads: false` (what test/drills/malicious-peer.mjs
+ * runs as a process): it has the swarm token, so it passes the authenticated handshake. Peers meet
+ * through an in-process tracker (TrackerServer), so nobody is a trusted direct peer.
+ */
+describe('SwarmClient against a peer sending corrupt pieces (real sockets, in process)', () => {
+  let dir: string;
+  let data: Buffer;
+  let hex: string;
+  let metainfo: Buffer;
+  let seedPath: string;
+  let liarPath: string;
+  let http: Server;
+  let tracker: TrackerServer;
+  let announce: string;
+  const clients: SwarmClient[] = [];
+
+  const client = async (opts: Partial<SwarmClientOptions> & { uploadRate?: number } = {}) => {
+    const { uploadRate = 0, ...rest } = opts;
+    const c = new SwarmClient({
+      port: 0,
+      host: '127.0.0.1',
+      trackers: [announce],
+      swarmToken: TOKEN,
+      throttle: new ThrottleService({ d: { unit: 'bytes/s', initial: 0 }, u: { unit: 'bytes/s', initial: uploadRate } }),
+      limits: { download: 'd', upload: 'u' },
+      maxSeeding: 10,
+      seedTtlSeconds: 600,
+      authTimeoutMs: 2000,
+      reannounceSeconds: 1,
+      ...rest,
+    });
+    clients.push(c);
+    await c.ready();
+    return c;
+  };
+
+  /** A liar: seeds random bytes under the real torrent, unchecked. */
+  const liar = async () => {
+    const metrics = new MetricsService('liar');
+    const c = await client({ verifyReads: false, metrics: new SwarmMetrics(metrics) });
+    await c.seed(metainfo, liarPath);
+    return { client: c, uploaded: async () => counter(await metrics.render(), 'swarm_uploaded_bytes_total') };
+  };
+
+  const peersOnTracker = (n: number) => expect.poll(() => tracker.stats().peers, { timeout: 5000 }).toBeGreaterThanOrEqual(n);
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'swarm-liar-'));
+    data = randomBytes(SIZE);
+    hex = createHash('sha256').update(data).digest('hex');
+    await mkdir(join(dir, 'seed'));
+    await mkdir(join(dir, 'liar'));
+    seedPath = join(dir, 'seed', hex);
+    liarPath = join(dir, 'liar', hex);
+    await writeFile(seedPath, data);
+    await writeFile(liarPath, randomBytes(SIZE));
+    ({ metainfo } = await createBlobTorrent(seedPath, hex, SIZE, []));
+    tracker = new TrackerServer({ intervalSeconds: 1, peersCacheLength: 100, token: TOKEN });
+    http = createServer((req, res) => tracker.handle('announce', req, res));
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    announce = `http://127.0.0.1:${(http.address() as AddressInfo).port}/announce`;
+  });
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.destroy()));
+  });
+  afterAll(async () => {
+    await tracker.close();
+    await new Promise((r) => http.close(r));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a liar alone is banned and none of its bytes count as received, so the stall rule sees no progress', async () => {
+    const evil = await liar();
+    await peersOnTracker(1);
+    const metrics = new MetricsService('t');
+    const leecher = await client({ metrics: new SwarmMetrics(metrics) });
+    const out = join(dir, 'alone');
+    await mkdir(out);
+    const handle = await leecher.download(metainfo, { dir: out });
+    await expect.poll(async () => counter(await metrics.render(), 'swarm_peers_banned_total'), { timeout: 10_000 }).toBe(1);
+    const text = await metrics.render();
+    expect(counter(text, 'swarm_piece_failures_total')).toBeGreaterThanOrEqual(2);
+    expect(await evil.uploaded()).toBeGreaterThan(0);
+    // Not "a few hundred bytes of handshakes and headers": exactly nothing. Any positive figure is
+    // progress to a fill whose swarm stallMinRate is 1 B/s, and a liar reconnecting over and over
+    // would keep a pull alive for ever on chatter alone.
+    expect(handle.progress()).toMatchObject({ received: 0, bytes: 0 });
+    expect(counter(text, 'blob_bytes_total')).toBe(0);
+  });
+
+  it('with a liar and an honest seed the pull completes byte-exact: the liar is banned, the honest seed is not, received counts only good bytes', async () => {
+    // The honest seed is slow (2 MB/s), the liar unlimited: the leecher asks the liar for a lot.
+    const honestMetrics = new MetricsService('honest');
+    const honest = await client({ uploadRate: 2_000_000, metrics: new SwarmMetrics(honestMetrics) });
+    await honest.seed(metainfo, seedPath);
+    const evil = await liar();
+    await peersOnTracker(2);
+    const metrics = new MetricsService('t');
+    const leecher = await client({ metrics: new SwarmMetrics(metrics) });
+    const out = join(dir, 'mixed');
+    await mkdir(out);
+    const handle = await leecher.download(metainfo, { dir: out });
+    const chunks: Buffer[] = [];
+    for await (const chunk of handle.createReadStream(0)) chunks.push(chunk as Buffer);
+    await handle.done;
+    expect(Buffer.concat(chunks).equals(data)).toBe(true);
+    const text = await metrics.render();
+    expect(counter(text, 'swarm_piece_failures_total')).toBeGreaterThanOrEqual(1);
+    // One ban: the liar's (had it been the honest seed, nothing could have completed the blob).
+    expect(counter(text, 'swarm_peers_banned_total')).toBe(1);
+    expect(await evil.uploaded()).toBeGreaterThan(0);
+    expect(counter(await honestMetrics.render(), 'swarm_uploaded_bytes_total')).toBeGreaterThan(0);
+    // Garbage is not progress: what the stall rule saw is exactly the blob.
+    expect(handle.progress().received).toBe(SIZE);
+  });
+});
