@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import bencode from 'bencode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MetricsService, ThrottleService } from '#ops';
 import { createBlobTorrent } from '../torrent/blob-torrent.js';
@@ -13,6 +14,13 @@ import { SwarmMetrics } from './swarm.metrics.js';
 
 const TOKEN = 'the-swarm-token';
 const SIZE = 9 * 1024 * 1024 + 12_345; // ten 1 MiB pieces, the last one short
+
+/** A private blob torrent of `data` with the given piece length (createBlobTorrent picks 1 MiB up to 256 MiB blobs). */
+function torrentWithPieceLength(data: Buffer, name: string, pieceLength: number): Buffer {
+  const hashes: Buffer[] = [];
+  for (let off = 0; off < data.length; off += pieceLength) hashes.push(createHash('sha1').update(data.subarray(off, off + pieceLength)).digest());
+  return Buffer.from(bencode.encode({ info: { length: data.length, name, 'piece length': pieceLength, pieces: Buffer.concat(hashes), private: 1 } }));
+}
 
 /** A counter's value in a Prometheus text rendering (0 when absent). */
 function counter(text: string, name: string): number {
@@ -137,4 +145,36 @@ describe('SwarmClient against a peer sending corrupt pieces (real sockets, in pr
     // Garbage is not progress: what the stall rule saw is exactly the blob.
     expect(handle.progress().received).toBe(SIZE);
   });
+
+  it('pieces of several blocks: a piece the liar shared with the honest seed costs the honest seed nothing; the liar is banned, the pull completes', async () => {
+    // 4 MiB pieces of 1 MiB blocks (blobs over 256 MiB get pieces like these), both seeds at
+    // 4 MB/s: the leecher finishes started pieces with whichever peer is free, so many pieces mix
+    // the liar's blocks with honest ones. Striking every sender of a failed piece banned the honest
+    // seed too in 3 runs out of 4.
+    const big = randomBytes(24 * 1024 * 1024 + 777);
+    const name = createHash('sha256').update(big).digest('hex');
+    const torrent = torrentWithPieceLength(big, name, 4 * 1024 * 1024);
+    await mkdir(join(dir, 'big-seed'));
+    await mkdir(join(dir, 'big-liar'));
+    await writeFile(join(dir, 'big-seed', name), big);
+    await writeFile(join(dir, 'big-liar', name), randomBytes(big.length));
+    const honest = await client({ uploadRate: 4_000_000 });
+    await honest.seed(torrent, join(dir, 'big-seed', name));
+    const evil = await client({ verifyReads: false, uploadRate: 4_000_000 });
+    await evil.seed(torrent, join(dir, 'big-liar', name));
+    await peersOnTracker(2);
+    const metrics = new MetricsService('t');
+    const leecher = await client({ metrics: new SwarmMetrics(metrics) });
+    const out = join(dir, 'big-out');
+    await mkdir(out);
+    const handle = await leecher.download(torrent, { dir: out });
+    // Both banned (the old way) leaves no peer to finish the pull: fail fast rather than hang.
+    const bothBanned = expect.poll(async () => counter(await metrics.render(), 'swarm_peers_banned_total'), { timeout: 60_000 }).toBe(2);
+    await Promise.race([handle.done, bothBanned]);
+    const text = await metrics.render();
+    expect(counter(text, 'swarm_piece_failures_total')).toBeGreaterThanOrEqual(1);
+    expect(counter(text, 'swarm_peers_banned_total')).toBe(1);
+    expect(handle.progress().received).toBe(big.length);
+    expect((await readFile(join(out, name))).equals(big)).toBe(true);
+  }, 60_000);
 });

@@ -63,6 +63,12 @@ interface PieceJob {
   /** Bytes of the blocks got, by source: counted in the metrics once the piece verifies. */
   fromProxy: number;
   fromPeers: number;
+  /**
+   * Failed once with blocks from several peers: blocks carry no hash, so nobody can be blamed; it
+   * is fetched again from one peer only (`solo`), so a second failure names the liar.
+   */
+  suspect: boolean;
+  solo: PeerConnection | undefined;
   state: 'fetching' | 'writing';
 }
 
@@ -356,6 +362,7 @@ export class TorrentSession implements PeerSessionLink {
       this.endWrite(peer, t);
     }
     if (this.reputation.isBanned(peer)) this.dropBlocksOf(peer);
+    this.releaseSolo(peer);
     this.reputation.closed(peer);
     this.logger.debug(`torrent ${this.short}: peer ${peer.address} closed: ${reason}`);
     if (this.ended) return;
@@ -437,6 +444,8 @@ export class TorrentSession implements PeerSessionLink {
       contributors: new Set(),
       fromProxy: 0,
       fromPeers: 0,
+      suspect: false,
+      solo: undefined,
       state: 'writing',
     };
     this.jobs.set(index, job);
@@ -548,7 +557,12 @@ export class TorrentSession implements PeerSessionLink {
     // Finish pieces already started before starting new ones (fewer buffers, pieces verify sooner).
     for (const job of this.jobs.values()) {
       if (job.state !== 'fetching' || job.blockSize !== peer.blockSize || !has.get(job.index)) continue;
-      for (let b = 0; b < job.blocks; b++) if (job.requested[b] === 0 && job.got[b] === 0) return { job, block: b };
+      if (job.solo && job.solo !== peer) continue;
+      for (let b = 0; b < job.blocks; b++) {
+        if (job.requested[b] !== 0 || job.got[b] !== 0) continue;
+        if (job.suspect) job.solo = peer;
+        return { job, block: b };
+      }
     }
     if (this.missing > this.jobs.size) {
       const index = this.picker.pick(has, (i) => this.wanted(i) && !this.jobs.has(i), this.window);
@@ -567,7 +581,8 @@ export class TorrentSession implements PeerSessionLink {
     if (peer.requests.size > 0 || this.missing > ENDGAME_MAX_MISSING) return undefined;
     const slowBefore = Date.now() - ENDGAME_AFTER_MS;
     for (const job of this.jobs.values()) {
-      if (job.state !== 'fetching' || job.blockSize !== peer.blockSize || !has.get(job.index)) continue;
+      // A suspect piece is not split between peers, not even in the endgame.
+      if (job.state !== 'fetching' || job.suspect || job.blockSize !== peer.blockSize || !has.get(job.index)) continue;
       for (let b = 0; b < job.blocks; b++) {
         if (job.got[b] === 0 && job.requested[b] === 1 && job.requestedAt[b] < slowBefore && !peer.requests.has(job.index * BLOCK_KEY + b)) {
           return { job, block: b };
@@ -595,6 +610,8 @@ export class TorrentSession implements PeerSessionLink {
       contributors: new Set(),
       fromProxy: 0,
       fromPeers: 0,
+      suspect: false,
+      solo: undefined,
       state: 'fetching',
     };
     this.jobs.set(index, job);
@@ -734,14 +751,42 @@ export class TorrentSession implements PeerSessionLink {
     this.ctx.metrics?.pieceFailures.inc();
     // Bytes that failed verification are not progress: a seed sending garbage must look stalled.
     this.received -= job.length;
+    const mixed = job.contributors.size > 1;
     job.state = 'fetching';
     job.got.fill(0);
     job.gotCount = 0;
     job.contributors.clear();
     job.fromProxy = job.fromPeers = 0;
+    job.solo = undefined;
     // After the reset: a ban closes the liar, and closing drops its blocks from the other jobs.
-    this.reputation.failed(job.index);
+    if (mixed) {
+      // Striking every sender banned honest seeds that shared pieces with a liar (measured: 3 runs
+      // in 4 with 4 MiB pieces). Nobody is blamed; the piece comes from one peer next time.
+      job.suspect = true;
+      this.reputation.inconclusive(job.index);
+    } else {
+      this.reputation.failed(job.index);
+    }
     for (const p of this.peers) this.fill(p);
+  }
+
+  /**
+   * `peer` no longer serves the suspect pieces it had to itself (it closed, choked or went silent):
+   * what it sent of them is dropped, so whoever takes them over fetches them whole, alone.
+   */
+  private releaseSolo(peer: PeerConnection): void {
+    for (const job of this.jobs.values()) {
+      if (job.solo !== peer) continue;
+      job.solo = undefined;
+      if (job.state !== 'fetching') continue;
+      for (let b = 0; b < job.blocks; b++) {
+        if (job.got[b]) this.received -= Math.min(job.blockSize, job.length - b * job.blockSize);
+      }
+      job.got.fill(0);
+      job.gotCount = 0;
+      job.contributors.clear();
+      job.fromProxy = job.fromPeers = 0;
+    }
   }
 
   /**
@@ -773,6 +818,7 @@ export class TorrentSession implements PeerSessionLink {
     }
     peer.requests.clear();
     peer.requestedBytes = 0;
+    this.releaseSolo(peer);
     for (const p of this.peers) if (p !== peer) this.fill(p);
   }
 
