@@ -1,13 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bencode from 'bencode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MetricsService, ThrottleService } from '#ops';
-import { createBlobTorrent } from '../torrent/blob-torrent.js';
+import { authProof, newNonce } from '../engine/peer-auth.js';
+import { encodeBitfield, encodeExtended, encodeHandshake, encodePieceHeader, UNCHOKE, WireParser } from '../engine/wire-codec.js';
+import { createBlobTorrent, parseBlobMetainfo } from '../torrent/blob-torrent.js';
 import { TrackerServer } from '../tracker/tracker-server.js';
 import { SwarmClient, type SwarmClientOptions } from './swarm-client.js';
 import { SwarmMetrics } from './swarm.metrics.js';
@@ -20,6 +22,52 @@ function torrentWithPieceLength(data: Buffer, name: string, pieceLength: number)
   const hashes: Buffer[] = [];
   for (let off = 0; off < data.length; off += pieceLength) hashes.push(createHash('sha1').update(data.subarray(off, off + pieceLength)).digest());
   return Buffer.from(bencode.encode({ info: { length: data.length, name, 'piece length': pieceLength, pieces: Buffer.concat(hashes), private: 1 } }));
+}
+
+/**
+ * One connection of a hand-made liar with the swarm token: a fresh peer id, the authenticated
+ * handshake, "I have everything", and garbage for the first block asked; resolves once `answered`
+ * (then the caller closes it). What a liar does that reconnects to dodge per-connection bans.
+ */
+function rawLiar(port: number, metainfo: Buffer): Promise<{ close(): void }> {
+  const { infoHashBuf, length, pieceLength } = parseBlobMetainfo(metainfo);
+  const pieces = Math.ceil(length / pieceLength);
+  const id = Buffer.concat([Buffer.from('-LIAR00-'), randomBytes(12)]);
+  const nonce = newNonce();
+  const reserved = Buffer.alloc(8);
+  reserved[5] |= 0x10;
+  const socket = connect(port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  return new Promise((resolve, reject) => {
+    let remoteId: Buffer | undefined;
+    let answered = false;
+    const parser = new WireParser({
+      handshake: (h) => (remoteId = Buffer.from(h.peerId)),
+      message: (m) => {
+        if (m.type === 'extended' && m.id === 0) {
+          const dict = bencode.decode(m.payload) as { m: Record<string, number>; p2p_nonce: Uint8Array };
+          const proof = authProof(TOKEN, { infoHash: infoHashBuf, senderId: id, senderNonce: nonce, senderSide: 'initiator', receiverId: remoteId!, receiverNonce: Buffer.from(dict.p2p_nonce) });
+          socket.write(encodeExtended(dict.m['p2p_auth'], proof));
+          const bits = Buffer.alloc(Math.ceil(pieces / 8));
+          for (let i = 0; i < pieces; i++) bits[i >> 3] |= 0x80 >> (i & 7);
+          socket.write(encodeBitfield(bits));
+          socket.write(UNCHOKE);
+        } else if (m.type === 'request' && !answered) {
+          answered = true;
+          socket.write(Buffer.concat([encodePieceHeader(m.index, m.begin, m.length), randomBytes(m.length)]));
+          resolve({ close: () => socket.destroy() });
+        }
+      },
+      pieceStart: () => undefined,
+      pieceEnd: () => undefined,
+    });
+    socket.on('data', (chunk: Buffer) => parser.push(chunk));
+    socket.on('connect', () => {
+      socket.write(encodeHandshake(infoHashBuf, id, reserved));
+      socket.write(encodeExtended(0, bencode.encode({ m: { p2p_auth: 1 }, p2p_nonce: nonce, p2p_bs: 1024 * 1024 })));
+    });
+    socket.on('close', () => (answered ? undefined : reject(new Error('the leecher closed before asking for a block'))));
+  });
 }
 
 /** A counter's value in a Prometheus text rendering (0 when absent). */
@@ -118,6 +166,24 @@ describe('SwarmClient against a peer sending corrupt pieces (real sockets, in pr
     // would keep a pull alive for ever on chatter alone.
     expect(handle.progress()).toMatchObject({ received: 0, bytes: 0 });
     expect(counter(text, 'blob_bytes_total')).toBe(0);
+  });
+
+  it('a liar that reconnects under a new id after each bad piece adds nothing to received: the stall rule still fires', async () => {
+    const metrics = new MetricsService('t');
+    const leecher = await client({ trackers: [], metrics: new SwarmMetrics(metrics) });
+    const out = join(dir, 'reconnecting');
+    await mkdir(out);
+    const handle = await leecher.download(metainfo, { dir: out });
+    const port = await leecher.ready();
+    const failures = async () => counter(await metrics.render(), 'swarm_piece_failures_total');
+    for (let round = 1; round <= 4; round++) {
+      const liarConnection = await rawLiar(port, metainfo);
+      await expect.poll(failures, { timeout: 5000 }).toBe(round);
+      liarConnection.close();
+      // Every byte it sent (handshakes, proof, bitfield, headers, the bad block) is no progress:
+      // counting the chatter let such a liar keep a pull "alive" at the swarm's 1 B/s stall floor.
+      expect(handle.progress().received).toBe(0);
+    }
   });
 
   it('with a liar and an honest seed the pull completes byte-exact: the liar is banned, the honest seed is not, received counts only good bytes', async () => {
