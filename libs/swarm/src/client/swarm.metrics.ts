@@ -28,7 +28,7 @@ export class SwarmMetrics {
 
   constructor(metrics: MetricsService) {
     const snap = () => this.snapshot();
-    this.bytes = metrics.counter('blob_bytes_total', 'Blob bytes received, by source (peer, proxy, relay, origin, cache).', ['source']);
+    this.bytes = metrics.counter('blob_bytes_total', 'Blob bytes received, by source (peer, proxy, relay, origin, cache); from peers and proxies, pieces that verified only.', ['source']);
     this.uploaded = metrics.counter('swarm_uploaded_bytes_total', 'Bytes uploaded to BitTorrent peers.');
     this.banned = metrics.counter('swarm_peers_banned_total', 'Peers dropped and banned for sending pieces that failed verification.');
     this.pullDuration = metrics.histogram('swarm_pull_duration_seconds', 'Time to download a blob from the swarm, by result.', ['result'], [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900]);
