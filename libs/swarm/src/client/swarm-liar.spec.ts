@@ -166,7 +166,7 @@ describe('SwarmClient against a peer sending corrupt pieces (real sockets, in pr
     // would keep a pull alive for ever on chatter alone.
     expect(handle.progress()).toMatchObject({ received: 0, bytes: 0 });
     expect(counter(text, 'blob_bytes_total')).toBe(0);
-  });
+  }, 30_000);
 
   it('a liar that reconnects under a new id after each bad piece adds nothing to received: the stall rule still fires', async () => {
     const metrics = new MetricsService('t');
@@ -184,7 +184,7 @@ describe('SwarmClient against a peer sending corrupt pieces (real sockets, in pr
       // counting the chatter let such a liar keep a pull "alive" at the swarm's 1 B/s stall floor.
       expect(handle.progress().received).toBe(0);
     }
-  });
+  }, 30_000);
 
   it('with a liar and an honest seed the pull completes byte-exact: the liar is banned, the honest seed is not, received counts only good bytes', async () => {
     // The honest seed is slow (2 MB/s), the liar unlimited: the leecher asks the liar for a lot.
@@ -210,7 +210,7 @@ describe('SwarmClient against a peer sending corrupt pieces (real sockets, in pr
     expect(counter(await honestMetrics.render(), 'swarm_uploaded_bytes_total')).toBeGreaterThan(0);
     // Garbage is not progress: what the stall rule saw is exactly the blob.
     expect(handle.progress().received).toBe(SIZE);
-  });
+  }, 30_000);
 
   it('pieces of several blocks: a piece the liar shared with the honest seed costs the honest seed nothing; the liar is banned, the pull completes', async () => {
     // 4 MiB pieces of 1 MiB blocks (blobs over 256 MiB get pieces like these), both seeds at
