@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LiarDrill } from './liar-drill.js';
 
-// Fails today (libs/swarm does not ban peers whose pieces fail SHA1; see RELIABILITY.md): one liar
-// makes every piece fail, the swarm delivers nothing and each pull stalls over to the origin.
+// The liar (test/drills/malicious-peer.mjs) is our own engine with verifyReads off, so it passes the
+// authenticated handshake with the swarm token; the agent bans it after two failed pieces and the
+// honest proxy (a trusted direct peer) delivers the rest. Engine-level cases (a liar alone, a liar
+// that reconnects, pieces shared with an honest seed) are in libs/swarm/src/client/swarm-liar.spec.ts.
 describe('drill 5b: a peer whose pieces fail verification is dropped and the swarm still delivers', () => {
   const drill = new LiarDrill();
 

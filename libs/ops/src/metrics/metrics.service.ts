@@ -80,7 +80,7 @@ export class MetricsService {
 
   /** Blob bytes that arrived into this process, by source: shared by the fill (origin) and the swarm (the rest). */
   blobBytesReceived(): Counter<'source'> {
-    const counter = this.counter('blob_bytes_received_total', 'Blob bytes received, by source (origin, proxy, peer, relay).', ['source']);
+    const counter = this.counter('blob_bytes_received_total', 'Blob bytes received, by source (origin, proxy, peer, relay); from proxies and peers, pieces that verified only.', ['source']);
     // Every series from 0: a series born at its first increment hides that increment from rate().
     for (const source of BYTE_SOURCES) counter.inc({ source }, 0);
     return counter;

@@ -54,4 +54,25 @@ describe(PeerReputation.name, () => {
     }
     expect(banned).toEqual(['liar']);
   });
+
+  it('blames nobody for an inconclusive failure (a piece with several senders): only pieces from one peer count', () => {
+    const banned: string[] = [];
+    const rep = new PeerReputation<PeerWire>((w) => banned.push(w.peerId!));
+    const liar = wire('liar', 1);
+    const honest = wire('honest', 2);
+    for (const index of [0, 1, 2]) {
+      rep.received(liar, index);
+      rep.received(honest, index);
+      rep.inconclusive(index);
+    }
+    expect(banned).toEqual([]);
+    // The session fetches those pieces from one peer each now.
+    for (const index of [0, 1]) {
+      rep.received(liar, index);
+      rep.failed(index);
+    }
+    rep.received(honest, 2);
+    rep.verified(2);
+    expect(banned).toEqual(['liar']);
+  });
 });

@@ -65,6 +65,15 @@ export class PeerReputation<W extends PeerWire = PeerWire> {
     this.contributors.delete(index);
   }
 
+  /**
+   * Piece `index` failed, but with blocks from several peers nobody can be blamed (an honest peer
+   * that shared a piece with a liar would take its strikes): forget who sent it, strike no one.
+   * The session fetches such a piece from a single peer next time.
+   */
+  inconclusive(index: number): void {
+    this.contributors.delete(index);
+  }
+
   /** Forgets a closed wire's bookkeeping (its ban, if any, stays). */
   closed(wire: W): void {
     this.scores.delete(wire);

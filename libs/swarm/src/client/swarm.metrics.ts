@@ -22,6 +22,7 @@ export class SwarmMetrics {
 
   constructor(metrics: MetricsService) {
     const snap = () => this.snapshot();
+    // From peers and proxies: pieces that verified only (a liar's garbage is not swarm traffic).
     this.bytes = metrics.blobBytesReceived();
     this.uploaded = metrics.counter('swarm_uploaded_bytes_total', 'Bytes uploaded to BitTorrent peers.');
     this.banned = metrics.counter('swarm_peers_banned_total', 'Peers dropped and banned for sending pieces that failed verification.');

@@ -55,6 +55,8 @@ export interface PeerSessionLink {
   drained(peer: PeerConnection): void;
   /** Bytes arrived on the socket (download throttle). */
   bytesIn(peer: PeerConnection, n: number): void;
+  /** `n` payload bytes were copied into the block `pieceStart` gave (progress, as a block streams in). */
+  pieceData(peer: PeerConnection, n: number): void;
   closed(peer: PeerConnection, reason: string): void;
 }
 
@@ -104,6 +106,8 @@ export class PeerConnection implements WireHandler {
   target: unknown;
   /** Reading paused by the download throttle. */
   throttled = false;
+  /** Payload bytes of a block cut off by close() (copied into the torrent's buffer, never completed). */
+  abandonedBytes = 0;
   private readonly parser: WireParser;
   private link: PeerSessionLink | undefined;
   private readonly nonce = newNonce();
@@ -211,6 +215,10 @@ export class PeerConnection implements WireHandler {
     this.link!.pieceEnd(this, index, begin, length, stored);
   }
 
+  pieceData(length: number): void {
+    this.link!.pieceData(this, length);
+  }
+
   // --- sending ---------------------------------------------------------------------------
 
   write(buf: Buffer): boolean {
@@ -275,6 +283,7 @@ export class PeerConnection implements WireHandler {
     const wasLinked = this.link !== undefined;
     this.state = 'closed';
     clearTimeout(this.authTimer);
+    this.abandonedBytes = this.parser.pieceStored;
     this.parser.stop();
     this.socket.destroy();
     if (wasLinked) this.link!.closed(this, reason);

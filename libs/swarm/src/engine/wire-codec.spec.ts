@@ -292,6 +292,35 @@ describe(WireParser.name, () => {
     expect(extended[1]).toEqual({ type: 'extended', id: 0, payload: Buffer.from('d1:ei0ee') });
   });
 
+  it('reports payload bytes copied into a piece target as they arrive, and how many of the piece in progress', () => {
+    const stored: number[] = [];
+    let take = true;
+    const parser = new WireParser(
+      {
+        handshake() {},
+        message() {},
+        pieceStart: (_i, _b, length) => (take ? { buffer: Buffer.alloc(length), offset: 0 } : undefined),
+        pieceEnd() {},
+        pieceData: (n) => stored.push(n),
+      },
+      { expectHandshake: false },
+    );
+    const payload = pseudoRandomBytes(1000, 5);
+    const data = Buffer.concat([encodePieceHeader(0, 0, 1000), payload]);
+    parser.push(data.subarray(0, 13 + 300));
+    expect(parser.pieceStored).toBe(300);
+    parser.push(data.subarray(13 + 300, 13 + 700));
+    expect(parser.pieceStored).toBe(700);
+    parser.push(data.subarray(13 + 700));
+    expect(parser.pieceStored).toBe(0);
+    expect(stored).toEqual([300, 400, 300]);
+    // A discarded piece (no target) is neither reported nor counted in progress.
+    take = false;
+    parser.push(data.subarray(0, 500));
+    expect(parser.pieceStored).toBe(0);
+    expect(stored).toEqual([300, 400, 300]);
+  });
+
   it('rejects a piece target too small for the payload', () => {
     const parser = new WireParser(
       { handshake() {}, message() {}, pieceStart: () => ({ buffer: Buffer.alloc(10), offset: 2 }), pieceEnd() {} },

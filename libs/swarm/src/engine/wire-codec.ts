@@ -57,6 +57,8 @@ export interface WireHandler {
   pieceStart(index: number, begin: number, length: number): { buffer: Buffer; offset: number } | undefined;
   /** The piece message's payload has been fully delivered (copied into the target when `stored`, else discarded). */
   pieceEnd(index: number, begin: number, length: number, stored: boolean): void;
+  /** `length` more payload bytes of the current piece message were copied into its target (as they arrive). */
+  pieceData?(length: number): void;
 }
 
 export interface WireParserOptions {
@@ -143,6 +145,11 @@ export class WireParser {
     }
   }
 
+  /** Payload bytes of the piece message in progress already copied into its target (0 when none or discarded). */
+  get pieceStored(): number {
+    return this.state === ST_PIECE && this.pieceTarget !== undefined ? this.pieceLength - this.remaining : 0;
+  }
+
   /** Makes the current and every later push return at once (the connection is being closed from a handler). */
   stop(): void {
     this.stopped = true;
@@ -183,6 +190,7 @@ export class WireParser {
           if (this.pieceTarget !== undefined) {
             const at = this.pieceTargetOffset + this.pieceLength - this.remaining;
             chunk.copy(this.pieceTarget, at, pos, pos + take);
+            this.handler.pieceData?.(take);
           }
           pos += take;
           this.remaining -= take;

@@ -54,15 +54,48 @@ describe(SwarmTable.name, () => {
     expect(t.counts(HASH)).toEqual({ complete: 4, incomplete: 0, downloaded: 1 });
   });
 
-  it('removes stopped peers and peers that moved address', () => {
+  it('removes stopped peers; a peer listening on a new port is listed there too until its old entry expires', () => {
+    const t = new SwarmTable(100, 60_000);
+    t.announce(peer(1), 0);
+    t.announce(peer(2), 0);
+    t.announce(peer(1, { event: 'stopped' }), 0);
+    expect(addrs(t.announce(peer(3), 0).peers4)).toEqual(['10.0.0.2:6881']);
+    t.announce(peer(2, { port: 7000 }), 1000);
+    expect(addrs(t.announce(peer(4), 1000).peers4).sort()).toEqual(['10.0.0.2:6881', '10.0.0.2:7000', '10.0.0.3:6881']);
+    expect(t.expire(60_500)).toBe(2);
+    expect(addrs(t.announce(peer(5), 60_500).peers4).sort()).toEqual(['10.0.0.2:7000', '10.0.0.4:6881']);
+  });
+
+  it('binds an entry to its source address: the same peer id from another address neither moves nor stops it (issue #12 item 10)', () => {
+    const t = new SwarmTable(100, 60_000);
+    t.announce(peer(1, { left: 0 }));
+    // A token holder that learnt peer 1's id announces it from its own address, then stops it.
+    const hijack = t.announce(peer(1, { ip: '10.9.9.9', port: 6999 }));
+    expect(addrs(hijack.peers4)).toEqual(['10.0.0.1:6881']);
+    expect(t.stats()).toEqual({ swarms: 1, peers: 2 });
+    t.announce(peer(1, { ip: '10.9.9.9', port: 6999, event: 'stopped' }));
+    // A stop naming the victim's port from another address finds no entry of its own to remove.
+    t.announce(peer(1, { ip: '10.9.9.9', event: 'stopped' }));
+    const seen = t.announce(peer(3));
+    expect(addrs(seen.peers4)).toEqual(['10.0.0.1:6881']);
+    expect(seen).toMatchObject({ complete: 1, incomplete: 1 });
+    // The victim's own stop still works.
+    t.announce(peer(1, { event: 'stopped' }));
+    expect(addrs(t.announce(peer(3)).peers4)).toEqual([]);
+  });
+
+  it('a restarted peer (new id, same address) takes over its entry; a stop must carry the id listed there', () => {
     const t = new SwarmTable(100, 60_000);
     t.announce(peer(1));
-    t.announce(peer(2));
+    t.announce(peer(1, { peerId: 'restarted-peer-id-001' }));
+    expect(t.stats()).toEqual({ swarms: 1, peers: 1 });
+    const listed = t.announce({ ...peer(2), compact: false }).list;
+    expect(listed).toEqual([expect.objectContaining({ ip: '10.0.0.1', port: 6881, id: 'restarted-peer-id-001' })]);
+    // The old process's id no longer stops it.
     t.announce(peer(1, { event: 'stopped' }));
-    expect(addrs(t.announce(peer(3)).peers4)).toEqual(['10.0.0.2:6881']);
-    t.announce(peer(2, { port: 7000 }));
-    expect(addrs(t.announce(peer(4)).peers4).sort()).toEqual(['10.0.0.2:7000', '10.0.0.3:6881']);
-    expect(t.stats()).toEqual({ swarms: 1, peers: 3 });
+    expect(t.stats().peers).toBe(2);
+    t.announce(peer(1, { peerId: 'restarted-peer-id-001', event: 'stopped' }));
+    expect(t.stats().peers).toBe(1);
   });
 
   it('caps a swarm at maxPeers, dropping the least recently seen', () => {

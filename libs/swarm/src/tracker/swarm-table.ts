@@ -11,6 +11,8 @@ export interface PeerView {
 
 /** One peer as the tracker keeps it. */
 interface PeerEntry {
+  /** Its key in `Swarm.peers`: the address it is listed under (see `peerKey`). */
+  key: string;
   id: string;
   ip: string;
   port: number;
@@ -105,7 +107,10 @@ class AddressBook {
 
 /** One swarm (info hash): peers in last-seen order plus an address book per family. */
 class Swarm {
-  /** Insertion order is last-seen order: every announce re-inserts, so the oldest peer is first. */
+  /**
+   * Keyed by listed address (`peerKey`), not by peer id. Insertion order is last-seen order: every
+   * announce re-inserts, so the oldest peer is first.
+   */
   readonly peers = new Map<string, PeerEntry>();
   readonly v4 = new AddressBook(6);
   readonly v6 = new AddressBook(18);
@@ -149,6 +154,22 @@ export interface SwarmCounts {
  * once gets spread over the whole swarm instead of all dialling the same 50; seeders are not handed
  * to seeders. A swarm holds at most `maxPeers` peers (the least
  * recently seen leaves first); peers silent for `peerTtlMs` leave on the next `expire()`.
+ *
+ * An entry is bound to the address it lists: the announcing source IP (the caller passes the
+ * socket's address, never a client-supplied `ip`) plus the announced port. Only announces from
+ * that source IP for that port touch it; the peer id is a label, not the key. Keyed by peer id
+ * (as before), any token holder that learnt a peer's id (it travels in every BitTorrent handshake)
+ * could re-announce it from its own address to move the victim's listing there (hijack) or send
+ * `stopped` with it to delist the victim (evict). Why a distinct entry rather than a refusal: a
+ * refusal needs the id to be unique cluster-wide, so whoever announces an id first owns it —
+ * a squatter could then lock out a restarted peer, and a peer whose IP changed would be refused
+ * until its old entry expired; with address keys neither can happen, and an id announced from
+ * another address gains nothing a fresh random id would not (any token holder may list itself).
+ * Legitimate cases: a restarted agent (new random id) on the same ip:port takes over its old
+ * entry instead of being listed twice; an agent whose IP changed gets a new entry and its old one
+ * leaves by `peerTtlMs` (3 × the announce interval) like any silent peer. `stopped` removes an
+ * entry only when it carries the entry's peer id (another process on the same host cannot delist it
+ * without knowing the id).
  */
 export class SwarmTable {
   private readonly swarms = new Map<string, Swarm>();
@@ -166,33 +187,31 @@ export class SwarmTable {
     }
     swarm.lastActive = now;
     const seeder = a.left === 0;
-    let self = swarm.peers.get(a.peerId);
+    const key = peerKey(a.ip, a.port);
+    let self = swarm.peers.get(key);
     if (a.event === 'stopped') {
-      if (self) this.remove(swarm, self);
+      if (self && self.id === a.peerId) this.remove(swarm, self);
       return { complete: swarm.seeders, incomplete: swarm.peers.size - swarm.seeders, peers4: EMPTY, peers6: EMPTY, list: [] };
     }
-    if (self && (self.ip !== a.ip || self.port !== a.port)) {
-      // Same peer id from a new address (restart on another port): forget the old address.
-      this.remove(swarm, self);
-      self = undefined;
-    }
     if (self) {
-      swarm.peers.delete(a.peerId);
+      swarm.peers.delete(key);
+      // Same address, new id: the process there restarted (ids are random per process).
+      self.id = a.peerId;
       if (self.seeder !== seeder) {
         swarm.seeders += seeder ? 1 : -1;
         self.seeder = seeder;
         self.family.setSeeder(self);
       }
       self.lastSeen = now;
-      swarm.peers.set(a.peerId, self);
+      swarm.peers.set(key, self);
     } else {
       const compact = compactAddress(a.ip, a.port);
       if (compact) {
         if (swarm.peers.size >= this.maxPeers) this.remove(swarm, swarm.peers.values().next().value as PeerEntry);
         const family = compact.length === 6 ? swarm.v4 : swarm.v6;
-        self = { id: a.peerId, ip: a.ip, port: a.port, family, seeder, lastSeen: now, slot: 0 };
+        self = { key, id: a.peerId, ip: a.ip, port: a.port, family, seeder, lastSeen: now, slot: 0 };
         family.add(self, compact);
-        swarm.peers.set(a.peerId, self);
+        swarm.peers.set(key, self);
         if (seeder) swarm.seeders++;
       }
     }
@@ -254,12 +273,16 @@ export class SwarmTable {
   }
 
   private remove(swarm: Swarm, peer: PeerEntry): void {
-    swarm.peers.delete(peer.id);
+    swarm.peers.delete(peer.key);
     if (peer.seeder) swarm.seeders--;
     peer.family.remove(peer);
   }
 }
 
+/** The key of the entry listing ip:port (a short string: one concatenation per announce). */
+function peerKey(ip: string, port: number): string {
+  return `${port}/${ip}`;
+}
 
 /** A stride in [1, n) sharing no factor with n (1 when n ≤ 2), so stepping by it visits all n slots. */
 function coprimeStride(n: number): number {

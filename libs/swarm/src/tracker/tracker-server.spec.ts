@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import bencode from 'bencode';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -64,5 +64,34 @@ describe(TrackerServer.name, () => {
     expect(tracker!.reapIdleSwarms(Date.now() + 10_000)).toBe(0);
     expect(tracker!.reapIdleSwarms(Date.now() + 31_000)).toBe(1);
     expect(tracker!.stats()).toEqual({ swarms: 0, peers: 0, registered: 0 });
+  });
+
+  /** An announce sent from `localAddress` (a loopback alias), non-compact so peer ids show. */
+  function announceFrom(base: string, localAddress: string, q: { infoHash: string; peerId: Buffer; port: number; event?: string }): Promise<Record<string, unknown>> {
+    const url = `${base}/announce?info_hash=${enc(Buffer.from(q.infoHash, 'hex'))}&peer_id=${enc(q.peerId)}&port=${q.port}&left=1&compact=0&event=${q.event ?? 'started'}`;
+    return new Promise((resolve, reject) => {
+      const req = request(url, { localAddress }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve(bencode.decode(Buffer.concat(chunks)) as Record<string, unknown>));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+  const listed = (answer: Record<string, unknown>) =>
+    (answer['peers'] as { ip: Uint8Array; port: number }[]).map((p) => `${Buffer.from(p.ip).toString()}:${p.port}`).sort();
+
+  it('binds a peer entry to its source address: the same peer id from another address neither hijacks nor stops it (issue #12 item 10)', async () => {
+    const base = await start({});
+    const hash = randomBytes(20).toString('hex');
+    const victim = randomBytes(20);
+    await announceFrom(base, '127.0.0.2', { infoHash: hash, peerId: victim, port: 7001 });
+    await announceFrom(base, '127.0.0.3', { infoHash: hash, peerId: victim, port: 7002 });
+    await announceFrom(base, '127.0.0.3', { infoHash: hash, peerId: victim, port: 7001, event: 'stopped' });
+    await announceFrom(base, '127.0.0.3', { infoHash: hash, peerId: victim, port: 7002, event: 'stopped' });
+    const seen = await announceFrom(base, '127.0.0.4', { infoHash: hash, peerId: randomBytes(20), port: 7003 });
+    expect(listed(seen)).toEqual(['127.0.0.2:7001']);
+    expect(results).toEqual(['ok', 'ok', 'ok', 'ok', 'ok']);
   });
 });
