@@ -68,7 +68,7 @@ describe('a corrupted piece in an agent’s cached blob (real processes, loopbac
     expect(sample(m1, 'p2p_swarm_peers_banned_total')).toBe(0);
     // Bounded work: everything agent 2 received, from every source, is at most twice the blob.
     const received = sample(m2, 'p2p_blob_bytes_fetched_total');
-    const swarmBytes = sample(m2, 'p2p_blob_bytes_total', 'source="peer"') + sample(m2, 'p2p_blob_bytes_total', 'source="proxy"');
+    const swarmBytes = sample(m2, 'p2p_blob_bytes_received_total', 'source="peer"') + sample(m2, 'p2p_blob_bytes_received_total', 'source="proxy"');
     console.log(`agent-corrupt-seed: blob ${layer.size} B; agent 2 fetched ${received} B (${swarmBytes} B verified swarm pieces); agent 1 uploaded ${agent1Uploaded} B before evicting`);
     expect(received).toBeGreaterThanOrEqual(layer.size);
     expect(received).toBeLessThanOrEqual(2 * layer.size);
