@@ -135,8 +135,8 @@ describe('config file edits apply live (kubelet ConfigMap swap, real processes)'
       downloadRate: '2MB',
     };
     await volume.init(config);
-    // startApp writes its file through the symlink into the current generation (same content).
-    const agent = await startApp('agent', config, { dir: volumeDir });
+    // startApp writes agent.yaml through the symlink into the current generation (same content).
+    const agent = await startApp('agent', config, { dir: volumeDir, configName: 'agent.yaml' });
     procs.push(agent);
     const pid = agent.proc.pid;
     expect(await admin(agent.url)).toMatchObject({ downloadRate: 2 * MB, source: { downloadRate: 'file' } });
@@ -190,7 +190,7 @@ describe('config file edits apply live (kubelet ConfigMap swap, real processes)'
     const volume = new ConfigMapVolume(volumeDir, 'tracker.yaml');
     const config = { port: 0, host: '127.0.0.1', logFormat: 'json', adminTokenFile: join(dir, 'admin-token'), announceRate: 5 };
     await volume.init(config);
-    const tracker = await startApp('tracker', config, { dir: volumeDir });
+    const tracker = await startApp('tracker', config, { dir: volumeDir, configName: 'tracker.yaml' });
     procs.push(tracker);
     expect(await admin(tracker.url)).toMatchObject({ announceRate: 5, source: { announceRate: 'file' } });
 
