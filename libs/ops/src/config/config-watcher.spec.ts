@@ -153,6 +153,36 @@ describe(ConfigWatcher.name, () => {
     expect(t.throttle.get('downloadRate')).toBe(3_000_000);
   });
 
+  it('an apply that throws is logged and counted, and the watcher keeps working', async () => {
+    const t = await setup('downloadRate: 2MB\n');
+    let fail = true;
+    const logger = new CapturingLogger();
+    logger.error = (m: string) => void logger.lines.push(`error ${m}`);
+    const { configOrigin } = await import('./config-loader.js');
+    const results: ReloadResult[] = [];
+    const running = loadConfig(SampleConfig, { file: t.file, env: {} });
+    const watcher = new ConfigWatcher({
+      running,
+      origin: { ...configOrigin(running)!, file: t.file },
+      liveKeys: ['downloadRate'],
+      apply: (key, value) => {
+        if (fail) throw new Error('boom');
+        t.throttle.set(key, value as number, 'file');
+      },
+      onResult: (r) => results.push(r),
+      logger,
+    });
+    watchers.push(watcher);
+    await t.volume.update('downloadRate: 3MB\n');
+    await watcher.check();
+    expect(results).toEqual(['rejected']);
+    expect(logger.lines.join('\n')).toMatch(/error reloading .* failed; the running values stay: Error: boom/);
+    fail = false;
+    await t.volume.update('downloadRate: 4MB\n');
+    await watcher.check();
+    expect(t.throttle.get('downloadRate')).toBe(4_000_000);
+  });
+
   it('a deleted file is reported once and changes nothing', async () => {
     const t = await setup('downloadRate: 2MB\n', { kubelet: false });
     await rm(t.file);

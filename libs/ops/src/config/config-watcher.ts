@@ -109,7 +109,13 @@ export class ConfigWatcher<T extends object> {
       try {
         do {
           this.again = false;
-          await this.checkOnce();
+          try {
+            await this.checkOnce();
+          } catch (err) {
+            // A reload must never take the app down: log it and keep the running values.
+            this.logger.error(`reloading ${this.file} failed; the running values stay: ${(err as Error).stack ?? String(err)}`);
+            this.options.onResult?.('rejected');
+          }
         } while (this.again && !this.stopped);
       } finally {
         this.running = undefined;
@@ -153,8 +159,7 @@ export class ConfigWatcher<T extends object> {
       const { cls, file, env, defaults } = this.options.origin;
       next = loadConfig(cls, { file, env, defaults, fileText: text });
     } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      this.reject(err.problems);
+      this.reject(err instanceof ConfigError ? err.problems : [(err as Error).message]);
       return;
     }
 
