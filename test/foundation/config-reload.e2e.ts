@@ -103,11 +103,13 @@ describe('config file edits apply live (kubelet ConfigMap swap, real processes)'
   let image: BuiltImage;
   let dir: string;
   const procs: AppProcess[] = [];
+  const cleanups: (() => Promise<void>)[] = [];
 
   beforeAll(async () => {
     dir = await tempDir('p2p-reload-');
     await writeFile(join(dir, 'admin-token'), `${TOKEN}\n`);
     origin = await startOriginRegistry();
+    cleanups.push(() => origin.stop());
     const layout = new OciLayout(join(dir, 'layout'));
     image = await layout.addImage('v1', [64 * 2 ** 20]);
     await pushImage(layout.dir, 'v1', { host: origin.host, repo: 'lib/big' });
@@ -115,7 +117,7 @@ describe('config file edits apply live (kubelet ConfigMap swap, real processes)'
 
   afterAll(async () => {
     for (const p of procs) await p.stop();
-    await origin?.stop();
+    for (const c of cleanups) await c();
   });
 
   it('agent: a downloadRate edit changes the rate of a pull in flight within seconds, without a restart; broken edits change nothing', async () => {

@@ -108,7 +108,6 @@ export class ConfigWatcher<T extends object> {
     this.running = (async () => {
       try {
         do {
-          this.again = false;
           try {
             await this.checkOnce();
           } catch (err) {
@@ -116,12 +115,19 @@ export class ConfigWatcher<T extends object> {
             this.logger.error(`reloading ${this.file} failed; the running values stay: ${(err as Error).stack ?? String(err)}`);
             this.options.onResult?.('rejected');
           }
-        } while (this.again && !this.stopped);
+        } while (this.takeAgain() && !this.stopped);
       } finally {
         this.running = undefined;
       }
     })();
     return this.running;
+  }
+
+  /** Whether an event came in during the last check (and clears it). */
+  private takeAgain(): boolean {
+    const again = this.again;
+    this.again = false;
+    return again;
   }
 
   private soon(): void {
