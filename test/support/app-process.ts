@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -56,12 +57,14 @@ export async function writeConfig(dir: string, config: Record<string, unknown>, 
 export async function startApp(
   app: 'agent' | 'proxy' | 'tracker',
   config: Record<string, unknown>,
-  options: { env?: NodeJS.ProcessEnv; dir?: string; timeoutMs?: number; cwd?: string } = {},
+  options: { env?: NodeJS.ProcessEnv; dir?: string; timeoutMs?: number; cwd?: string; configName?: string } = {},
 ): Promise<AppProcess> {
   const dir = options.dir ?? (await tempDir());
   // Ephemeral ports everywhere (HTTP and, for agent and proxy, BitTorrent) so tests never collide.
   const defaults = { port: 0, host: '127.0.0.1', logFormat: 'json', ...(app === 'tracker' ? {} : { p2pPort: 0 }) };
-  const file = await writeConfig(dir, { ...defaults, ...config }, `${app}.yaml`);
+  // Apps apply edits of their config file live: two apps started in one dir must not share a file
+  // (the second's config would be reloaded into the first).
+  const file = await writeConfig(dir, { ...defaults, ...config }, options.configName ?? freshName(dir, app));
   const proc = spawn(process.execPath, [BIN, app, '--config', file], {
     env: { ...process.env, ...options.env },
     cwd: options.cwd ?? ROOT,
@@ -97,6 +100,13 @@ export async function startApp(
       return exited;
     },
   };
+}
+
+function freshName(dir: string, app: string): string {
+  for (let n = 1; ; n++) {
+    const name = n === 1 ? `${app}.yaml` : `${app}-${n}.yaml`;
+    if (!existsSync(join(dir, name))) return name;
+  }
 }
 
 /** Runs the CLI to completion (for --help and config errors). */

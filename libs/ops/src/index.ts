@@ -6,6 +6,7 @@ export * from './cli/run-cli.js';
 export * from './config/base.config.js';
 export * from './config/config-key.decorator.js';
 export * from './config/config-loader.js';
+export * from './config/config-watcher.js';
 export * from './config/unit.validators.js';
 export * from './config/units.js';
 export * from './health/data-dir.indicator.js';

@@ -6,6 +6,8 @@ import { SwarmTokenGuard } from './admin/swarm-token.guard.js';
 import { rateControllerFor } from './admin/rate.controller.js';
 import { readSecret } from './admin/secrets.js';
 import type { BaseAppConfig } from './config/base.config.js';
+import { configOrigin } from './config/config-loader.js';
+import { ConfigReloadService } from './config/config-reload.service.js';
 import { DataDirIndicator } from './health/data-dir.indicator.js';
 import { HealthController } from './health/health.controller.js';
 import { ReadinessRegistry } from './health/readiness.registry.js';
@@ -39,7 +41,8 @@ export class OpsModule {
     const providers: Provider[] = [
       { provide: APP_CONFIG, useValue: options.config },
       { provide: options.config.constructor, useValue: options.config },
-      { provide: ThrottleService, useValue: new ThrottleService(options.limits) },
+      { provide: ThrottleService, useValue: new ThrottleService(withSources(options.limits, options.config)) },
+      ConfigReloadService,
       { provide: MetricsService, useValue: new MetricsService(options.appName) },
       { provide: ADMIN_TOKEN, useValue: admin.value },
       { provide: SWARM_TOKEN, useValue: swarm.value },
@@ -85,4 +88,11 @@ export class OpsModule {
       ],
     };
   }
+}
+
+/** Marks each limit's initial value with where the loader found it (file, env, default) for GET /admin/rate. */
+function withSources(limits: Record<string, LimitSpec>, config: object): Record<string, LimitSpec> {
+  const sources = configOrigin(config)?.sources;
+  if (!sources) return limits;
+  return Object.fromEntries(Object.entries(limits).map(([name, spec]) => [name, { source: sources[name], ...spec }]));
 }

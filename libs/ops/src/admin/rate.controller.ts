@@ -1,6 +1,6 @@
 import { BadRequestException, Body, Controller, Get, HttpCode, Patch, UseGuards, ValidationPipe, type ArgumentMetadata, type PipeTransform, type Type } from '@nestjs/common';
 import { parseRate } from '../config/units.js';
-import { ThrottleService } from '../throttle/throttle.service.js';
+import { ThrottleService, type RateSource } from '../throttle/throttle.service.js';
 import { AdminTokenGuard } from './admin-token.guard.js';
 import { ratePatchDto } from './rate-patch.dto.js';
 
@@ -37,13 +37,13 @@ export function rateControllerFor(names: readonly string[]): Type<unknown> {
     constructor(private readonly throttle: ThrottleService) {}
 
     @Get('rate')
-    current(): Record<string, number> {
-      return this.throttle.snapshot();
+    current(): RateView {
+      return rateView(this.throttle);
     }
 
     @Patch('rate')
     @HttpCode(200)
-    update(@Body(pipe) body: Record<string, unknown>): Record<string, number> {
+    update(@Body(pipe) body: Record<string, unknown>): RateView {
       if (body === null || typeof body !== 'object' || Array.isArray(body)) {
         throw new BadRequestException('body must be a JSON object of limit names to rates');
       }
@@ -54,11 +54,30 @@ export function rateControllerFor(names: readonly string[]): Type<unknown> {
         if (rate === undefined) throw new BadRequestException([`${name} must be a non-negative rate (bytes/s or "20MB", "5MiB/s"); got ${JSON.stringify(value)}`]);
         return [name, rate] as const;
       });
-      for (const [name, rate] of updates) this.throttle.set(name, rate);
-      return this.throttle.snapshot();
+      for (const [name, rate] of updates) this.throttle.set(name, rate, 'patch');
+      return rateView(this.throttle);
     }
   }
   return RateController;
+}
+
+/**
+ * Each limit as a top-level number (as before: scripts read `.downloadRate`), plus who set it and
+ * when: `source.<limit>` is "patch", "file" (config file, at boot or by a live edit), "env"
+ * (a `P2P_*` variable, which file edits never override) or "default".
+ */
+export type RateView = Record<string, number> & {
+  source: Record<string, RateSource>;
+  updatedAt: Record<string, string>;
+};
+
+export function rateView(throttle: ThrottleService): RateView {
+  const sources = Object.entries(throttle.sources());
+  return {
+    ...throttle.snapshot(),
+    source: Object.fromEntries(sources.map(([name, p]) => [name, p.source])),
+    updatedAt: Object.fromEntries(sources.map(([name, p]) => [name, p.updatedAt.toISOString()])),
+  } as RateView;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

@@ -5,7 +5,7 @@ import { IsString } from 'class-validator';
 import { describe, expect, it } from 'vitest';
 import { CacheNodeConfig } from './base.config.js';
 import { ConfigKey, configKeys, envName } from './config-key.decorator.js';
-import { ConfigError, loadConfig } from './config-loader.js';
+import { ConfigError, configOrigin, loadConfig } from './config-loader.js';
 import { IsRate } from './unit.validators.js';
 
 class SampleConfig extends CacheNodeConfig {
@@ -103,5 +103,20 @@ describe(configKeys.name, () => {
   it('derives env names in upper snake case', () => {
     expect(envName('downloadRate')).toBe('P2P_DOWNLOAD_RATE');
     expect(envName('p2pPort')).toBe('P2P_P2P_PORT');
+  });
+
+  it('records how it loaded the config: file hash, env overrides and each key\'s source', async () => {
+    const file = await yamlFile('downloadRate: 100MB\nlabel: y\n');
+    const config = loadConfig(SampleConfig, { file, env: { P2P_LABEL: 'z', UNRELATED: 'secret' } });
+    const origin = configOrigin(config)!;
+    expect(origin.file).toBe(file);
+    expect(origin.env).toEqual({ P2P_LABEL: 'z' });
+    expect(origin.fileHash).toMatch(/^[0-9a-f]{64}$/);
+    expect(origin.sources).toMatchObject({ downloadRate: 'file', label: 'env', cacheMaxBytes: 'default' });
+  });
+
+  it('validates given fileText instead of reading the file again', async () => {
+    const file = await yamlFile('downloadRate: 100MB\n');
+    expect(loadConfig(SampleConfig, { file, env: {}, fileText: 'downloadRate: 1MB\n' }).downloadRate).toBe(1_000_000);
   });
 });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { validateSync, type ValidationError } from 'class-validator';
 import { parse as parseYaml } from 'yaml';
@@ -22,9 +23,37 @@ export interface LoadConfigOptions {
   env?: NodeJS.ProcessEnv;
   /** Values applied after the file and before the environment (used by `npm start`'s dev defaults). */
   defaults?: Record<string, unknown>;
+  /** The file's text when the caller has already read it (a reload validates exactly what it hashed). */
+  fileText?: string;
 }
 
-type ConfigClass<T> = new () => T;
+/** Where a key's loaded value came from: a `P2P_*` variable, the config file, or a default. */
+export type ConfigValueSource = 'env' | 'file' | 'default';
+
+/** How a config object was loaded: what a reload needs to load it again the same way. */
+export interface ConfigOrigin<T extends object = object> {
+  cls: ConfigClass<T>;
+  file?: string;
+  /** The `P2P_*` overrides read at boot (config keys only): a reload applies the same ones (env wins). */
+  env: NodeJS.ProcessEnv;
+  defaults?: Record<string, unknown>;
+  /** sha256 of the file text that was loaded (undefined without a file). */
+  fileHash?: string;
+  sources: Record<string, ConfigValueSource>;
+}
+
+const origins = new WeakMap<object, ConfigOrigin>();
+
+/** How `config` was loaded, if `loadConfig` made it (tests may build config objects by hand). */
+export function configOrigin<T extends object>(config: T): ConfigOrigin<T> | undefined {
+  return origins.get(config) as ConfigOrigin<T> | undefined;
+}
+
+export function textHash(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+export type ConfigClass<T> = new () => T;
 
 /**
  * Loads a config class from YAML + `P2P_<UPPER_SNAKE_KEY>` environment overrides, validates it
@@ -38,13 +67,17 @@ export function loadConfig<T extends object>(cls: ConfigClass<T>, options: LoadC
   const known = new Map(keys.map((k) => [k.key, k]));
   const problems: string[] = [];
 
-  const raw = { ...(options.defaults ?? {}), ...readYaml(options.file) };
+  const fileText = options.file === undefined ? undefined : (options.fileText ?? readText(options.file));
+  const fromFile = options.file === undefined || fileText === undefined ? {} : parseFile(options.file, fileText);
+  const raw = { ...(options.defaults ?? {}), ...fromFile };
   for (const key of Object.keys(raw)) {
     if (!known.has(key)) problems.push(`${key}: unknown key${suggest(key, [...known.keys()])}`);
   }
+  const sources: Record<string, ConfigValueSource> = {};
   for (const info of keys) {
     const text = env[info.env];
     if (text !== undefined) raw[info.key] = fromEnv(info, text);
+    sources[info.key] = text !== undefined ? 'env' : Object.hasOwn(fromFile, info.key) ? 'file' : 'default';
   }
 
   const config = new cls();
@@ -55,17 +88,27 @@ export function loadConfig<T extends object>(cls: ConfigClass<T>, options: LoadC
   if (problems.length > 0) throw new ConfigError(source, problems);
 
   for (const info of keys) normalise(config as Record<string, unknown>, info);
+  origins.set(config, {
+    cls,
+    file: options.file,
+    env: Object.freeze(Object.fromEntries(keys.filter((k) => env[k.env] !== undefined).map((k) => [k.env, env[k.env]]))),
+    defaults: options.defaults,
+    fileHash: fileText === undefined ? undefined : textHash(fileText),
+    sources,
+  });
   return config;
 }
 
-function readYaml(file: string | undefined): Record<string, unknown> {
-  if (!file) return {};
-  let text: string;
+function readText(file: string): string | undefined {
+  if (!file) return undefined;
   try {
-    text = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (err) {
     throw new ConfigError(file, [`cannot read the file: ${(err as Error).message}`]);
   }
+}
+
+function parseFile(file: string, text: string): Record<string, unknown> {
   let doc: unknown;
   try {
     doc = parseYaml(text);

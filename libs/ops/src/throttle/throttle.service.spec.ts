@@ -34,4 +34,16 @@ describe(ThrottleService.name, () => {
   it('throws on an unknown limit name (a programming error, not user input)', () => {
     expect(() => make().set('bogus', 1)).toThrow(/unknown limit bogus/);
   });
+
+  it('records who set each limit last (boot source, then PATCH or a file edit)', () => {
+    const throttle = new ThrottleService({
+      downloadRate: { unit: 'bytes/s', initial: 1000, source: 'file' },
+      announceRate: { unit: 'requests/s', initial: 2 },
+    });
+    expect(Object.fromEntries(Object.entries(throttle.sources()).map(([k, v]) => [k, v.source]))).toEqual({ downloadRate: 'file', announceRate: 'default' });
+    throttle.set('downloadRate', 5000);
+    expect(throttle.sources().downloadRate.source).toBe('patch');
+    throttle.set('downloadRate', 5000, 'file');
+    expect(throttle.sources().downloadRate.source).toBe('file');
+  });
 });

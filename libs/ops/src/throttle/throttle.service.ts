@@ -6,6 +6,19 @@ import { TokenBucket } from './token-bucket.js';
 export interface LimitSpec {
   unit: 'bytes/s' | 'requests/s';
   initial: number;
+  /** Where `initial` came from (shown by `GET /admin/rate`); OpsModule fills it from the config loader. */
+  source?: RateSource;
+}
+
+/**
+ * Who set a limit's current value. PATCH and config file edits both change limits live; the later
+ * change wins, and this says which one that was.
+ */
+export type RateSource = 'default' | 'env' | 'file' | 'patch';
+
+interface Provenance {
+  source: RateSource;
+  updatedAt: Date;
 }
 
 export interface RateChange {
@@ -15,6 +28,8 @@ export interface RateChange {
 }
 
 const MAX_KEYED = 50_000;
+
+const SET_BY: Record<RateSource, string> = { patch: 'PATCH /admin/rate', file: 'a config file edit', env: 'the environment', default: 'default' };
 
 /**
  * The one throttle of a process: named token buckets initialised from config, changed live by
@@ -27,9 +42,14 @@ export class ThrottleService {
   private readonly buckets = new Map<string, TokenBucket>();
   private readonly keyed = new Map<string, Map<string, TokenBucket>>();
   private readonly events = new EventEmitter();
+  private readonly provenance = new Map<string, Provenance>();
 
   constructor(readonly specs: Readonly<Record<string, LimitSpec>>) {
-    for (const [name, spec] of Object.entries(specs)) this.buckets.set(name, newBucket(spec.initial, spec.unit));
+    const now = new Date();
+    for (const [name, spec] of Object.entries(specs)) {
+      this.buckets.set(name, newBucket(spec.initial, spec.unit));
+      this.provenance.set(name, { source: spec.source ?? 'default', updatedAt: now });
+    }
   }
 
   names(): string[] {
@@ -45,13 +65,23 @@ export class ThrottleService {
     return this.bucket(name).currentRate;
   }
 
-  set(name: string, rate: number): void {
+  /** Who set each limit's current value, and when. */
+  sources(): Record<string, { source: RateSource; updatedAt: Date }> {
+    return Object.fromEntries([...this.provenance].map(([name, p]) => [name, { ...p }]));
+  }
+
+  /**
+   * Sets a limit; `source` records who did (the later of a PATCH and a file edit wins, so the
+   * source is simply the last writer, even when the value did not change).
+   */
+  set(name: string, rate: number, source: RateSource = 'patch'): void {
     const bucket = this.bucket(name);
     const previous = bucket.currentRate;
     bucket.setRate(rate);
     for (const b of this.keyed.get(name)?.values() ?? []) b.setRate(rate);
+    this.provenance.set(name, { source, updatedAt: new Date() });
     if (previous !== rate) {
-      this.logger.log(`${name} changed from ${previous} to ${rate} ${this.specs[name].unit} (0 = unlimited)`);
+      this.logger.log(`${name} changed from ${previous} to ${rate} ${this.specs[name].unit} (0 = unlimited) by ${SET_BY[source]}`);
       this.events.emit('change', { name, previous, rate } satisfies RateChange);
     }
   }
