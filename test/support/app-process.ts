@@ -61,7 +61,9 @@ export async function startApp(
 ): Promise<AppProcess> {
   const dir = options.dir ?? (await tempDir());
   // Ephemeral ports everywhere (HTTP and, for agent and proxy, BitTorrent) so tests never collide.
-  const defaults = { port: 0, host: '127.0.0.1', logFormat: 'json', ...(app === 'tracker' ? {} : { p2pPort: 0 }) };
+  // A small free-space floor: the default (20 % of the filesystem) would make the suite depend on
+  // how full the machine's disk is; tests of the floor set theirs.
+  const defaults = { port: 0, host: '127.0.0.1', logFormat: 'json', ...(app === 'tracker' ? {} : { p2pPort: 0, minFreeSpace: '10MB' }) };
   // Apps apply edits of their config file live: two apps started in one dir must not share a file
   // (the second's config would be reloaded into the first).
   const file = await writeConfig(dir, { ...defaults, ...config }, options.configName ?? freshName(dir, app));

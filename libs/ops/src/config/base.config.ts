@@ -1,6 +1,6 @@
 import { ArrayMaxSize, IsArray, IsIn, IsInt, IsNumber, IsString, IsUrl, Max, Min } from 'class-validator';
 import { ConfigKey } from './config-key.decorator.js';
-import { IsDuration, IsRate, IsSize } from './unit.validators.js';
+import { IsDiskAmount, IsDuration, IsRate, IsSize } from './unit.validators.js';
 
 const HTTP_URL = { require_tld: false, require_protocol: true, protocols: ['http', 'https'] };
 
@@ -69,13 +69,29 @@ export class CacheNodeConfig extends BaseAppConfig {
   @IsString()
   dataDir = '';
 
-  @ConfigKey({ kind: 'size', doc: 'Readiness fails when the data dir has less free space than this.', defaultText: '1GiB' })
-  @IsSize()
-  minFreeSpace = 2 ** 30;
+  /*
+   * Disk-safe defaults. The agent's cache shares the node's system disk with containerd's images,
+   * and kubelet acts on free space: image garbage collection above 85 % used, pod eviction below
+   * 15 % free on the image filesystem (10 % on nodefs). A 20 % floor keeps the cache from ever
+   * being what pushes a node there; the quota is relative to the disk so one default fits a 50 GB
+   * cloud disk and a 2 TB local one. The defaults are written as they would be in a file; loadConfig
+   * turns every `disk` key into bytes against the data dir's filesystem, hence the cast.
+   */
+  @ConfigKey({
+    kind: 'disk',
+    doc: 'Free-space floor of the data dir\'s filesystem: the cache evicts to stay above it, stores nothing that would cross it (those blobs pass through uncached), and readiness fails below it. A size ("5GiB") or a percentage of the filesystem ("20%"); keep it above kubelet\'s eviction thresholds (15 % free by default).',
+    defaultText: '20%',
+  })
+  @IsDiskAmount()
+  minFreeSpace: number = '20%' as unknown as number;
 
-  @ConfigKey({ kind: 'size', doc: 'Cache quota in bytes (0 = no quota, only minFreeSpace protects the disk).', defaultText: '50GB' })
-  @IsSize()
-  cacheMaxBytes = 50e9;
+  @ConfigKey({
+    kind: 'disk',
+    doc: 'Cache quota: a size ("50GB") or a percentage of the data dir\'s filesystem ("10%"); 0 = no quota, only minFreeSpace protects the disk.',
+    defaultText: '10%',
+  })
+  @IsDiskAmount()
+  cacheMaxBytes: number = '10%' as unknown as number;
 
   @ConfigKey({ kind: 'number', doc: 'Eviction starts when the cache passes this fraction of cacheMaxBytes.' })
   @IsNumber()

@@ -1,3 +1,4 @@
+import { statfsSync } from 'node:fs';
 import { writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,7 +40,10 @@ describe(loadConfig.name, () => {
   it('returns defaults when given nothing', () => {
     const config = loadConfig(SampleConfig, { env: {} });
     expect(config.downloadRate).toBe(0);
-    expect(config.cacheMaxBytes).toBe(50e9);
+    // Disk-safe defaults, relative to the filesystem (here the one holding the working directory).
+    const fs = statfsSync('.');
+    expect(config.cacheMaxBytes).toBe(Math.round(0.1 * fs.blocks * fs.bsize));
+    expect(config.minFreeSpace).toBe(Math.round(0.2 * fs.blocks * fs.bsize));
     expect(config.registries).toEqual([]);
   });
 
@@ -50,6 +54,16 @@ describe(loadConfig.name, () => {
     expect(config.cacheMaxBytes).toBe(2 * 2 ** 30);
     expect(config.seedTtl).toBe(300);
     expect(config.minFreeSpace).toBe(1048576);
+  });
+
+  it('resolves disk percentages against the filesystem of dataDir, even before the dir exists', async () => {
+    const base = await mkdtemp(join(tmpdir(), 'cfg-disk-'));
+    const file = await yamlFile(`dataDir: ${join(base, 'not', 'yet')}\nminFreeSpace: "25%"\ncacheMaxBytes: "0%"\n`);
+    const config = loadConfig(SampleConfig, { file, env: {} });
+    const fs = statfsSync(base);
+    expect(config.minFreeSpace).toBe(Math.round(0.25 * fs.blocks * fs.bsize));
+    expect(config.cacheMaxBytes).toBe(0);
+    expect(problemsOf(() => loadConfig(SampleConfig, { env: { P2P_MIN_FREE_SPACE: '120%' } })).join()).toMatch(/minFreeSpace must be a size .* or a percentage/);
   });
 
   it('lets P2P_* variables override the file, lists split on commas', async () => {

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statfsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { validateSync, type ValidationError } from 'class-validator';
 import { parse as parseYaml } from 'yaml';
 import { configKeys, type ConfigKeyInfo } from './config-key.decorator.js';
-import { parseDuration, parseRate, parseSize } from './units.js';
+import { parseDiskAmount, parseDuration, parseRate, parseSize } from './units.js';
 
 /** Raised when a config file or `P2P_*` variable is unusable; `problems` names each bad key. */
 export class ConfigError extends Error {
@@ -136,6 +137,7 @@ function fromEnv(info: ConfigKeyInfo, text: string): unknown {
         .filter((s) => s !== '');
     case 'rate':
     case 'size':
+    case 'disk':
     case 'duration':
       return /^\d+$/.test(text.trim()) ? Number(text) : text;
     default:
@@ -144,9 +146,35 @@ function fromEnv(info: ConfigKeyInfo, text: string): unknown {
 }
 
 function normalise(config: Record<string, unknown>, info: ConfigKeyInfo): void {
+  if (info.kind === 'disk') {
+    config[info.key] = diskBytes(parseDiskAmount(config[info.key])!, typeof config.dataDir === 'string' ? config.dataDir : '');
+    return;
+  }
   const parse =
     info.kind === 'rate' ? parseRate : info.kind === 'size' ? parseSize : info.kind === 'duration' ? parseDuration : undefined;
   if (parse) config[info.key] = parse(config[info.key]);
+}
+
+/**
+ * A disk amount in bytes: a percentage is of the size of the filesystem holding `dataDir` (or its
+ * nearest existing parent: the app creates the dir later), measured once at load — a filesystem
+ * does not change size under a running process.
+ */
+function diskBytes(amount: NonNullable<ReturnType<typeof parseDiskAmount>>, dataDir: string): number {
+  if ('bytes' in amount) return amount.bytes;
+  let dir = resolve(dataDir || '.');
+  for (;;) {
+    try {
+      const fs = statfsSync(dir);
+      return Math.round(amount.fraction * fs.blocks * fs.bsize);
+    } catch (err) {
+      const parent = dirname(dir);
+      // Not there yet (or under a file: readiness reports that dir as unusable later).
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((code !== 'ENOENT' && code !== 'ENOTDIR') || parent === dir) throw err;
+      dir = parent;
+    }
+  }
 }
 
 function describe(error: ValidationError, prefix = ''): string[] {

@@ -1,7 +1,7 @@
 import { registerDecorator, type ValidationOptions } from 'class-validator';
-import { parseDuration, parseRate, parseSize } from './units.js';
+import { parseDiskAmount, parseDuration, parseRate, parseSize } from './units.js';
 
-function unitValidator(name: string, parse: (v: unknown) => number | undefined, expected: string) {
+function unitValidator(name: string, parse: (v: unknown) => unknown, expected: string) {
   return (options?: ValidationOptions): PropertyDecorator =>
     (target, property) =>
       registerDecorator({
@@ -28,6 +28,13 @@ export const IsSize = unitValidator(
   'isSize',
   parseSize,
   'a non-negative size: an integer number of bytes or a string with a unit like "4MiB", "50GB"',
+);
+
+/** A disk amount: a byte size, or a percentage of the data dir's filesystem (`"20%"`). */
+export const IsDiskAmount = unitValidator(
+  'isDiskAmount',
+  parseDiskAmount,
+  'a size (an integer number of bytes or a string like "50GB") or a percentage of the filesystem like "20%"',
 );
 
 /** A duration: seconds as a number, or a string like `"500ms"`, `"10s"`, `"5m"`, `"1h"`. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatBytes, parseDuration, parseRate, parseSize } from './units.js';
+import { formatBytes, parseDiskAmount, parseDuration, parseRate, parseSize } from './units.js';
 
 describe('parseRate', () => {
   it.each([
@@ -51,5 +51,18 @@ describe('formatBytes', () => {
     expect(formatBytes(20_000_000)).toBe('20 MB');
     expect(formatBytes(0)).toBe('0');
     expect(formatBytes(999)).toBe('999 B');
+  });
+});
+
+describe('parseDiskAmount', () => {
+  it('reads sizes as bytes and percentages as a fraction of the filesystem', () => {
+    expect(parseDiskAmount('20%')).toEqual({ fraction: 0.2 });
+    expect(parseDiskAmount(' 12.5 % ')).toEqual({ fraction: 0.125 });
+    expect(parseDiskAmount('0%')).toEqual({ fraction: 0 });
+    expect(parseDiskAmount('50GB')).toEqual({ bytes: 50e9 });
+    expect(parseDiskAmount(1024)).toEqual({ bytes: 1024 });
+  });
+  it('refuses what is neither', () => {
+    for (const bad of ['101%', '-5%', '%', 'lots', -1, null, '20 percent']) expect(parseDiskAmount(bad), String(bad)).toBeUndefined();
   });
 });

@@ -42,6 +42,24 @@ export function parseSize(value: unknown): number | undefined {
   return Number.isSafeInteger(bytes) ? bytes : undefined;
 }
 
+/** A size on a disk: bytes, or a fraction of the filesystem's size (`"20%"`), resolved against the data dir. */
+export type DiskAmount = { bytes: number } | { fraction: number };
+
+const PERCENT_RE = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/;
+
+/** Parses a disk amount: a size (`"50GB"`, bytes) or a percentage of the filesystem (`"20%"`, 0–100). */
+export function parseDiskAmount(value: unknown): DiskAmount | undefined {
+  if (typeof value === 'string') {
+    const m = PERCENT_RE.exec(value);
+    if (m) {
+      const percent = Number(m[1]);
+      return percent <= 100 ? { fraction: percent / 100 } : undefined;
+    }
+  }
+  const bytes = parseSize(value);
+  return bytes === undefined ? undefined : { bytes };
+}
+
 /** Parses a rate (`20000000`, `"100MB"`, `"20MiB/s"`) in units per second; 0 means unlimited. */
 export function parseRate(value: unknown): number | undefined {
   if (typeof value === 'string') {
