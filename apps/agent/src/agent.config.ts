@@ -1,5 +1,5 @@
 import { ArrayMaxSize, IsArray, IsString } from 'class-validator';
-import { CacheNodeConfig, ConfigKey, IsDuration, IsRate, IsReadableFile, IsSize } from '#ops';
+import { CacheNodeConfig, ConfigKey, IsDuration, IsRate, IsSize } from '#ops';
 
 /** The agent's config: a registry mirror on every node (DaemonSet, hostNetwork). */
 export class AgentConfig extends CacheNodeConfig {
@@ -31,7 +31,6 @@ export class AgentConfig extends CacheNodeConfig {
     defaultText: '"" (system CAs)',
   })
   @IsString()
-  @IsReadableFile()
   proxyCaFile = '';
 
   @ConfigKey({ kind: 'duration', doc: 'How often proxy DNS names are re-resolved and proxy health re-checked.' })

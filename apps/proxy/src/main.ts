@@ -1,13 +1,14 @@
-import { readFileSync } from 'node:fs';
 import { Logger } from '@nestjs/common';
-import { bootstrapApp, exitOnSignals, type AppEntry, type RunningApp } from '#ops';
+import { bootstrapApp, exitOnSignals, readConfiguredFile, type AppEntry, type RunningApp } from '#ops';
 import { ProxyConfig } from './proxy.config.js';
 import { ProxyModule } from './proxy.module.js';
 
 /** Starts the proxy and returns it (tests stop it with `close()`). */
 export async function startProxy(config: ProxyConfig): Promise<RunningApp> {
   // Both files or neither (the config check); read once at start: a renewed certificate takes a restart.
-  const https = config.tlsCertFile ? { cert: readFileSync(config.tlsCertFile), key: readFileSync(config.tlsKeyFile) } : undefined;
+  const https = config.tlsCertFile
+    ? { cert: readConfiguredFile('tlsCertFile', config.tlsCertFile), key: readConfiguredFile('tlsKeyFile', config.tlsKeyFile) }
+    : undefined;
   const running = await bootstrapApp({ appName: 'proxy', module: ProxyModule.forRoot(config), config, https });
   if (!https) {
     new Logger('Tls').warn(

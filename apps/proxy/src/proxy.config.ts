@@ -1,5 +1,5 @@
 import { IsInt, IsNotEmpty, IsString, Max, Min, ValidateIf } from 'class-validator';
-import { CacheNodeConfig, ConfigKey, IsRate, IsReadableFile } from '#ops';
+import { CacheNodeConfig, ConfigKey, IsRate } from '#ops';
 
 /** The proxy's config: the original seed that pulls each blob from the origin once. */
 export class ProxyConfig extends CacheNodeConfig {
@@ -32,13 +32,11 @@ export class ProxyConfig extends CacheNodeConfig {
   @ValidateIf((c: ProxyConfig) => c.tlsCertFile !== '' || c.tlsKeyFile !== '')
   @IsNotEmpty({ message: 'tlsCertFile must be set with tlsKeyFile (TLS needs both)' })
   @IsString()
-  @IsReadableFile()
   tlsCertFile = '';
 
   @ConfigKey({ kind: 'string', doc: "PEM private key of tlsCertFile (mounted from a Kubernetes TLS Secret's tls.key). Read at start.", defaultText: '""' })
   @ValidateIf((c: ProxyConfig) => c.tlsCertFile !== '' || c.tlsKeyFile !== '')
   @IsNotEmpty({ message: 'tlsKeyFile must be set with tlsCertFile (TLS needs both)' })
   @IsString()
-  @IsReadableFile()
   tlsKeyFile = '';
 }

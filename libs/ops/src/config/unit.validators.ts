@@ -1,4 +1,3 @@
-import { accessSync, constants, statSync } from 'node:fs';
 import { registerDecorator, type ValidationOptions } from 'class-validator';
 import { parseDuration, parseRate, parseSize } from './units.js';
 
@@ -37,30 +36,3 @@ export const IsDuration = unitValidator(
   parseDuration,
   'a non-negative duration: seconds as a number or a string like "500ms", "10s", "5m"',
 );
-
-/**
- * A path to a file this process can read, or '' (not configured). For files the app cannot work
- * without once configured (TLS certificate and key, CA bundle): a typo fails at boot naming the
- * key, instead of serving without TLS or refusing every peer later.
- */
-export function IsReadableFile(options?: ValidationOptions): PropertyDecorator {
-  return (target, property) =>
-    registerDecorator({
-      name: 'isReadableFile',
-      target: target.constructor,
-      propertyName: String(property),
-      options: { message: (args) => `${args.property} must be a readable file; cannot read ${JSON.stringify(args.value)}`, ...options },
-      validator: {
-        validate: (value: unknown) => {
-          if (value === '') return true;
-          if (typeof value !== 'string') return false;
-          try {
-            accessSync(value, constants.R_OK);
-            return statSync(value).isFile();
-          } catch {
-            return false;
-          }
-        },
-      },
-    });
-}
