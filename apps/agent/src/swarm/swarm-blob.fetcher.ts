@@ -1,6 +1,6 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { pipeline, Readable, Transform } from 'node:stream';
+import { PassThrough, pipeline, Readable, Transform } from 'node:stream';
 import { Logger } from '@nestjs/common';
 import { request as httpRequest, type Dispatcher } from 'undici';
 import { SWARM_TOKEN_HEADER } from '#ops';
@@ -325,7 +325,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
       res = await httpRequest(url, { headers, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, dispatcher: this.options.ring.dispatcher });
     } catch (err) {
       if (signal.aborted) throw err;
-      this.proxyFailed(proxy, request.digest, `cannot relay: ${(err as Error).message}`, true);
+      this.proxyFailed(proxy, request.digest, `cannot relay: ${(err as Error).message}`, false);
       return undefined;
     }
     // 206 from `offset` (or 200 for the whole blob when offset is 0); anything else: no relay.
@@ -345,23 +345,27 @@ export class SwarmBlobFetcher implements BlobFetcher {
       return undefined;
     }
     const body = res.body as unknown as Readable;
+    const owner = proxy;
+    let relay: Readable | undefined;
+    // Registered before pipeline() joins the body to the throttle: a network failure reaches this
+    // listener while the relay is still open; the premature close that follows a reader's own
+    // destroy() (the torrent took over, the piece is in) finds it destroyed already: no failure.
+    body.once('error', (err: Error) => {
+      if (!signal.aborted && !relay?.destroyed) this.proxyFailed(owner, request.digest, `relay broke off: ${err.message}`, false);
+    });
     // pipeline, not pipe: a relay that breaks off must fail the stream the fill reads at once (a
     // pipe would leave the throttle open, and the fill would wait out its stall timeout).
-    const relay = this.options.relayThrottle ? pipeline(body, this.options.relayThrottle(), () => undefined) : body;
-    // Errors of the returned stream, not of the body: a reader that stops early destroys the
-    // stream without an error (the body then reports a premature close, which is no proxy failure).
-    const owner = proxy;
-    relay.once('error', (err: Error) => {
-      if (!signal.aborted) this.proxyFailed(owner, request.digest, `relay broke off: ${err.message}`, true);
-    });
+    relay = pipeline(body, this.options.relayThrottle?.() ?? new PassThrough(), () => undefined);
     relay.once('end', () => this.options.ring.blobServed(owner));
     return relay;
   }
 
   /**
    * The owning proxy failed `digest` (error status, unreachable, relay broken off): the rest of
-   * this fill goes to the origin. A per-blob verdict: only `counts` failures (5xx, broken relays,
-   * no connection) of several blobs in a row make the ring rank the proxy down.
+   * this fill goes to the origin. A per-blob verdict: only 5xx answers (`counts`) for several
+   * blobs in a row make the ring rank the proxy down. A relay that breaks off or times out says
+   * little about other blobs (the proxy's origin fetch dropped, or its uplink is saturated), and a
+   * proxy that cannot be reached at all is the torrent request's to find (asked again, then down).
    */
   private proxyFailed(proxy: string, digest: string, reason: string, counts: boolean): void {
     this.failedAtProxy.add(digest);
