@@ -25,6 +25,14 @@ export class AgentConfig extends CacheNodeConfig {
   @IsString({ each: true })
   proxies: string[] = [];
 
+  @ConfigKey({
+    kind: 'string',
+    doc: "PEM file with the CA that https:// proxies' certificates (proxy tlsCertFile) must chain to; it replaces the system CAs for proxy connections, and a proxy it does not vouch for is refused (pulls go to the origin). Proxies are reached over TLS when listed as https:// URLs; http:// ones get clients' registry credentials and the swarm token in clear (warned at start).",
+    defaultText: '"" (system CAs)',
+  })
+  @IsString()
+  proxyCaFile = '';
+
   @ConfigKey({ kind: 'duration', doc: 'How often proxy DNS names are re-resolved and proxy health re-checked.' })
   @IsDuration()
   proxyRefreshInterval = 30;

@@ -1,5 +1,6 @@
+import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import {
   BlobAccessAuthorizer,
   BlobSourceChain,
@@ -13,10 +14,13 @@ import {
   type OpenedBlob,
 } from '#registry';
 import { BlobSeeder, type BlobTorrent } from '#swarm';
+import { blobFailure } from './proxy.errors.js';
 
 /** Blob bytes for the relay: `opened` must be released once the response is over. */
 export interface RelayedBlob {
   opened: OpenedBlob;
+  /** The requested bytes; its first bytes are already there (or it is empty). */
+  stream: Readable;
   range: ByteRange | undefined;
   /** Whole blob size. */
   size: number;
@@ -38,6 +42,8 @@ export interface TorrentQuery {
  */
 @Injectable()
 export class BlobTorrentService {
+  private readonly logger = new Logger(BlobTorrentService.name);
+
   constructor(
     private readonly upstreams: UpstreamSet,
     private readonly authorizer: BlobAccessAuthorizer,
@@ -50,6 +56,8 @@ export class BlobTorrentService {
     try {
       // Drain a fill so the blob is verified and committed before its torrent is made.
       if (opened.source !== 'cache') await finished(opened.read().resume());
+    } catch (err) {
+      throw this.failed(request.digest, 'torrent', err);
     } finally {
       opened.release();
     }
@@ -59,15 +67,29 @@ export class BlobTorrentService {
   /**
    * The blob's bytes (from the cache, or tailing the one origin fetch while it runs), authorised
    * like `torrent()`; `rangeHeader` as in HTTP (`bytes=N-`). Joining a running fetch starts no new one.
+   * Resolves once the first requested bytes are there: a fill that fails before (origin refuses or
+   * drops at once) is answered as a typed error status instead of a 206 followed by a cut.
    */
   async relay(query: TorrentQuery, rangeHeader: string | undefined): Promise<RelayedBlob> {
-    const { opened } = await this.open(query);
+    const { request, opened } = await this.open(query);
+    let stream: Readable | undefined;
     try {
-      return { opened, range: parseRange(rangeHeader, opened.size), size: opened.size };
+      const range = parseRange(rangeHeader, opened.size);
+      stream = opened.read(range);
+      await firstBytes(stream);
+      return { opened, stream, range, size: opened.size };
     } catch (err) {
+      stream?.destroy();
       opened.release();
-      throw err;
+      throw this.failed(request.digest, 'relay', err);
     }
+  }
+
+  /** `err` as a typed OCI error; failures of the blob's fill get one log line (no stack: they are the origin's). */
+  private failed(digest: string, what: string, err: unknown): OciError {
+    const typed = blobFailure(err, digest);
+    if (typed !== err) this.logger.warn(`${what} of ${digest} failed: ${(err as Error)?.message ?? String(err)} → ${typed.status}`);
+    return typed;
   }
 
   private async open(query: TorrentQuery) {
@@ -78,8 +100,29 @@ export class BlobTorrentService {
       credentials: ClientCredentials.fromHeader(query.authorization),
     };
     const size = await this.authorizer.authorize(request);
-    const opened = await this.chain.open({ ...request, size });
+    let opened: OpenedBlob | undefined;
+    try {
+      opened = await this.chain.open({ ...request, size });
+    } catch (err) {
+      // Without a size from the origin's HEAD, opening waits for the fill to learn it, and may fail with it.
+      throw this.failed(request.digest, 'fill', err);
+    }
     if (!opened) throw new OciError(404, 'BLOB_UNKNOWN', 'blob unknown to registry', { digest: request.digest });
     return { request, opened };
   }
+}
+
+/** Resolves once `stream` has bytes to read or has ended; rejects with its error. */
+function firstBytes(stream: Readable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const settle = (err?: Error) => {
+      stream.off('readable', ready).off('error', settle);
+      // The caller pipes the stream on later: an error emitted before that must not go unhandled.
+      stream.on('error', () => undefined);
+      if (err) reject(err);
+      else resolve();
+    };
+    const ready = () => settle();
+    stream.on('readable', ready).on('error', settle);
+  });
 }

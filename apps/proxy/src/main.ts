@@ -1,10 +1,21 @@
-import { bootstrapApp, exitOnSignals, type AppEntry, type RunningApp } from '#ops';
+import { Logger } from '@nestjs/common';
+import { bootstrapApp, exitOnSignals, readConfiguredFile, type AppEntry, type RunningApp } from '#ops';
 import { ProxyConfig } from './proxy.config.js';
 import { ProxyModule } from './proxy.module.js';
 
 /** Starts the proxy and returns it (tests stop it with `close()`). */
-export function startProxy(config: ProxyConfig): Promise<RunningApp> {
-  return bootstrapApp({ appName: 'proxy', module: ProxyModule.forRoot(config), config });
+export async function startProxy(config: ProxyConfig): Promise<RunningApp> {
+  // Both files or neither (the config check); read once at start: a renewed certificate takes a restart.
+  const https = config.tlsCertFile
+    ? { cert: readConfiguredFile('tlsCertFile', config.tlsCertFile), key: readConfiguredFile('tlsKeyFile', config.tlsKeyFile) }
+    : undefined;
+  const running = await bootstrapApp({ appName: 'proxy', module: ProxyModule.forRoot(config), config, https });
+  if (!https) {
+    new Logger('Tls').warn(
+      "TLS is off (no tlsCertFile/tlsKeyFile): agents send clients' registry credentials and the swarm token to this proxy in clear; see README, TLS between agents and proxies",
+    );
+  }
+  return running;
 }
 
 export const proxyEntry: AppEntry<ProxyConfig> = {

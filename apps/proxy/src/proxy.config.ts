@@ -1,4 +1,4 @@
-import { IsInt, Max, Min } from 'class-validator';
+import { IsInt, IsNotEmpty, IsString, Max, Min, ValidateIf } from 'class-validator';
 import { CacheNodeConfig, ConfigKey, IsRate } from '#ops';
 
 /** The proxy's config: the original seed that pulls each blob from the origin once. */
@@ -23,4 +23,20 @@ export class ProxyConfig extends CacheNodeConfig {
   @Min(1)
   @Max(1000)
   uploadSlots = 4;
+
+  @ConfigKey({
+    kind: 'string',
+    doc: "PEM certificate (chain) for the proxy's HTTP port; with tlsKeyFile the whole port (torrent API, relay, health, metrics, admin) is HTTPS only, and agents list the proxy as https:// (agent proxyCaFile). Without it agents send clients' registry credentials and the swarm token in clear (warned at start). Read at start.",
+    defaultText: '"" (plain HTTP)',
+  })
+  @ValidateIf((c: ProxyConfig) => c.tlsCertFile !== '' || c.tlsKeyFile !== '')
+  @IsNotEmpty({ message: 'tlsCertFile must be set with tlsKeyFile (TLS needs both)' })
+  @IsString()
+  tlsCertFile = '';
+
+  @ConfigKey({ kind: 'string', doc: "PEM private key of tlsCertFile (mounted from a Kubernetes TLS Secret's tls.key). Read at start.", defaultText: '""' })
+  @ValidateIf((c: ProxyConfig) => c.tlsCertFile !== '' || c.tlsKeyFile !== '')
+  @IsNotEmpty({ message: 'tlsKeyFile must be set with tlsCertFile (TLS needs both)' })
+  @IsString()
+  tlsKeyFile = '';
 }

@@ -64,10 +64,10 @@ export class TorrentController {
     void reply.hijack();
     reply.raw.writeHead(blob.range ? 206 : 200, headers);
     // Relay bytes share the proxy's uploadRate budget rule (their own bucket of that rate).
-    pipeline(blob.opened.read(blob.range), throttledStream(this.throttle, 'uploadRate'), reply.raw).then(
+    pipeline(blob.stream, throttledStream(this.throttle, 'uploadRate'), reply.raw).then(
       () => blob.opened.release(),
-      // The fill failed (wrong digest, origin gone) or the agent left: cut the connection so the
-      // agent sees a failed transfer, never a short one.
+      // The fill failed after the first bytes went out (wrong digest, origin gone) or the agent
+      // left: cut the connection so the agent sees a failed transfer, never a short one.
       () => {
         blob.opened.release();
         reply.raw.destroy();

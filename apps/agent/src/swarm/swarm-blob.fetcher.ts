@@ -1,8 +1,8 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { pipeline, Readable, Transform } from 'node:stream';
+import { PassThrough, pipeline, Readable, Transform } from 'node:stream';
 import { Logger } from '@nestjs/common';
-import { request as httpRequest } from 'undici';
+import { request as httpRequest, type Dispatcher } from 'undici';
 import { SWARM_TOKEN_HEADER } from '#ops';
 import { digestHex, type BlobFetcher, type BlobRequest, type FetchedBlob, type FillTarget, type StoredUntil } from '#registry';
 import { parseBlobMetainfo, type BlobMetainfo, type BlobSeeder, type DownloadHandle, type ProxyRing, type SwarmClient } from '#swarm';
@@ -96,17 +96,29 @@ export class SwarmBlobFetcher implements BlobFetcher {
   private readonly discarding = new Map<string, Promise<void>>();
   /** Torrents still on their way for blobs being relayed (to seed them once cached). */
   private readonly pendingTorrents = new Map<string, Promise<ProxyTorrent | undefined>>();
+  /**
+   * Blobs whose owning proxy failed them during their current fill (an error status, or a relay
+   * that broke off): the proxy is not asked again for them until the fill settles, so the fill
+   * goes on from the origin at once. The proxy itself stays in the ring for other blobs.
+   */
+  private readonly failedAtProxy = new Set<string>();
 
   constructor(private readonly options: SwarmBlobFetcherOptions) {}
 
   async fetch(request: BlobRequest, offset: number, signal: AbortSignal, target?: FillTarget): Promise<FetchedBlob | undefined> {
     if (request.size === undefined || request.size < this.options.minSize) return undefined;
     const size = request.size;
-    const torrentP = this.torrentFromOwner(request, signal);
+    // Aborted when the relay shows the proxy cannot serve this blob: its torrent will not come either.
+    const torrentAc = new AbortController();
+    const torrentP = this.torrentFromOwner(request, AbortSignal.any([signal, torrentAc.signal]));
     const relayAfter = this.options.relayAfterMs ?? DEFAULT_RELAY_AFTER_MS;
     if (relayAfter > 0 && (await settlesWithin(torrentP, relayAfter)) === 'pending') {
       const relay = await this.openRelay(request, offset, signal);
       if (relay) return this.relayThenSwarm(request, offset, size, relay, torrentP, signal, target);
+      if (this.failedAtProxy.has(request.digest)) {
+        torrentAc.abort();
+        return undefined;
+      }
     }
     const torrent = await torrentP;
     if (!torrent) return undefined;
@@ -171,6 +183,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
 
   /** Verified and cached: seed the cached file (the download's session turns into the seed). Failed: clean up. */
   settled(digest: string, ok: boolean): void {
+    this.failedAtProxy.delete(digest);
     const pending = this.pendingTorrents.get(digest);
     this.pendingTorrents.delete(digest);
     const download = this.downloads.get(digest);
@@ -279,7 +292,11 @@ export class SwarmBlobFetcher implements BlobFetcher {
     };
   }
 
-  /** The blob from `offset` relayed by its owning proxy, or undefined when that does not work. */
+  /**
+   * The blob from `offset` relayed by its owning proxy, or undefined when that does not work. An
+   * error status, an unreachable proxy or a relay that breaks off mid-body marks the blob failed at
+   * the proxy (see `failedAtProxy`); the returned stream errors as soon as the relay does.
+   */
   private async openRelay(
     request: BlobRequest,
     offset: number,
@@ -294,31 +311,66 @@ export class SwarmBlobFetcher implements BlobFetcher {
       return undefined;
     }
     if (!proxy) return undefined;
+    if (this.failedAtProxy.has(request.digest)) {
+      this.logger.log(`${request.digest}: not asking proxy ${proxy} to relay again (it failed this blob); using the origin`);
+      return undefined;
+    }
     const url = new URL(`${proxy}/v1/blobs/${request.digest}`);
     url.searchParams.set('repo', request.repository);
     url.searchParams.set('ns', request.upstream.host);
     const headers = this.proxyHeaders(request);
     headers.range = end === undefined ? `bytes=${offset}-` : `bytes=${offset}-${end - 1}`;
+    let res: Dispatcher.ResponseData;
     try {
-      const res = await httpRequest(url, { headers, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
-      // 206 from `offset` (or 200 for the whole blob when offset is 0); anything else: no relay.
-      const range = res.headers['content-range'];
-      const ok =
-        res.statusCode === 206
-          ? typeof range === 'string' && range.startsWith(end === undefined ? `bytes ${offset}-` : `bytes ${offset}-${end - 1}/`)
-          : res.statusCode === 200 && offset === 0 && end === undefined;
-      if (!ok) {
-        await res.body.dump();
-        this.logger.warn(`proxy ${proxy} cannot relay ${request.digest} (${res.statusCode}); waiting for its torrent`);
-        return undefined;
-      }
-      const body = res.body as unknown as Readable;
-      return this.options.relayThrottle ? body.pipe(this.options.relayThrottle()) : body;
+      res = await httpRequest(url, { headers, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, dispatcher: this.options.ring.dispatcher });
     } catch (err) {
       if (signal.aborted) throw err;
-      this.logger.warn(`proxy ${proxy} cannot relay ${request.digest}: ${(err as Error).message}; waiting for its torrent`);
+      this.proxyFailed(proxy, request.digest, `cannot relay: ${(err as Error).message}`, false);
       return undefined;
     }
+    // 206 from `offset` (or 200 for the whole blob when offset is 0); anything else: no relay.
+    const range = res.headers['content-range'];
+    const ok =
+      res.statusCode === 206
+        ? typeof range === 'string' && range.startsWith(end === undefined ? `bytes ${offset}-` : `bytes ${offset}-${end - 1}/`)
+        : res.statusCode === 200 && offset === 0 && end === undefined;
+    if (!ok) {
+      if (res.statusCode >= 400) {
+        const reason = await errorSummary(res);
+        this.proxyFailed(proxy, request.digest, `cannot relay (${res.statusCode}${reason})`, res.statusCode >= 500);
+      } else {
+        await res.body.dump();
+        this.logger.warn(`proxy ${proxy} cannot relay ${request.digest} (${res.statusCode}); waiting for its torrent`);
+      }
+      return undefined;
+    }
+    const body = res.body as unknown as Readable;
+    const owner = proxy;
+    let relay: Readable | undefined;
+    // Registered before pipeline() joins the body to the throttle: a network failure reaches this
+    // listener while the relay is still open; the premature close that follows a reader's own
+    // destroy() (the torrent took over, the piece is in) finds it destroyed already: no failure.
+    body.once('error', (err: Error) => {
+      if (!signal.aborted && !relay?.destroyed) this.proxyFailed(owner, request.digest, `relay broke off: ${err.message}`, false);
+    });
+    // pipeline, not pipe: a relay that breaks off must fail the stream the fill reads at once (a
+    // pipe would leave the throttle open, and the fill would wait out its stall timeout).
+    relay = pipeline(body, this.options.relayThrottle?.() ?? new PassThrough(), () => undefined);
+    relay.once('end', () => this.options.ring.blobServed(owner));
+    return relay;
+  }
+
+  /**
+   * The owning proxy failed `digest` (error status, unreachable, relay broken off): the rest of
+   * this fill goes to the origin. A per-blob verdict: only 5xx answers (`counts`) for several
+   * blobs in a row make the ring rank the proxy down. A relay that breaks off or times out says
+   * little about other blobs (the proxy's origin fetch dropped, or its uplink is saturated), and a
+   * proxy that cannot be reached at all is the torrent request's to find (asked again, then down).
+   */
+  private proxyFailed(proxy: string, digest: string, reason: string, counts: boolean): void {
+    this.failedAtProxy.add(digest);
+    this.logger.warn(`proxy ${proxy} failed ${digest}: ${reason}; this blob continues from the origin`);
+    if (counts) this.options.ring.blobFailed(proxy, digest);
   }
 
   /**
@@ -403,6 +455,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
     const to = Math.min(size, from + handle.pieceLength);
     const relay = await this.openRelay(request, from, signal, FALLBACK_RELAY_TIMEOUT_MS, to);
     if (!relay) throw new Error(`piece ${index} is late and the proxy cannot relay it`);
+    // A relay that breaks off fails the loop below at once (see openRelay), and so the fetcher.
     const data = Buffer.allocUnsafe(to - from);
     let at = 0;
     try {
@@ -473,9 +526,13 @@ export class SwarmBlobFetcher implements BlobFetcher {
         if (signal.aborted) return undefined;
         try {
           const torrent = await this.askProxy(proxy, request, signal);
+          if (torrent) this.options.ring.blobServed(proxy);
           return torrent ? this.checked(request, { ...torrent, proxy }) : undefined;
         } catch (err) {
-          if (attempt < TORRENT_ATTEMPTS && !signal.aborted) {
+          // Aborted by the fill (it moved on, e.g. after the relay broke off): the error is the
+          // fill's reason, not the proxy's — no retry, and no reason to rank the proxy down.
+          if (signal.aborted) return undefined;
+          if (attempt < TORRENT_ATTEMPTS) {
             this.logger.warn(`proxy ${proxy} failed for ${request.digest}: ${(err as Error).message}; asking again`);
             await new Promise((r) => setTimeout(r, attempt * 1000));
             continue;
@@ -505,7 +562,12 @@ export class SwarmBlobFetcher implements BlobFetcher {
   }
 
 
-  /** The torrent from one proxy; undefined when it refuses (4xx: the origin decides), throws when it is broken. */
+  /**
+   * The torrent from one proxy; undefined when it answers an error status — 4xx: the origin
+   * decides; 5xx: the proxy failed this blob (its origin fetch broke off…), which is no reason to
+   * ask it again or to rank it down for other blobs. Throws when the proxy cannot be reached or its
+   * answer is broken (asked again, then ranked down).
+   */
   private async askProxy(proxy: string, request: BlobRequest, signal: AbortSignal): Promise<{ metainfo: Buffer; peer: string } | undefined> {
     const url = new URL(`${proxy}/v1/blobs/${request.digest}/torrent`);
     url.searchParams.set('repo', request.repository);
@@ -516,14 +578,12 @@ export class SwarmBlobFetcher implements BlobFetcher {
       signal: AbortSignal.any([signal, AbortSignal.timeout(this.options.torrentTimeoutMs)]),
       headersTimeout: this.options.torrentTimeoutMs,
       bodyTimeout: this.options.torrentTimeoutMs,
+      dispatcher: this.options.ring.dispatcher,
     });
-    if (res.statusCode >= 500) {
-      await res.body.dump();
-      throw new Error(`answered ${res.statusCode}`);
-    }
     if (res.statusCode !== 200) {
-      await res.body.dump();
-      this.logger.warn(`proxy ${proxy} refused the torrent of ${request.digest} (${res.statusCode}); using the origin`);
+      const reason = await errorSummary(res);
+      if (signal.aborted) return undefined;
+      this.proxyFailed(proxy, request.digest, `torrent answered ${res.statusCode}${reason}`, res.statusCode >= 500);
       return undefined;
     }
     const chunks: Buffer[] = [];
@@ -561,6 +621,24 @@ function counted(source: Readable, onBytes: (n: number) => void): Readable {
   });
   pipeline(source, counter, () => undefined);
   return counter;
+}
+
+/** `: <OCI error code> <detail reason>` of a proxy's error answer, for the log (reads at most 4 KiB of it). */
+async function errorSummary(res: Dispatcher.ResponseData): Promise<string> {
+  let text = '';
+  try {
+    for await (const chunk of res.body) {
+      text += (chunk as Buffer).toString('utf8');
+      if (text.length >= 4096) break;
+    }
+    const error = (JSON.parse(text) as { errors?: { code?: string; message?: string; detail?: { reason?: string } }[] }).errors?.[0];
+    if (!error) return '';
+    return `: ${error.code ?? ''} ${error.detail?.reason ?? error.message ?? ''}`.trimEnd();
+  } catch {
+    return '';
+  } finally {
+    res.body.destroy();
+  }
 }
 
 /** 'settled' if `p` resolves or rejects within `ms`, else 'pending' (the promise keeps running). */

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import type { Provider } from '@nestjs/common';
-import { SWARM_TOKEN, ThrottleService, throttledStream } from '#ops';
+import { Logger, type Provider } from '@nestjs/common';
+import { readConfiguredFile, SWARM_TOKEN, ThrottleService, throttledStream } from '#ops';
 import { BlobCache } from '#registry';
 import { BlobSeeder, ProxyRing, seedingSwarmProviders, SwarmClient, SwarmMetrics } from '#swarm';
 import { AgentConfig } from '../agent.config.js';
@@ -12,7 +12,15 @@ export const swarmProviders: Provider[] = [
     provide: ProxyRing,
     inject: [AgentConfig],
     useFactory: async (config: AgentConfig) => {
-      const ring = new ProxyRing({ proxies: config.proxies, refreshSeconds: config.proxyRefreshInterval });
+      const plain = config.proxies.filter((url) => !url.toLowerCase().startsWith('https:'));
+      if (plain.length > 0) {
+        new Logger('Tls').warn(
+          `proxies reached over plain HTTP (${plain.join(', ')}): clients' registry credentials and the swarm token cross the network in clear; serve the proxies over TLS (tlsCertFile, tlsKeyFile) and list them as https:// with proxyCaFile (README, TLS between agents and proxies)`,
+        );
+      }
+      // Read once at start (a renewed CA takes a restart); unreadable: the agent does not start.
+      const ca = config.proxyCaFile ? readConfiguredFile('proxyCaFile', config.proxyCaFile) : undefined;
+      const ring = new ProxyRing({ proxies: config.proxies, refreshSeconds: config.proxyRefreshInterval, ca });
       if (config.proxies.length > 0) await ring.start();
       return ring;
     },

@@ -21,6 +21,8 @@ export interface BootOptions {
    * Built after the Nest app exists, so handlers can come from its providers.
    */
   rawRoutes?: (app: NestFastifyApplication) => Record<string, RawHandler>;
+  /** PEM certificate (chain) and key: the app serves HTTPS only (the proxy's `tlsCertFile`/`tlsKeyFile`). */
+  https?: { cert: Buffer; key: Buffer };
 }
 
 /** A raw route's handler: must answer `res` (a throw becomes a 500 and an error log line). */
@@ -28,7 +30,7 @@ export type RawHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
 export interface RunningApp {
   app: NestFastifyApplication;
-  /** Base URL on loopback, e.g. http://127.0.0.1:5004 (the real port when `port: 0`). */
+  /** Base URL on loopback, e.g. http://127.0.0.1:5004 (the real port when `port: 0`; https:// with TLS). */
   url: string;
   port: number;
   close(): Promise<void>;
@@ -48,6 +50,7 @@ export async function bootstrapApp(options: BootOptions): Promise<RunningApp> {
     bodyLimit: 1024 * 1024,
     // Blob streams can be slow under rate limits: no whole-request timeout, only header timeouts.
     requestTimeout: 0,
+    ...(options.https ? { https: options.https } : {}),
   });
   const app = await NestFactory.create<NestFastifyApplication>(options.module, adapter, { logger, abortOnError: false });
   instrumentRequests(app);
@@ -56,8 +59,8 @@ export async function bootstrapApp(options: BootOptions): Promise<RunningApp> {
   await app.listen(options.config.port, options.config.host);
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : options.config.port;
-  new Logger('Bootstrap').log(`${options.appName} listening on ${options.config.host}:${port}`);
-  return { app, url: `http://127.0.0.1:${port}`, port, close: () => app.close() };
+  new Logger('Bootstrap').log(`${options.appName} listening on ${options.config.host}:${port}${options.https ? ' (HTTPS)' : ''}`);
+  return { app, url: `${options.https ? 'https' : 'http'}://127.0.0.1:${port}`, port, close: () => app.close() };
 }
 
 /** Request log lines (method, redacted URL, status, duration — never headers) and the request counter. */

@@ -17,6 +17,19 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * Reads a file a config key names, once, when the app starts (TLS certificate, key, CA): its
+ * absence is a ConfigError naming the key. Not part of the config check: that one validates
+ * values on any machine (CI renders the Kubernetes ConfigMaps, whose paths exist only in a pod).
+ */
+export function readConfiguredFile(key: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(key, [`${key}: cannot read ${JSON.stringify(path)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`]);
+  }
+}
+
 export interface LoadConfigOptions {
   /** YAML file path; omitted → built-in defaults plus environment. */
   file?: string;

@@ -32,6 +32,13 @@ export class OriginFetcher implements BlobFetcher {
       res.body.resume();
       throw new OciError(404, 'BLOB_UNKNOWN', 'blob unknown to registry', { digest: request.digest });
     }
+    // Same answers as the authorisation HEAD gives for these (a proxy passes them on to agents as they are).
+    if (res.status === 403 || res.status === 429) {
+      res.body.resume();
+      throw res.status === 403
+        ? new OciError(403, 'DENIED', 'requested access to the resource is denied')
+        : new OciError(429, 'TOOMANYREQUESTS', 'origin rate limit reached');
+    }
     if (res.status !== 200 && res.status !== 206) {
       res.body.resume();
       throw new BadOriginResponseError(`origin answered ${res.status} for a blob`);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ProxyRing } from './proxy-ring.js';
+import { BLOB_FAILURES_BEFORE_DOWN, ProxyRing } from './proxy-ring.js';
 import { rendezvousOrder } from './rendezvous.js';
 
 const digests = Array.from({ length: 5000 }, (_, i) => `sha256:${i.toString(16).padStart(64, '0')}`);
@@ -54,6 +54,32 @@ describe(ProxyRing.name, () => {
     r.markDown(owner);
     expect(r.ownersFor(d).slice(-2)).toContain(owner);
     expect(r.ownersFor(d)[0]).not.toBe(owner);
+  });
+
+  it('keeps a proxy that fails one blob (even repeatedly) in the ring; ranks it down after several blobs in a row (issue #12 item 6)', async () => {
+    const r = await ring(proxies);
+    const owned = digests.filter((x) => rendezvousOrder(proxies, x)[0] === proxies[0]);
+    r.blobFailed(proxies[0], owned[0]);
+    r.blobFailed(proxies[0], owned[0]);
+    r.blobFailed(proxies[0], owned[0]);
+    expect(r.ownersFor(owned[1])[0]).toBe(proxies[0]);
+    // A success in between ends the run.
+    r.blobFailed(proxies[0], owned[1]);
+    r.blobServed(proxies[0]);
+    for (let i = 2; i < 2 + BLOB_FAILURES_BEFORE_DOWN - 1; i++) r.blobFailed(proxies[0], owned[i]);
+    expect(r.ownersFor(owned[9])[0]).toBe(proxies[0]);
+    // Distinct blobs failing with no success between: 5xx for everything, ranked down.
+    r.blobFailed(proxies[0], owned[8]);
+    expect(r.ownersFor(owned[9])[0]).not.toBe(proxies[0]);
+    expect(r.ownersFor(owned[9]).at(-1)).toBe(proxies[0]);
+  });
+
+  it('checks TLS certificates of proxies expanded from a DNS name against that name, not the pod address', async () => {
+    const r = await ring(['https://p2p-proxy.ns.svc:5005'], () => true, async () => ['198.51.100.7']);
+    const names = (r as unknown as { tlsNames: Map<string, string> }).tlsNames;
+    expect(names.get('198.51.100.7')).toBe('p2p-proxy.ns.svc');
+    expect(r.list().map((m) => m.url)).toEqual(['https://198.51.100.7:5005']);
+    r.stop();
   });
 
   it('expands a single DNS name into one member per address and knows proxy addresses', async () => {

@@ -1,7 +1,8 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { Logger } from '@nestjs/common';
-import { request } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 import { NoProxyAvailableError } from '../swarm.errors.js';
 import { rendezvousOrder } from './rendezvous.js';
 
@@ -16,7 +17,15 @@ export interface ProxyRingOptions {
   resolve?: (host: string) => Promise<string[]>;
   /** True when a proxy base URL is healthy (default: `GET <url>/healthz` answers 200). */
   check?: (baseUrl: string) => Promise<boolean>;
+  /**
+   * PEM CA certificate(s) that https:// proxies' certificates must chain to (`proxyCaFile`);
+   * replaces the system's CAs for proxy connections. Unset: the system's CAs.
+   */
+  ca?: string | Buffer;
 }
+
+/** Distinct blobs a proxy fails in a row (no success between) before it is ranked down although it answers. */
+export const BLOB_FAILURES_BEFORE_DOWN = 3;
 
 export interface ProxyMember {
   url: string;
@@ -32,10 +41,28 @@ export class ProxyRing {
   private readonly logger = new Logger(ProxyRing.name);
   private members: ProxyMember[] = [];
   private addresses = new Set<string>();
+  /** Address → the DNS name it was resolved from (a headless Service): the name its TLS certificate is for. */
+  private tlsNames = new Map<string, string>();
+  /** Per proxy, the blobs it failed since it last served one (see `blobFailed`). */
+  private readonly failing = new Map<string, Set<string>>();
   private timer?: NodeJS.Timeout;
   private refreshing?: Promise<void>;
+  /**
+   * How to reach proxies: every request to a proxy (torrent, relay, health check) goes through it.
+   * TLS certificates are checked against `ca` and against the name the proxy was configured by,
+   * also when a headless Service name was expanded into pod addresses (certificates name the
+   * Service, not pod IPs).
+   */
+  readonly dispatcher: Dispatcher;
 
-  constructor(private readonly options: ProxyRingOptions) {}
+  constructor(private readonly options: ProxyRingOptions) {
+    this.dispatcher = new Agent({
+      connect: {
+        ...(options.ca ? { ca: options.ca } : {}),
+        checkServerIdentity: (host: string, cert: PeerCertificate) => checkServerIdentity(this.tlsNames.get(host.replace(/^\[|\]$/g, '')) ?? host, cert),
+      },
+    });
+  }
 
   /** First refresh, then periodic ones (stop with `stop()`). */
   async start(): Promise<void> {
@@ -46,6 +73,7 @@ export class ProxyRing {
 
   stop(): void {
     clearInterval(this.timer);
+    void this.dispatcher.close().catch(() => undefined);
   }
 
   /** Re-resolves the proxy list and health checks every member (concurrent calls share one run). */
@@ -64,12 +92,30 @@ export class ProxyRing {
   }
 
   /** A caller failed to reach `url`: rank it last until the next refresh finds it healthy. */
-  markDown(url: string): void {
+  markDown(url: string, reason = 'unreachable'): void {
     const m = this.members.find((x) => x.url === url);
     if (m?.healthy) {
       m.healthy = false;
-      this.logger.warn(`proxy ${url} marked down`);
+      this.logger.warn(`proxy ${url} marked down (${reason})`);
     }
+  }
+
+  /**
+   * `url` answered but failed one blob (5xx, a relay that broke off): that blob goes to the origin,
+   * and the proxy stays in the ring — one blob's trouble (its origin fetch dropped) says nothing
+   * about the others. Only a proxy failing BLOB_FAILURES_BEFORE_DOWN distinct blobs in a row, with
+   * no success between (a broken disk: 5xx for everything), is ranked down.
+   */
+  blobFailed(url: string, digest: string): void {
+    let failed = this.failing.get(url);
+    if (!failed) this.failing.set(url, (failed = new Set()));
+    if (failed.size < BLOB_FAILURES_BEFORE_DOWN) failed.add(digest);
+    if (failed.size >= BLOB_FAILURES_BEFORE_DOWN) this.markDown(url, `${failed.size} blobs in a row failed`);
+  }
+
+  /** `url` served a blob (a torrent, or a relay to its end): its run of failures is over. */
+  blobServed(url: string): void {
+    this.failing.delete(url);
   }
 
   list(): ProxyMember[] {
@@ -83,12 +129,24 @@ export class ProxyRing {
 
   private async doRefresh(): Promise<void> {
     const urls = await this.expand();
-    const check = this.options.check ?? ((url: string) => healthz(url, this.options.healthTimeoutMs ?? 2000));
-    const members = await Promise.all(urls.map(async (url) => ({ url, healthy: await check(url).catch(() => false) })));
+    const check = this.options.check ?? ((url: string) => healthz(url, this.options.healthTimeoutMs ?? 2000, this.dispatcher));
+    const why = new Map<string, string>();
+    const members = await Promise.all(
+      urls.map(async (url) => ({
+        url,
+        healthy: await check(url).catch((err: Error) => {
+          // The reason matters for TLS: a certificate the CA does not vouch for is refused here.
+          why.set(url, (err as { cause?: Error }).cause?.message ?? err.message);
+          return false;
+        }),
+      })),
+    );
     const before = new Map(this.members.map((m) => [m.url, m.healthy]));
     for (const m of members) {
       const was = before.get(m.url) ?? true;
-      if (was !== m.healthy) this.logger.log(`proxy ${m.url} is ${m.healthy ? 'up' : 'down'}`);
+      if (was === m.healthy) continue;
+      if (m.healthy) this.logger.log(`proxy ${m.url} is up`);
+      else this.logger.warn(`proxy ${m.url} is down${why.has(m.url) ? `: ${why.get(m.url)}` : ''}`);
     }
     this.members = members;
   }
@@ -96,6 +154,7 @@ export class ProxyRing {
   private async expand(): Promise<string[]> {
     const resolve = this.options.resolve ?? resolveAll;
     const addresses = new Set<string>();
+    const tlsNames = new Map<string, string>();
     const expanded: string[] = [];
     const single = this.options.proxies.length === 1;
     for (const raw of this.options.proxies) {
@@ -116,6 +175,7 @@ export class ProxyRing {
       if (single && ips.length > 0) {
         // A headless Service: each address is one proxy.
         for (const ip of ips) {
+          tlsNames.set(ip, host);
           const u = new URL(url);
           u.hostname = isIP(ip) === 6 ? `[${ip}]` : ip;
           expanded.push(baseUrl(u));
@@ -125,6 +185,7 @@ export class ProxyRing {
       }
     }
     this.addresses = addresses;
+    this.tlsNames = tlsNames;
     return [...new Set(expanded)];
   }
 }
@@ -138,8 +199,8 @@ async function resolveAll(host: string): Promise<string[]> {
   return found.map((a) => a.address).sort();
 }
 
-async function healthz(url: string, timeoutMs: number): Promise<boolean> {
-  const res = await request(`${url}/healthz`, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
+async function healthz(url: string, timeoutMs: number, dispatcher: Dispatcher): Promise<boolean> {
+  const res = await request(`${url}/healthz`, { dispatcher, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
   await res.body.dump();
   return res.statusCode === 200;
 }
