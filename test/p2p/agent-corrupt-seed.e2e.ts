@@ -59,9 +59,9 @@ describe('a corrupted piece in an agent’s cached blob (real processes, loopbac
 
     const m1 = await metrics(agent1);
     const m2 = await metrics(agent2);
-    // Agent 1 served good pieces before it found the bad one, and never the bad one.
+    // Agent 1 never sent the bad piece (how many good ones it sent first depends on the order agent
+    // 2 asked in, so it is only reported).
     const agent1Uploaded = sample(m1, 'p2p_swarm_uploaded_bytes_total');
-    expect(agent1Uploaded).toBeGreaterThan(0);
     expect(sample(m2, 'p2p_swarm_piece_failures_total')).toBe(0);
     // Nobody was banned: not agent 1 (it uploaded nothing corrupt), not the proxy.
     expect(sample(m2, 'p2p_swarm_peers_banned_total')).toBe(0);

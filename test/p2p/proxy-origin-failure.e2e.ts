@@ -24,7 +24,7 @@ async function proxyGet(url: string): Promise<{ status: number; type: string; bo
 
 /** Sum of the agent's blob bytes that came through the swarm or a proxy (peer, proxy, relay). */
 function p2pBytes(text: string): number {
-  return ['peer', 'proxy', 'relay'].reduce((n, s) => n + sample(text, 'p2p_blob_bytes_total', `source="${s}"`), 0);
+  return ['peer', 'proxy', 'relay'].reduce((n, s) => n + sample(text, 'p2p_blob_bytes_received_total', `source="${s}"`), 0);
 }
 
 describe('issue #12 item 6: the origin drops while the proxy fills (real processes, a TCP cutter in front of the origin)', () => {
@@ -69,7 +69,7 @@ describe('issue #12 item 6: the origin drops while the proxy fills (real process
     // The relay's failure reaches the fill at once: no wait for the stall rule.
     expect(afterCut).toBeLessThan((STALL_SECONDS * 1000) / 2);
     // The rest came from the origin directly (the agent's own fetch, by Range).
-    expect(sample(await metrics(agent), 'p2p_blob_bytes_fetched_total', 'source="origin"')).toBeGreaterThan(5 * MB);
+    expect(sample(await metrics(agent), 'p2p_blob_bytes_fetched_total', 'fetcher="origin"')).toBeGreaterThan(5 * MB);
     expect(agent.output()).not.toMatch(/marked down/);
 
     // 2. The proxy's own answers when the origin drops under it: typed, never a 500.
@@ -97,7 +97,7 @@ describe('issue #12 item 6: the origin drops while the proxy fills (real process
     }
     expect(rendezvousOrder(proxyUrls, two.digest)[0]).toBe(owner);
     const ownerProc = c.proxies[proxyUrls.indexOf(owner)];
-    const originBytes = (t: string) => sample(t, 'p2p_blob_bytes_fetched_total', 'source="origin"');
+    const originBytes = (t: string) => sample(t, 'p2p_blob_bytes_fetched_total', 'fetcher="origin"');
     const ownerBefore = originBytes(await metrics(ownerProc));
     const before = await metrics(agent);
     const second = await skopeoPull(`127.0.0.1:${agent.port}/${repo}:v1`, join(c.dir, 'out-two'), { creds: CREDS });

@@ -47,10 +47,10 @@ async function captureListener(): Promise<{ server: Server; port: number; captur
 }
 
 function p2pBytes(text: string): number {
-  return ['peer', 'proxy', 'relay'].reduce((n, s) => n + sample(text, 'p2p_blob_bytes_total', `source="${s}"`), 0);
+  return ['peer', 'proxy', 'relay'].reduce((n, s) => n + sample(text, 'p2p_blob_bytes_received_total', `source="${s}"`), 0);
 }
 
-const originBytes = (text: string) => sample(text, 'p2p_blob_bytes_fetched_total', 'source="origin"');
+const originBytes = (text: string) => sample(text, 'p2p_blob_bytes_fetched_total', 'fetcher="origin"');
 
 describe('issue #12 item 9: TLS between agents and proxies (real processes, openssl-made CA)', () => {
   const started: AppProcess[] = [];
