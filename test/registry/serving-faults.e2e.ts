@@ -121,6 +121,42 @@ describe('agent serving path: corrupt cache files, idle readers, disconnecting c
     expect(restarted.output()).not.toContain('"level":"error"');
   });
 
+  it('a cached file that goes bad during a whole-blob GET cuts that response before its last byte; the next pull refetches it', async () => {
+    const data = join(dir, 'midread-data');
+    const agent = await start({ dataDir: data });
+    const layer = image.layers[2];
+    expect(await curlGet(agent, layer.digest)).toEqual({ complete: true, got: layer.digest });
+    const gets = origin.blobGets(layer.digest);
+    // Take the first MiB, stall, let the byte near the end go bad on disk, then read on.
+    const socket = silentGet(agent, layer.digest);
+    let received = 0;
+    let headerBytes = -1;
+    let stalled = false;
+    socket.on('data', (c: Buffer) => {
+      if (headerBytes < 0) headerBytes = c.indexOf('\r\n\r\n') + 4;
+      received += c.length;
+      if (received > 2 ** 20 && !stalled) {
+        stalled = true;
+        socket.pause();
+      }
+    });
+    socket.resume();
+    await waitFor(() => received > 2 ** 20, 10_000, 'the first MiB');
+    await flipByte(blobFile(data, layer.digest), layer.size - 100);
+    const closed = once(socket, 'close');
+    socket.resume();
+    await closed;
+    // All but the held-back last chunk at most: never the whole body.
+    expect(headerBytes).toBeGreaterThan(4);
+    expect(received - headerBytes).toBeLessThan(layer.size);
+    await waitFor(() => agent.output().includes('outcome=cut:corrupt-cache-file'), 5000, 'the outcome line');
+    expect(agent.output()).toContain(`${layer.digest}: cached file does not match its digest; evicted`);
+    const next = await skopeoPull(`127.0.0.1:${agent.port}/lib/app:v1`, join(dir, 'm1'), { creds: CREDS });
+    expect(next.ok, next.stderr).toBe(true);
+    expect((await dirSummary(join(dir, 'm1'))).files[layer.digest.slice(7)]).toBe(layer.digest);
+    expect(origin.blobGets(layer.digest)).toBe(gets + 1);
+  });
+
   it('cuts a client that takes no bytes for clientIdleTimeout, holding at most one chunk meanwhile; the next request is served', async () => {
     const agent = await start({ dataDir: join(dir, 'idle-data'), clientIdleTimeout: '1s' });
     const layer = image.layers[2];
