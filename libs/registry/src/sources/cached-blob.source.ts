@@ -33,7 +33,8 @@ const VERIFY_CHUNK = 1024 * 1024;
  * - a whole-blob read is hashed as it is sent and its last chunk held back until the sha256 matches
  *   (as fills do), which also catches what identity cannot (bit rot, a change during the read):
  *   the read fails instead, the connection is cut and the blob is evicted for the next request.
- * Cost: one sha256 pass per whole-blob read (see BENCHMARKS: serve-bench).
+ * Cost: one sha256 pass per whole-blob read, about 0.5 CPU ms/MB here (bench/datapath/serve-bench.ts:
+ * 0.25 → 0.74 ms/MB for a cache hit); range reads cost nothing extra.
  */
 export class CachedBlobSource implements BlobSource {
   private readonly logger = new Logger(CachedBlobSource.name);
