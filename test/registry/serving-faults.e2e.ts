@@ -77,7 +77,7 @@ describe('agent serving path: corrupt cache files, idle readers, disconnecting c
 
   afterAll(async () => {
     for (const a of agents) await a.stop();
-    await origin?.stop();
+    await origin.stop();
   });
 
   it('a byte corrupted in a running agent\'s cached blob is never served; it is evicted and fetched again (origin GETs +1)', async () => {

@@ -206,8 +206,8 @@ export class BlobCache {
     await rename(tempFile, target);
     // Identity after the rename (which moves ctime): what readers compare the file against.
     const verified = fileIdentity(await stat(target));
-    if (!this.entries.has(hex)) this.add(hex, size);
-    this.entries.get(hex)!.verified = verified;
+    const entry = this.entries.get(hex) ?? this.add(hex, size);
+    entry.verified = verified;
     // Never the blob just committed: other temp copies (a swarm download being discarded) may still
     // hold the disk for a moment, and evicting the newcomer would waste the whole transfer.
     void this.evictIfNeeded(0, hex);
@@ -279,9 +279,11 @@ export class BlobCache {
     return () => this.events.off('corrupt', listener);
   }
 
-  private add(hex: string, size: number): void {
-    this.entries.set(hex, { size });
+  private add(hex: string, size: number): Entry {
+    const entry: Entry = { size };
+    this.entries.set(hex, entry);
     this.bytes += size;
+    return entry;
   }
 
   private async drop(hex: string): Promise<void> {

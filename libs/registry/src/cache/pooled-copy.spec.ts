@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DestinationClosedError, pooledCopy, pooledCopyBytesInUse, type ReadAt } from './pooled-copy.js';
 
 const source = randomBytes(8 * 1024 * 1024 + 5);
-const readAt: ReadAt = async (buf, len, pos) => source.copy(buf, 0, pos, Math.min(pos + len, source.length));
+const readAt: ReadAt = (buf, len, pos) => Promise.resolve(source.copy(buf, 0, pos, Math.min(pos + len, source.length)));
 
 /** A client that reads nothing: every write stays pending (until destroyed). */
 class StalledSink extends Writable {

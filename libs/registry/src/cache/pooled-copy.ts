@@ -22,24 +22,23 @@ const SMALL = 64 * 1024;
  */
 const BUDGET = 32 * 1024 * 1024;
 /** Free buffers kept for the next chunks, per size. */
-const KEEP = { [LARGE]: 8, [SMALL]: 64 } as Record<number, number>;
-
-const free = new Map<number, Buffer[]>([
-  [LARGE, []],
-  [SMALL, []],
-]);
+const free = { large: [] as Buffer[], small: [] as Buffer[] };
+const KEEP = { large: 8, small: 64 };
 let inUse = 0;
 
 function take(size: number): Buffer {
   inUse += size;
-  return free.get(size)!.pop() ?? Buffer.allocUnsafeSlow(size);
+  return (size === LARGE ? free.large : free.small).pop() ?? Buffer.allocUnsafeSlow(size);
 }
 
 function give(buf: Buffer): void {
   inUse -= buf.length;
-  const list = free.get(buf.length)!;
-  if (list.length < KEEP[buf.length]) list.push(buf);
+  const kind = buf.length === LARGE ? 'large' : 'small';
+  if (free[kind].length < KEEP[kind]) free[kind].push(buf);
 }
+
+/** `dest.destroyed` read anew (it changes while the copy awaits). */
+const closed = (dest: Writable): boolean => dest.destroyed;
 
 /** Bytes of copy buffers held by copies in progress (for tests and the slow-reader bench). */
 export function pooledCopyBytesInUse(): number {
@@ -60,7 +59,7 @@ export async function pooledCopy(readAt: ReadAt, start: number, end: number, des
   let accepted: Promise<void> | undefined;
   while (pos <= end) {
     if (accepted) await accepted;
-    if (dest.destroyed) throw new DestinationClosedError();
+    if (closed(dest)) throw new DestinationClosedError();
     const size = inUse + LARGE <= BUDGET && end + 1 - pos > SMALL ? LARGE : SMALL;
     const buf = take(size);
     let n: number;
@@ -74,7 +73,7 @@ export async function pooledCopy(readAt: ReadAt, start: number, end: number, des
       give(buf);
       throw new Error(`source ended at byte ${pos}, expected ${end + 1}`);
     }
-    if (dest.destroyed) {
+    if (closed(dest)) {
       give(buf);
       throw new DestinationClosedError();
     }

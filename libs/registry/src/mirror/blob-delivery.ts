@@ -9,9 +9,9 @@ import { ClientIdleWatchdog } from './client-idle.watchdog.js';
 import type { BlobOutcome, RegistryMetrics } from './registry.metrics.js';
 
 /** How blob bodies are sent (the agent's config). */
-export class BlobDeliveryOptions {
+export interface BlobDeliveryOptions {
   /** A client that takes no bytes of a blob body for this long is cut, ms (0 = never). */
-  clientIdleTimeoutMs = 60_000;
+  clientIdleTimeoutMs: number;
 }
 
 /** A blob response as the mirror produced it. */
@@ -32,7 +32,7 @@ export class BlobDelivery {
   readonly idle: ClientIdleWatchdog;
 
   constructor(
-    options: BlobDeliveryOptions = new BlobDeliveryOptions(),
+    options: BlobDeliveryOptions = { clientIdleTimeoutMs: 60_000 },
     private readonly metrics?: RegistryMetrics,
   ) {
     this.idle = new ClientIdleWatchdog(options.clientIdleTimeoutMs);
@@ -70,9 +70,9 @@ export class BlobDelivery {
     });
     response.blob.copyTo(metered(raw, meter)).then(
       () => raw.end(),
-      (err: Error) => {
+      (err: unknown) => {
         if (err instanceof DestinationClosedError || raw.destroyed) settle('client_gone');
-        else settle('cut_error', cutReason(err), err.message);
+        else settle('cut_error', cutReason(err), err instanceof Error ? err.message : String(err));
         // Failing mid-response (digest mismatch, corrupt cache file, origin gone) must cut the
         // connection so the client sees a failed download instead of a short or wrong blob.
         raw.destroy();
@@ -101,7 +101,7 @@ export class BlobDelivery {
 }
 
 /** A short word for why a body was cut (the log line's `cut:<reason>`). */
-function cutReason(err: Error): string {
+function cutReason(err: unknown): string {
   if (err instanceof CachedBlobCorruptError) return 'corrupt-cache-file';
   if (err instanceof DigestMismatchError) return 'digest-mismatch';
   return 'source-error';
@@ -125,5 +125,5 @@ function metered(res: ServerResponse, meter: { bytes: number }): Writable {
       const value: unknown = Reflect.get(target, prop, target);
       return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
     },
-  }) as unknown as Writable;
+  });
 }

@@ -11,7 +11,7 @@ interface Watched {
 
 /** Bytes of `socket` handed to the kernel so far: written minus still queued in the process. */
 function acceptedBytes(socket: Socket): number {
-  return (socket.bytesWritten ?? 0) - socket.writableLength;
+  return socket.bytesWritten - socket.writableLength;
 }
 
 /**

@@ -60,7 +60,9 @@ export class OciErrorFilter implements ExceptionFilter {
 
 /** True once the client's connection is gone (it closed it, or it was cut): no response can reach it. */
 function clientGone(reply: FastifyReply): boolean {
-  return reply.raw.destroyed || reply.raw.socket?.destroyed === true;
+  // The socket is null once the response has let go of it.
+  const socket: { destroyed: boolean } | null = reply.raw.socket;
+  return reply.raw.destroyed || socket?.destroyed === true;
 }
 
 function errorMessage(exception: unknown): string {

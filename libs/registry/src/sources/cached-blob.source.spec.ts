@@ -18,9 +18,9 @@ class CountingFetcher implements BlobFetcher {
   readonly name = 'origin';
   fetches = 0;
   constructor(private readonly data: Buffer) {}
-  async fetch(_req: BlobRequest, offset: number): Promise<FetchedBlob> {
+  fetch(_req: BlobRequest, offset: number): Promise<FetchedBlob> {
     this.fetches++;
-    return { size: this.data.length, stream: Readable.from([Buffer.from(this.data.subarray(offset))]) };
+    return Promise.resolve({ size: this.data.length, stream: Readable.from([Buffer.from(this.data.subarray(offset))]) });
   }
 }
 

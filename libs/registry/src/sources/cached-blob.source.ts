@@ -68,13 +68,13 @@ export class CachedBlobSource implements BlobSource {
       }
       problem = 'is missing';
     }
-    if (problem) {
+    if (problem || !fh || !identity) {
       await fh?.close().catch(() => undefined);
       unpin();
-      await this.evict(digest, identity, problem);
+      await this.evict(digest, identity, problem ?? 'cannot be opened');
       return undefined;
     }
-    return this.opened(digest, fh!, identity!, size, unpin);
+    return this.opened(digest, fh, identity, size, unpin);
   }
 
   /** Why the open file cannot be served as the blob, or undefined when it can. */
