@@ -120,7 +120,17 @@ export class RegistryMirror {
     const length = range ? range.end - range.start + 1 : opened.size;
     const headers: Record<string, string> = { ...common, 'content-length': String(length) };
     if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${opened.size}`;
-    return { status: range ? 206 : 200, headers, blob: { get source() { return opened.source; }, copyTo: (dest) => opened.copyTo(dest, range) }, done: () => opened.release() };
+    return {
+      status: range ? 206 : 200,
+      headers,
+      blob: {
+        get source() {
+          return opened.source;
+        },
+        copyTo: (dest) => opened.copyTo(dest, range),
+      },
+      done: () => opened.release(),
+    };
   }
 
   /** Any other `/v2/` call (tags/list, referrers, push…): forwarded verbatim, streaming both ways. */
