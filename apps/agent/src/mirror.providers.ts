@@ -3,6 +3,7 @@ import { ThrottleService, throttledStream } from '#ops';
 import {
   BlobAccessAuthorizer,
   BlobCache,
+  BlobDelivery,
   BlobSourceChain,
   CachedBlobSource,
   FillingBlobSource,
@@ -36,6 +37,12 @@ export const mirrorProviders: Provider[] = [
       // Origin bytes count against the node's downloadRate.
       new OriginFetcher(client, { throttle: () => throttledStream(throttle, 'downloadRate') }),
     ],
+  },
+  {
+    // How blob bodies go out: idle clients cut after clientIdleTimeout, one outcome line per blob.
+    provide: BlobDelivery,
+    inject: [AgentConfig, RegistryMetrics],
+    useFactory: (config: AgentConfig, metrics: RegistryMetrics) => new BlobDelivery({ clientIdleTimeoutMs: config.clientIdleTimeout * 1000 }, metrics),
   },
   {
     provide: RegistryMirror,

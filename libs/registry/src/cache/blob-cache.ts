@@ -27,15 +27,40 @@ export interface BlobCacheStats {
   evictions: number;
 }
 
+/**
+ * What identifies one file on disk: a file changed in place (written, truncated, replaced) since
+ * it was verified differs in at least one of these (ctime moves on any write, and cannot be set back).
+ */
+export interface FileIdentity {
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+export function fileIdentity(st: { ino: number; size: number; mtimeMs: number; ctimeMs: number }): FileIdentity {
+  return { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
+}
+
+export function sameFile(a: FileIdentity, b: FileIdentity): boolean {
+  return a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
+}
+
 interface Entry {
   size: number;
+  /**
+   * The file as it was when this process last knew its bytes hash to the digest (committed after
+   * a verified fill, or hashed in full since start); undefined for blobs found on disk at start.
+   */
+  verified?: FileIdentity;
 }
 
 /**
  * Content-addressed blob store on disk. Only verified blobs are visible (a file's name is its sha256
  * hex, which the swarm relies on to seed it directly); files being produced live under `tmp/` until
  * their hash matches. LRU eviction between watermarks skips pinned blobs (being read or seeded).
- * A restart rebuilds the index from disk and deletes leftover temp files.
+ * A restart rebuilds the index from disk and deletes leftover temp files; the blobs it finds are
+ * unverified until a reader hashes them again (see `verified`).
  */
 export class BlobCache {
   private readonly logger = new Logger(BlobCache.name);
@@ -111,6 +136,21 @@ export class BlobCache {
     return this.entries.has(digestHex(digest));
   }
 
+  /**
+   * The identity of the blob's file when this process last verified its bytes, or undefined
+   * (found on disk at start and not hashed since, or not cached). A file that no longer has this
+   * identity has changed on disk since and must not be served.
+   */
+  verified(digest: string): FileIdentity | undefined {
+    return this.entries.get(digestHex(digest))?.verified;
+  }
+
+  /** Records that the blob's file, with this identity, was hashed in full and matched its digest. */
+  markVerified(digest: string, identity: FileIdentity): void {
+    const entry = this.entries.get(digestHex(digest));
+    if (entry && entry.size === identity.size) entry.verified = identity;
+  }
+
   /** Keeps `digest` from eviction (present or still to come) until the returned function is called. */
   pin(digest: string): () => void {
     const hex = digestHex(digest);
@@ -164,7 +204,10 @@ export class BlobCache {
     const target = join(this.blobDir, hex);
     const { size } = await stat(tempFile);
     await rename(tempFile, target);
-    if (!this.entries.has(hex)) this.add(hex, size);
+    // Identity after the rename (which moves ctime): what readers compare the file against.
+    const verified = fileIdentity(await stat(target));
+    const entry = this.entries.get(hex) ?? this.add(hex, size);
+    entry.verified = verified;
     // Never the blob just committed: other temp copies (a swarm download being discarded) may still
     // hold the disk for a moment, and evicting the newcomer would waste the whole transfer.
     void this.evictIfNeeded(0, hex);
@@ -183,11 +226,23 @@ export class BlobCache {
    * Drops a blob found corrupt on disk, pinned or not: it leaves the index at once (the next
    * request fills it again from its sources) and its file is deleted. Readers that already hold the
    * file open keep their descriptor; new ones never see it. True if it was cached.
+   *
+   * With `found` (the identity of the file the caller read), nothing happens when another verified
+   * file is in place by now: a reader that took long to find its copy corrupt must not discard the
+   * good file a refill has committed meanwhile. `reason` goes to the `onCorrupt` listeners.
    */
-  async discardCorrupt(digest: string): Promise<boolean> {
+  async discardCorrupt(digest: string, found?: FileIdentity, reason = 'corrupt'): Promise<boolean> {
     const hex = digestHex(digest);
     if (!this.entries.has(hex)) return false;
+    if (found) {
+      const current = await stat(join(this.blobDir, hex)).catch(() => undefined);
+      const verified = this.entries.get(hex)?.verified;
+      if (!this.entries.has(hex)) return false;
+      // A verified file other than the one found bad is in place: a refill replaced it meanwhile.
+      if (current && verified && sameFile(fileIdentity(current), verified) && !sameFile(verified, found)) return false;
+    }
     await this.drop(hex);
+    this.events.emit('corrupt', `sha256:${hex}`, reason);
     return true;
   }
 
@@ -218,9 +273,17 @@ export class BlobCache {
     return () => this.events.off('evict', listener);
   }
 
-  private add(hex: string, size: number): void {
-    this.entries.set(hex, { size });
+  /** Called with the digest of every blob discarded as corrupt (see discardCorrupt), and why. */
+  onCorrupt(listener: (digest: string, reason: string) => void): () => void {
+    this.events.on('corrupt', listener);
+    return () => this.events.off('corrupt', listener);
+  }
+
+  private add(hex: string, size: number): Entry {
+    const entry: Entry = { size };
+    this.entries.set(hex, entry);
     this.bytes += size;
+    return entry;
   }
 
   private async drop(hex: string): Promise<void> {

@@ -1,19 +1,39 @@
-import { Catch, HttpException, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
-import type { FastifyReply } from 'fastify';
+import { Catch, HttpException, Logger, Optional, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Counter } from 'prom-client';
+import { MetricsService, redactUrl } from '#ops';
 import { BodyTooLargeError } from '../upstream/upstream.client.js';
 import { DigestMismatchError, OciError } from '../oci/oci.errors.js';
+import { ClientGoneError } from './client-gone.error.js';
+import { clientDisconnects } from './registry.metrics.js';
 
 /**
  * The one place `/v2/` errors become responses: OCI `{"errors":[…]}` bodies with the error's status
  * and headers. Errors after the response started can only cut the connection, which clients
- * see as a failed download — never as a complete wrong blob.
+ * see as a failed download — never as a complete wrong blob. A request that failed because its
+ * client went away gets no response and one debug line (counted), not an error log: clients that
+ * give up (timeouts, cancelled pulls, a node draining) are routine and carry no stack worth reading.
  */
 @Catch()
 export class OciErrorFilter implements ExceptionFilter {
   private readonly logger = new Logger(OciErrorFilter.name);
+  private readonly disconnects: Counter<'phase'> | undefined;
+
+  constructor(@Optional() metrics?: MetricsService) {
+    this.disconnects = metrics ? clientDisconnects(metrics) : undefined;
+  }
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const reply = host.switchToHttp().getResponse<FastifyReply>();
+    if (exception instanceof ClientGoneError || clientGone(reply)) {
+      const request = host.switchToHttp().getRequest<FastifyRequest>();
+      this.disconnects?.inc({ phase: 'before_response' });
+      if (Logger.isLevelEnabled('debug')) {
+        this.logger.debug(`${request.method} ${redactUrl(request.url)}: client disconnected before the response (${errorMessage(exception)})`);
+      }
+      reply.raw.destroy();
+      return;
+    }
     const error = this.toOci(exception);
     if (reply.sent || reply.raw.headersSent) {
       reply.raw.destroy();
@@ -36,4 +56,15 @@ export class OciErrorFilter implements ExceptionFilter {
     this.logger.error(`unexpected error: ${(exception as Error)?.stack ?? String(exception)}`);
     return new OciError(500, 'UNKNOWN', 'internal error');
   }
+}
+
+/** True once the client's connection is gone (it closed it, or it was cut): no response can reach it. */
+function clientGone(reply: FastifyReply): boolean {
+  // The socket is null once the response has let go of it.
+  const socket: { destroyed: boolean } | null = reply.raw.socket;
+  return reply.raw.destroyed || socket?.destroyed === true;
+}
+
+function errorMessage(exception: unknown): string {
+  return exception instanceof Error ? exception.message : String(exception);
 }

@@ -1,8 +1,10 @@
-import { All, Controller, Req, Res, UseFilters } from '@nestjs/common';
+import { All, Controller, Optional, Req, Res, UseFilters } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Readable } from 'node:stream';
 import { classifyPath } from '../oci/oci-names.js';
 import type { HeaderMap } from '../upstream/upstream.client.js';
+import { BlobDelivery } from './blob-delivery.js';
+import { ClientGoneError } from './client-gone.error.js';
 import { OciErrorFilter } from './oci-error.filter.js';
 import { RegistryMirror, type MirrorRequest, type MirrorResponse } from './registry-mirror.service.js';
 
@@ -10,7 +12,14 @@ import { RegistryMirror, type MirrorRequest, type MirrorResponse } from './regis
 @Controller()
 @UseFilters(OciErrorFilter)
 export class RegistryMirrorController {
-  constructor(private readonly mirror: RegistryMirror) {}
+  private readonly delivery: BlobDelivery;
+
+  constructor(
+    private readonly mirror: RegistryMirror,
+    @Optional() delivery?: BlobDelivery,
+  ) {
+    this.delivery = delivery ?? new BlobDelivery();
+  }
 
   @All(['v2', 'v2/*'])
   async handle(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
@@ -22,6 +31,11 @@ export class RegistryMirrorController {
     else if (route.kind === 'manifest' && readOnly) res = await this.mirror.manifest(req, route.name, route.reference);
     else if (route.kind === 'blob' && readOnly) res = await this.mirror.blob(req, route.name, route.digest);
     else res = await this.mirror.passthrough(req);
+    if (res.blob && route.kind === 'blob') {
+      const done = () => res.done?.();
+      this.delivery.deliver(reply, { status: res.status, headers: res.headers, blob: res.blob }, { repository: route.name, digest: route.digest }, done);
+      return;
+    }
     send(reply, res);
   }
 }
@@ -37,7 +51,7 @@ function toMirrorRequest(request: FastifyRequest, reply: FastifyReply): MirrorRe
   const ac = new AbortController();
   // The client went away: stop origin work done only for it (shared fills keep running).
   reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) ac.abort(new Error('client disconnected'));
+    if (!reply.raw.writableFinished) ac.abort(new ClientGoneError());
   });
   return {
     method: request.method,
@@ -68,19 +82,6 @@ function send(reply: FastifyReply, res: MirrorResponse): void {
     }
   };
   reply.raw.once('close', done);
-  if (res.blob) {
-    // Blob bytes bypass Fastify's stream piping so they can flow through two reused buffers; the
-    // request still counts in the onResponse metrics (they hang off the socket's 'finish').
-    void reply.hijack();
-    reply.raw.writeHead(res.status, res.headers);
-    res.blob.copyTo(reply.raw).then(
-      () => reply.raw.end(),
-      // Failing mid-response (digest mismatch, origin gone) must cut the connection so the client
-      // sees a failed download instead of a short or wrong blob.
-      () => reply.raw.destroy(),
-    );
-    return;
-  }
   reply.status(res.status).headers(res.headers);
   if (res.body instanceof Readable) {
     const body = res.body;

@@ -14,8 +14,8 @@ export interface MirrorResponse {
   status: number;
   headers: Record<string, string | string[]>;
   body?: Readable | Buffer;
-  /** Blob bytes, written straight into the response socket with reused buffers. */
-  blob?: { copyTo(dest: Writable): Promise<void> };
+  /** Blob bytes, written straight into the response socket with reused buffers; `source` names where they came from (logs, metrics). */
+  blob?: { readonly source: string; copyTo(dest: Writable): Promise<void> };
   done?: () => void;
 }
 
@@ -120,7 +120,17 @@ export class RegistryMirror {
     const length = range ? range.end - range.start + 1 : opened.size;
     const headers: Record<string, string> = { ...common, 'content-length': String(length) };
     if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${opened.size}`;
-    return { status: range ? 206 : 200, headers, blob: { copyTo: (dest) => opened.copyTo(dest, range) }, done: () => opened.release() };
+    return {
+      status: range ? 206 : 200,
+      headers,
+      blob: {
+        get source() {
+          return opened.source;
+        },
+        copyTo: (dest) => opened.copyTo(dest, range),
+      },
+      done: () => opened.release(),
+    };
   }
 
   /** Any other `/v2/` call (tags/list, referrers, push…): forwarded verbatim, streaming both ways. */

@@ -2,6 +2,19 @@ import type { Counter, Histogram } from 'prom-client';
 import type { MetricsService } from '#ops';
 import type { BlobCache } from '../cache/blob-cache.js';
 
+/** How a blob response ended (see BlobDelivery). */
+export const BLOB_OUTCOMES = ['complete', 'client_gone', 'cut_idle', 'cut_error'] as const;
+export type BlobOutcome = (typeof BLOB_OUTCOMES)[number];
+
+/**
+ * Requests whose client went away: before the response started (`before_response`: the error
+ * filter saw the request fail because of it) or while a blob body was being sent (`during_body`).
+ * Shared by name, so the filter and the mirror count into one series.
+ */
+export function clientDisconnects(metrics: MetricsService): Counter<'phase'> {
+  return metrics.counter('client_disconnects_total', 'Requests whose client disconnected, by phase (before_response, during_body).', ['phase']);
+}
+
 /** The mirror's Prometheus metrics (requests by route/status come from the ops bootstrap). */
 export class RegistryMetrics {
   private readonly bytesServed: Counter<'cache'>;
@@ -9,6 +22,8 @@ export class RegistryMetrics {
   private readonly bytesFetched: Counter<'fetcher'>;
   private readonly fetcherFailures: Counter<'fetcher'>;
   readonly fetchDuration: Histogram<'result'>;
+  private readonly blobResponses: Counter<'cache' | 'outcome'>;
+  private readonly clientDisconnects: Counter<'phase'>;
 
   constructor(metrics: MetricsService, cache: BlobCache) {
     this.bytesServed = metrics.counter(
@@ -20,6 +35,12 @@ export class RegistryMetrics {
     this.bytesFetched = metrics.counter('blob_bytes_fetched_total', 'Blob bytes delivered into fills, by fetcher (swarm, relay, origin).', ['fetcher']);
     this.fetcherFailures = metrics.counter('blob_fetcher_failures_total', 'Fills in which a fetcher (swarm, relay, origin) failed or stalled and the next one took over, if any.', ['fetcher']);
     this.fetchDuration = metrics.histogram('blob_fetch_duration_seconds', 'Time to produce one blob into the cache (all fetchers), by result.', ['result'], [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]);
+    this.blobResponses = metrics.counter(
+      'blob_responses_total',
+      'Blob GET responses by cache (hit, miss) and outcome: complete, client_gone (the client disconnected), cut_idle (the client took no bytes for clientIdleTimeout), cut_error (the source failed mid-body: wrong digest, corrupt cache file, origin gone).',
+      ['cache', 'outcome'],
+    );
+    this.clientDisconnects = clientDisconnects(metrics);
     metrics.gauge('cache_bytes', 'Bytes of verified blobs in the cache.', [], function () {
       this.set(cache.stats().bytes);
     });
@@ -30,8 +51,12 @@ export class RegistryMetrics {
     for (const cache of ['hit', 'miss']) this.bytesServed.inc({ cache }, 0);
     this.fetcherFailures.inc({ fetcher: 'swarm' }, 0);
     this.fetcherFailures.inc({ fetcher: 'origin' }, 0);
+    for (const cache of ['hit', 'miss']) for (const outcome of BLOB_OUTCOMES) this.blobResponses.inc({ cache, outcome }, 0);
+    for (const phase of ['before_response', 'during_body']) this.clientDisconnects.inc({ phase }, 0);
     const evictions = metrics.counter('cache_evictions_total', 'Blobs evicted from the cache (LRU, quota).');
     cache.onEvict(() => evictions.inc());
+    const corrupt = metrics.counter('cache_corrupt_total', 'Cached blob files found not to be their blob (missing, changed on disk, cut short, wrong sha256) and evicted.');
+    cache.onCorrupt(() => corrupt.inc());
   }
 
   /** For FillingBlobSource / CachedBlobSource `onServed`: `source` is `cache` or the fetcher that produced the bytes. */
@@ -47,6 +72,12 @@ export class RegistryMetrics {
     this.bytesFetched.inc({ fetcher }, n);
     if (fetcher === 'origin') this.bytesReceived.inc({ source: 'origin' }, n);
   };
+
+  /** One blob response over: `source` is `cache` or the fetcher that produced its first byte. */
+  blobResponse(source: string, outcome: BlobOutcome): void {
+    this.blobResponses.inc({ cache: source === 'cache' ? 'hit' : 'miss', outcome });
+    if (outcome === 'client_gone') this.clientDisconnects.inc({ phase: 'during_body' });
+  }
 
   /** For the fill's `onFetcherFailed`. */
   readonly fetcherFailed = (fetcher: string): void => {

@@ -40,7 +40,11 @@ export class FillingBlobSource implements BlobSource {
       }
     }
     const fill = this.join(request);
-    if (!fill) return new CachedBlobSource(this.cache, this.options.onServed).open(request);
+    if (!fill) {
+      // Committed a moment ago; if that file already proved bad (evicted), fill it again.
+      const cached = await new CachedBlobSource(this.cache, this.options.onServed).open(request);
+      return cached ?? (this.cache.has(request.digest) ? undefined : this.open(request));
+    }
     try {
       const size = await fill.sized;
       return {
