@@ -64,6 +64,7 @@ export const mirrorProviders: Provider[] = [
         onFetcherFailed: metrics.fetcherFailed,
         onServed,
         onFilled: (seconds, ok) => metrics.fetchDuration.observe({ result: ok ? 'ok' : 'error' }, seconds),
+        onUncached: metrics.passedUncached,
       });
       const chain = new BlobSourceChain([new CachedBlobSource(cache, onServed), filling]);
       return new RegistryMirror(upstreams, client, authorizer, chain);

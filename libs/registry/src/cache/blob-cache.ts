@@ -253,6 +253,9 @@ export class BlobCache {
    */
   async canHold(incoming: number): Promise<boolean> {
     if (!this.usable) return false;
+    // Eviction cannot free more than the blobs nobody is reading: when even that would leave the
+    // disk below the floor, say no before throwing useful blobs away for nothing.
+    if ((await this.diskShortfall(incoming)) > this.evictableBytes()) return false;
     await this.evictIfNeeded(incoming);
     const fs = await statfs(this.options.dir).catch(() => undefined);
     return fs !== undefined && fs.bavail * fs.bsize >= incoming + (this.options.minFreeBytes ?? 0);
@@ -316,6 +319,12 @@ export class BlobCache {
     } finally {
       this.evicting = undefined;
     }
+  }
+
+  private evictableBytes(): number {
+    let bytes = 0;
+    for (const [hex, entry] of this.entries) if (!this.pins.has(hex)) bytes += entry.size;
+    return bytes;
   }
 
   /** Bytes missing to keep minFreeBytes free once `incoming` more are written. */

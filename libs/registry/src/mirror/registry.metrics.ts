@@ -24,6 +24,7 @@ export class RegistryMetrics {
   readonly fetchDuration: Histogram<'result'>;
   private readonly blobResponses: Counter<'cache' | 'outcome'>;
   private readonly clientDisconnects: Counter<'phase'>;
+  private readonly uncached: Counter;
 
   constructor(metrics: MetricsService, cache: BlobCache) {
     this.bytesServed = metrics.counter(
@@ -41,6 +42,10 @@ export class RegistryMetrics {
       ['cache', 'outcome'],
     );
     this.clientDisconnects = clientDisconnects(metrics);
+    this.uncached = metrics.counter(
+      'blob_uncached_total',
+      'Blobs passed through from the origin without caching: storing them would have crossed the free-space floor (minFreeSpace), or the data dir is unusable.',
+    );
     metrics.gauge('cache_bytes', 'Bytes of verified blobs in the cache.', [], function () {
       this.set(cache.stats().bytes);
     });
@@ -78,6 +83,11 @@ export class RegistryMetrics {
     this.blobResponses.inc({ cache: source === 'cache' ? 'hit' : 'miss', outcome });
     if (outcome === 'client_gone') this.clientDisconnects.inc({ phase: 'during_body' });
   }
+
+  /** For FillingBlobSource `onUncached`. */
+  readonly passedUncached = (): void => {
+    this.uncached.inc();
+  };
 
   /** For the fill's `onFetcherFailed`. */
   readonly fetcherFailed = (fetcher: string): void => {

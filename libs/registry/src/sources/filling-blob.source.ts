@@ -24,6 +24,8 @@ export class FillingBlobSource implements BlobSource {
       onServed?: (source: string, n: number) => void;
       /** Duration of every finished fill, seconds, and whether it produced a verified blob. */
       onFilled?: (seconds: number, ok: boolean) => void;
+      /** A blob served uncached: no room above the free-space floor, or the data dir unusable. */
+      onUncached?: () => void;
     },
   ) {}
 
@@ -35,6 +37,7 @@ export class FillingBlobSource implements BlobSource {
         const last = this.fetchers.at(-1);
         if (last) {
           this.logger.warn(`${request.digest}: no room for ${request.size} B in the cache; serving it from ${last.name} uncached`);
+          this.options.onUncached?.();
           return uncachedBlob(last, request, request.size, this.options.onServed);
         }
       }
