@@ -59,13 +59,6 @@ export class AgentConfig extends CacheNodeConfig {
   @IsDuration()
   upstreamBodyTimeout = 30;
 
-  @ConfigKey({
-    kind: 'duration',
-    doc: 'A client that takes no bytes of a blob response for this long is disconnected (its buffers freed; logged as outcome=cut:idle, counted in p2p_blob_responses_total). 0 = never.',
-  })
-  @IsDuration()
-  clientIdleTimeout = 60;
-
   @ConfigKey({ kind: 'size', doc: 'Blobs smaller than this (configs, small layers) go straight to the origin.', defaultText: '1MiB' })
   @IsSize()
   p2pMinSize = 2 ** 20;

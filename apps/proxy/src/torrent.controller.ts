@@ -2,9 +2,10 @@ import { pipeline } from 'node:stream/promises';
 import { Controller, Get, Headers, Param, Query, Res, UseFilters, UseGuards } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import { SwarmTokenGuard, ThrottleService, throttledStream } from '#ops';
-import { OciErrorFilter } from '#registry';
+import { ClientIdleWatchdog, OciErrorFilter } from '#registry';
 import { SwarmClient } from '#swarm';
 import { BlobTorrentService } from './blob-torrent.service.js';
+import { ProxyConfig } from './proxy.config.js';
 
 /** Header telling agents which BitTorrent port to dial this proxy on (its HTTP port differs). */
 export const PEER_PORT_HEADER = 'x-p2p-peer-port';
@@ -19,11 +20,17 @@ export const PEER_PORT_HEADER = 'x-p2p-peer-port';
 @UseGuards(SwarmTokenGuard)
 @UseFilters(OciErrorFilter)
 export class TorrentController {
+  /** An agent that stops reading a relay (hung, SIGSTOPped) is cut so its buffers are freed. */
+  private readonly idle: ClientIdleWatchdog;
+
   constructor(
     private readonly torrents: BlobTorrentService,
     private readonly swarm: SwarmClient,
     private readonly throttle: ThrottleService,
-  ) {}
+    config: ProxyConfig,
+  ) {
+    this.idle = new ClientIdleWatchdog(config.clientIdleTimeout * 1000);
+  }
 
   @Get(':digest/torrent')
   async torrent(
@@ -63,12 +70,17 @@ export class TorrentController {
     if (blob.range) headers['content-range'] = `bytes ${blob.range.start}-${blob.range.end}/${blob.size}`;
     void reply.hijack();
     reply.raw.writeHead(blob.range ? 206 : 200, headers);
+    const unwatch = this.idle.watch(reply.raw.socket, () => reply.raw.destroy());
     // Relay bytes share the proxy's uploadRate budget rule (their own bucket of that rate).
     pipeline(blob.stream, throttledStream(this.throttle, 'uploadRate'), reply.raw).then(
-      () => blob.opened.release(),
+      () => {
+        unwatch();
+        blob.opened.release();
+      },
       // The fill failed after the first bytes went out (wrong digest, origin gone) or the agent
       // left: cut the connection so the agent sees a failed transfer, never a short one.
       () => {
+        unwatch();
         blob.opened.release();
         reply.raw.destroy();
       },

@@ -93,6 +93,13 @@ export class CacheNodeConfig extends BaseAppConfig {
   @IsDiskAmount()
   cacheMaxBytes: number = '10%' as unknown as number;
 
+  @ConfigKey({
+    kind: 'duration',
+    doc: 'A client that takes no bytes of a blob response (agent: a workload\'s pull; proxy: an agent\'s relay) for this long is disconnected, its buffers freed (agent: logged as outcome=cut:idle, counted in p2p_blob_responses_total). 0 = never.',
+  })
+  @IsDuration()
+  clientIdleTimeout = 60;
+
   @ConfigKey({ kind: 'number', doc: 'Eviction starts when the cache passes this fraction of cacheMaxBytes.' })
   @IsNumber()
   @Min(0.05)
