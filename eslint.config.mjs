@@ -21,8 +21,14 @@ export default tseslint.config(
   },
   {
     // Tests and benchmarks assert on values they just made: a `!` there says "the test fails
-    // here if absent", which the assertion right after checks anyway.
+    // here if absent", which the assertion right after checks anyway. Their `afterAll(() =>
+    // x?.stop())` guards run after a failed `beforeAll` left `x` unset, which the types cannot say.
+    // Vitest's asymmetric matchers (`expect.stringMatching(…)`) are typed `any`.
     files: ['test/**', 'bench/**', '**/*.spec.ts'],
-    rules: { '@typescript-eslint/no-non-null-assertion': 'off' },
+    rules: {
+      '@typescript-eslint/no-non-null-assertion': 'off',
+      '@typescript-eslint/no-unnecessary-condition': 'off',
+      '@typescript-eslint/no-unsafe-assignment': 'off',
+    },
   },
 );

@@ -346,7 +346,7 @@ async function main(): Promise<void> {
     }
   } catch (err) {
     if (!(err instanceof SkipCluster)) {
-      failures.push(`cluster: ${(err as Error).stack ?? err}`);
+      failures.push(`cluster: ${(err as Error).stack ?? String(err)}`);
       log(`cluster phase failed: ${(err as Error).message}`);
     }
   } finally {
@@ -360,7 +360,7 @@ async function main(): Promise<void> {
       log(`[single] one agent, unshaped loopback, ${formatBytes(args.singleLayerBytes)} layer`);
       result.single = await runSingleNode(join(work, 'single'), args.singleLayerBytes, (l) => log(`[single] ${l}`));
     } catch (err) {
-      failures.push(`single: ${(err as Error).stack ?? err}`);
+      failures.push(`single: ${(err as Error).stack ?? String(err)}`);
       log(`single node failed: ${(err as Error).message}`);
     }
   }
@@ -370,7 +370,7 @@ async function main(): Promise<void> {
       result.tracker = await runTrackerLoad(work, { swarms: args.trackerSwarms, peersPerSwarm: args.trackerPeers, concurrency: 64, timeLimitSeconds: 120 });
       log(`[tracker] ${Math.round(result.tracker.announcesPerSecond)} announces/s (${result.tracker.announces} in ${result.tracker.seconds.toFixed(1)} s, ${result.tracker.failed} failed); zero-work HTTP server under the same load: ${Math.round(result.tracker.httpCeilingPerSecond)}/s`);
     } catch (err) {
-      failures.push(`tracker: ${(err as Error).stack ?? err}`);
+      failures.push(`tracker: ${(err as Error).stack ?? String(err)}`);
       log(`tracker load failed: ${(err as Error).message}`);
     }
   }
@@ -443,7 +443,7 @@ function chartOf(r: BenchResult) {
   };
 }
 
-main().catch((err) => {
+main().catch((err: unknown) => {
   process.stderr.write(`bench failed: ${(err as Error).message}\n`);
   process.exitCode = 1;
 });

@@ -51,8 +51,8 @@ export async function startLocalApp(
         res(Number(m[1]));
       }
     };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', onData);
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
     void exited.then(() => {
       clearTimeout(timer);
       rej(new Error(`${app} exited before listening:\n${out.slice(-4000)}`));

@@ -81,7 +81,7 @@ async function zeroWorkCeiling(requests: Buffer[], concurrency: number, timeLimi
   const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const port = await new Promise<number>((resolve, reject) => {
-      child.stdout!.once('data', (c: Buffer) => resolve(Number(c.toString().trim())));
+      child.stdout.once('data', (c: Buffer) => resolve(Number(c.toString().trim())));
       child.once('exit', () => reject(new Error('zero-work server exited')));
     });
     const sample = requests.slice(0, Math.min(requests.length, 50_000));
@@ -109,7 +109,7 @@ function announceLoad(port: number, requests: Buffer[], concurrency: number, dea
       const send = () => {
         if (next >= requests.length || Date.now() > deadline) {
           sock.end();
-          return resolve();
+          resolve(); return;
         }
         sock.write(requests[next++]);
       };
@@ -124,7 +124,7 @@ function announceLoad(port: number, requests: Buffer[], concurrency: number, dea
           if (headEnd < 0) return;
           const head = buf.subarray(0, headEnd).toString('latin1');
           const length = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? NaN);
-          if (!Number.isFinite(length)) return reject(new Error(`tracker answered without content-length: ${head.slice(0, 200)}`));
+          if (!Number.isFinite(length)) { reject(new Error(`tracker answered without content-length: ${head.slice(0, 200)}`)); return; }
           if (buf.length < headEnd + 4 + length) return;
           const body = buf.subarray(headEnd + 4, headEnd + 4 + length);
           sent++;

@@ -422,7 +422,7 @@ async function main(): Promise<number> {
   } finally {
     await teardown();
     if (opts.baseline && opts.removeBaseline) {
-      await removeBaseline(REPO_ROOT, baselineDir(opts.baseline)).catch((err: Error) => log(`could not remove the baseline worktree: ${err.message}`));
+      await removeBaseline(REPO_ROOT, baselineDir(opts.baseline)).catch((err: unknown) => log(`could not remove the baseline worktree: ${(err as Error).message}`));
     }
   }
 }

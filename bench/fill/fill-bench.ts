@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   const size = count * CHUNK;
   const fetcher: BlobFetcher = {
     name: 'origin',
-    async fetch(): Promise<FetchedBlob> {
+    fetch(): Promise<FetchedBlob> {
       // A byte stream fed from outside, one chunk per macrotask, like a socket: not an object-mode generator.
       let i = 0;
       const stream = new Readable({
@@ -47,7 +47,7 @@ async function main(): Promise<void> {
           });
         },
       });
-      return { size, stream };
+      return Promise.resolve({ size, stream });
     },
   };
   for (let round = 0; round < rounds; round++) {

@@ -167,7 +167,8 @@ describe('monitoring: a real Prometheus evaluates the shipped dashboard and aler
 
   it('the agent-not-ready alert expression fires when an agent stops answering', async () => {
     const [, second] = cluster.agents;
-    const expr = parse(await readFile(RULES, 'utf8')).groups[0].rules.find((r: { alert: string }) => r.alert === 'P2PAgentNotReady').expr as string;
+    const rules = parse(await readFile(RULES, 'utf8')) as { groups: { rules: { alert: string; expr: string }[] }[] };
+    const expr = rules.groups[0].rules.find((r) => r.alert === 'P2PAgentNotReady')!.expr;
     await second.stop();
     await waitFor(async () => (await query(expr)).data.result.some((r) => r.metric.instance === new URL(second.url).host), 30_000, 'P2PAgentNotReady expression true for the stopped agent');
   });

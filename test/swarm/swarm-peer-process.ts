@@ -27,7 +27,7 @@ export function startPeer(config: Record<string, unknown>): PeerProcess {
   const waiters = new Set<() => void>();
   let out = '';
   let buf = '';
-  proc.stdout!.on('data', (chunk: Buffer) => {
+  proc.stdout.on('data', (chunk: Buffer) => {
     buf += chunk.toString();
     let nl;
     while ((nl = buf.indexOf('\n')) >= 0) {
@@ -38,7 +38,7 @@ export function startPeer(config: Record<string, unknown>): PeerProcess {
       for (const w of waiters) w();
     }
   });
-  proc.stderr!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  proc.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()));
   const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
   proc.on('exit', () => {
     for (const w of waiters) w();
@@ -47,7 +47,7 @@ export function startPeer(config: Record<string, unknown>): PeerProcess {
     proc,
     events,
     output: () => out,
-    send: (cmd) => proc.stdin!.write(`${JSON.stringify(cmd)}\n`),
+    send: (cmd) => proc.stdin.write(`${JSON.stringify(cmd)}\n`),
     waitFor(event, pred = () => true, timeoutMs = 60_000) {
       return new Promise((resolve, reject) => {
         const check = () => {

@@ -101,7 +101,7 @@ describe('tracker app', () => {
     const b = await clientAnnounce(url, infoHash, 7002);
     clients.push(b.client);
     expect(b.ok).toBe(true);
-    await until('peer from tracker', async () => (b.peers.includes('127.0.0.1:7001') ? true : undefined));
+    await until('peer from tracker', () => Promise.resolve(b.peers.includes('127.0.0.1:7001') ? true : undefined));
 
     const none = await clientAnnounce(`${tracker.url}/announce`, infoHash, 7003);
     clients.push(none.client);
@@ -163,7 +163,7 @@ describe('tracker app', () => {
     // Drain the bucket left by earlier tests, then flood: 40 announces with a 5/s limit.
     const flood = async () => {
       const results = await Promise.all(Array.from({ length: 40 }, (_, i) => announce(tracker.url, infoHash, { token: SWARM_TOKEN, port: 8000 + i })));
-      return results.filter((r) => typeof r['failure reason'] === 'string' && /too many announces/.test(r['failure reason'] as string)).length;
+      return results.filter((r) => typeof r['failure reason'] === 'string' && /too many announces/.test(r['failure reason'])).length;
     };
     const limited = await flood();
     expect(limited).toBeGreaterThanOrEqual(30);

@@ -68,10 +68,10 @@ export function createBlobTorrent(filePath: string, digestHex: string, size: num
   };
   return new Promise((resolve, reject) => {
     createTorrent(filePath, opts, (err, torrent) => {
-      if (err) return reject(err);
+      if (err) { reject(err); return; }
       const metainfo = Buffer.from(torrent.buffer, torrent.byteOffset, torrent.byteLength);
       describeMetainfo(metainfo).then((summary) => {
-        if (summary.length !== size) return reject(new InvalidMetainfoError(`${filePath} is ${summary.length} bytes, expected ${size}`));
+        if (summary.length !== size) { reject(new InvalidMetainfoError(`${filePath} is ${summary.length} bytes, expected ${size}`)); return; }
         resolve({ metainfo, infoHash: summary.infoHash });
       }, reject);
     });
