@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -8,6 +9,7 @@ import {
   find,
   K8S_DIR,
   mountedConfig,
+  render,
   renderInstall,
   workloadOf,
   workloads,
@@ -70,6 +72,20 @@ describe('`kubectl apply -k k8s/` is the install, set in one place', () => {
     const images = workloads(objects).flatMap((w) => allContainers(w.spec.template.spec).map((c) => c.image));
     expect(images.length).toBeGreaterThanOrEqual(6);
     expect(new Set(images)).toEqual(new Set(['registry.internal:5000/ops/p2p:0.2.0']));
+  });
+
+  it('mirror mode added by an overlay on top of k8s/ still runs the install’s image (the component copies it)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'p2p-k8s-overlay-'));
+    try {
+      cpSync(K8S_DIR, join(dir, 'k8s'), { recursive: true });
+      mkdirSync(join(dir, 'overlay'));
+      writeFileSync(join(dir, 'overlay/kustomization.yaml'), 'resources: [../k8s]\ncomponents: [../k8s/components/containerd-mirror]\n');
+      const pod = workloadOf(await render(join(dir, 'overlay')), 'agent').spec.template.spec;
+      const { newName, newTag } = kustomization().images[0];
+      expect(pod.initContainers!.map((c) => [c.name, c.image])).toContainEqual(['containerd-hosts', `${newName}:${newTag}`]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('replicas set the proxy and tracker counts', async () => {
