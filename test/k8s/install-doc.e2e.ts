@@ -52,7 +52,7 @@ describe('docs/install.md matches the manifests', () => {
     expect(doc).toContain(`delete secret ${secret.name}`);
   });
 
-  it('points only at kustomization folders, components and objects that exist', async () => {
+  it('points only at kustomization folders, components and objects that exist', () => {
     const dirs = [...doc.matchAll(/kubectl (?:apply|delete) -k ([\w/.-]+)/g)].map((m) => m[1].replace(/\/$/, ''));
     expect(dirs.length).toBeGreaterThan(2);
     // One install: every apply and delete is of k8s/ itself (monitoring is applied on its own).
