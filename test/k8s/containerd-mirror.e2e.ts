@@ -9,31 +9,37 @@ import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { ROOT, tempDir } from '../support/app-process.js';
-import { find, mountedConfig, render, setprivFor, type K8sObject, type Workload } from './k8s-manifests.js';
+import { configMapFile, find, mountedConfig, renderInstall, setprivFor, type K8sObject, type Workload } from './k8s-manifests.js';
 
 const run = promisify(execFile);
 const MARKER = '# managed-by: p2p-agent containerd-mirror';
 
 let objects: K8sObject[];
-let uninstall: K8sObject[];
+let off: K8sObject[];
 let work: string;
 let script: string;
 let init: IContainer;
+let offInit: IContainer;
 let pod: IPodSpec;
 
 /**
  * Runs the init container's script as the pod would — its env, user and capabilities (none) — with
- * the node's certs.d moved to `certsDir`.
+ * the node's certs.d moved to `certsDir`. `remove` runs containerd-mirror-off's init container.
  */
 async function hostsToml(mode: 'write' | 'remove', certsDir: string, agentConfig: string, mirror?: string) {
-  const env = Object.fromEntries((init.env ?? []).map((e) => [e.name, e.value ?? '']));
-  return run('setpriv', [...setprivFor(pod, init), process.execPath, script, mode], {
+  const container = mode === 'write' ? init : offInit;
+  expect(container.command!.at(-1)).toBe(mode);
+  const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value ?? '']));
+  return run('setpriv', [...setprivFor(pod, container), process.execPath, script, mode], {
     env: { ...process.env, ...env, CERTS_D: certsDir, P2P_AGENT_CONFIG: agentConfig, YAML_FROM: join(ROOT, 'package.json'), ...(mirror ? { MIRROR: mirror } : {}) },
   });
 }
 
+/** The shipped agent config, accelerating a private registry and Docker Hub, then `change`d. */
 function agentConfigFile(name: string, change: (config: Record<string, unknown>) => void = () => undefined): string {
   const config = parse(mountedConfig(objects, 'agent').text) as Record<string, unknown>;
+  config.registry = 'https://registry.example.com';
+  config.registries = ['https://registry.example.com', 'https://registry-1.docker.io'];
   change(config);
   const file = join(work, name);
   writeFileSync(file, stringify(config));
@@ -41,11 +47,12 @@ function agentConfigFile(name: string, change: (config: Record<string, unknown>)
 }
 
 beforeAll(async () => {
-  objects = await render('k8s/overlays/containerd-mirror');
-  uninstall = await render('k8s/overlays/containerd-mirror/uninstall');
+  objects = await renderInstall({ components: ['containerd-mirror'] });
+  off = await renderInstall({ components: ['containerd-mirror-off'] });
   work = await tempDir('p2p-k8s-mirror-');
   pod = find<Workload>(objects, 'DaemonSet', 'p2p-agent').spec.template.spec;
   init = pod.initContainers!.find((c) => c.name === 'containerd-hosts')!;
+  offInit = find<Workload>(off, 'DaemonSet', 'p2p-agent').spec.template.spec.initContainers!.find((c) => c.name === 'containerd-hosts')!;
   const cm = find<K8sObject & { data: Record<string, string> }>(objects, 'ConfigMap', 'p2p-containerd-mirror');
   script = join(work, 'hosts-toml.mjs');
   writeFileSync(script, cm.data['hosts-toml.mjs']);
@@ -55,7 +62,7 @@ afterAll(() => {
   rmSync(work, { recursive: true, force: true });
 });
 
-describe('containerd-mirror overlay (hosts.toml writer)', () => {
+describe('containerd-mirror component (hosts.toml writer)', () => {
   it('wires the script, the agent config and the node certs.d into the init container', () => {
     const pod = find<Workload>(objects, 'DaemonSet', 'p2p-agent').spec.template.spec;
     const volumeOf = (path: string) => {
@@ -69,9 +76,11 @@ describe('containerd-mirror overlay (hosts.toml writer)', () => {
     const env = Object.fromEntries(init.env!.map((e) => [e.name, e.value]));
     expect(volumeOf(env.CERTS_D!).volume?.hostPath?.path).toBe('/etc/containerd/certs.d');
     expect(volumeOf(env.CERTS_D!).mount?.readOnly).not.toBe(true);
-    const agentMount = volumeOf(env.P2P_AGENT_CONFIG!);
-    expect(agentMount.volume?.configMap?.name).toBe('agent');
-    expect(agentMount.mount?.subPath).toBe('agent.yaml');
+    // The agent's own file, from the same directory mount (so it is the one the agent reads).
+    const agentFile = configMapFile(objects, pod, init, env.P2P_AGENT_CONFIG!);
+    expect(agentFile.configMap).toBe('p2p-agent');
+    expect(agentFile.text).toBe(mountedConfig(objects, 'agent').text);
+    expect(volumeOf(env.P2P_AGENT_CONFIG!).mount?.subPath).toBeUndefined();
     expect(env.MIRROR).toBe('http://localhost:5004');
     expect(new URL(env.MIRROR!).port).toBe(String((parse(mountedConfig(objects, 'agent').text) as { port: number }).port));
     const main = pod.containers[0];
@@ -82,7 +91,7 @@ describe('containerd-mirror overlay (hosts.toml writer)', () => {
     const certs = join(work, 'certs-write');
     await hostsToml('write', certs, agentConfigFile('agent-write.yaml'));
     expect(readFileSync(join(certs, 'registry.example.com/hosts.toml'), 'utf8')).toBe(
-      `${MARKER} (edit the agent ConfigMap instead)\nserver = "https://registry.example.com"\n\n[host."http://localhost:5004"]\n  capabilities = ["pull", "resolve"]\n`,
+      `${MARKER} (edit the p2p-agent ConfigMap instead)\nserver = "https://registry.example.com"\n\n[host."http://localhost:5004"]\n  capabilities = ["pull", "resolve"]\n`,
     );
     expect(readFileSync(join(certs, 'docker.io/hosts.toml'), 'utf8')).toContain('server = "https://registry-1.docker.io"');
     expect(existsSync(join(certs, 'registry-1.docker.io'))).toBe(false);
@@ -126,17 +135,16 @@ describe('containerd-mirror overlay (hosts.toml writer)', () => {
     expect(existsSync(certs)).toBe(false);
   });
 
-  it('the uninstall kit runs the same script in remove mode on every node', () => {
-    const ds = find<Workload>(uninstall, 'DaemonSet', 'p2p-containerd-mirror-cleanup').spec.template.spec;
+  it('containerd-mirror-off runs the same script in remove mode, in the agent pod on every node', () => {
+    const ds = find<Workload>(off, 'DaemonSet', 'p2p-agent').spec.template.spec;
     expect(ds.tolerations).toEqual([{ operator: 'Exists' }]);
-    const cleanup = ds.initContainers![0];
-    expect(cleanup.command!.slice(-1)).toEqual(['remove']);
-    expect(cleanup.command![1]).toBe(init.command![1]);
-    const certsEnv = cleanup.env!.find((e) => e.name === 'CERTS_D')!.value!;
-    const mount = cleanup.volumeMounts!.find((m) => m.mountPath === certsEnv)!;
+    expect(offInit.command!.slice(-1)).toEqual(['remove']);
+    expect(offInit.command![1]).toBe(init.command![1]);
+    const certsEnv = offInit.env!.find((e) => e.name === 'CERTS_D')!.value!;
+    const mount = offInit.volumeMounts!.find((m) => m.mountPath === certsEnv)!;
     expect(ds.volumes!.find((v) => v.name === mount.name)?.hostPath?.path).toBe('/etc/containerd/certs.d');
     const same = (list: K8sObject[]) => find<K8sObject & { data: Record<string, string> }>(list, 'ConfigMap', 'p2p-containerd-mirror').data;
-    expect(same(uninstall)).toEqual(same(objects));
+    expect(same(off)).toEqual(same(objects));
   });
 });
 

@@ -5,7 +5,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, runCli, tempDir } from '../support/app-process.js';
-import { APPS, kustomizationDirs, render, workloads } from './k8s-manifests.js';
+import { APPS, renderInstalls, workloads } from './k8s-manifests.js';
 
 const run = promisify(execFile);
 
@@ -130,7 +130,7 @@ describe('Dockerfile and .dockerignore (checked offline: no Docker engine here)'
       expect(existsSync(join(ROOT, src)), src).toBe(true);
       expect(dockerIgnored(ignore, src), `${src} is ignored`).toBe(false);
     }
-    for (const secretOrBulk of ['node_modules', 'dist', '.git', '.p2p-data', 'test/support/app-process.ts', 'k8s/base/kustomization.yaml']) {
+    for (const secretOrBulk of ['node_modules', 'dist', '.git', '.p2p-data', 'test/support/app-process.ts', 'k8s/kustomization.yaml', 'k8s/config/agent.yaml']) {
       expect(dockerIgnored(ignore, secretOrBulk), secretOrBulk).toBe(true);
     }
   });
@@ -171,8 +171,8 @@ describe('Dockerfile and .dockerignore (checked offline: no Docker engine here)'
 
   it('every app the manifests start is one the image’s CLI knows', async () => {
     const started = new Set<string>();
-    for (const dir of kustomizationDirs()) {
-      for (const w of workloads(await render(dir))) {
+    for (const objects of (await renderInstalls()).values()) {
+      for (const w of workloads(objects)) {
         const main = w.spec.template.spec.containers[0];
         if (main.command) continue; // helper pods run node directly
         started.add(main.args![0]);

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
@@ -23,10 +24,13 @@ export interface K8sObject {
 }
 
 export interface Workload extends K8sObject {
-  spec: { selector: { matchLabels?: Record<string, string> }; template: { metadata?: { labels?: Record<string, string> }; spec: IPodSpec } };
+  spec: {
+    selector: { matchLabels?: Record<string, string> };
+    template: { metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec: IPodSpec };
+  };
 }
 
-/** Every folder under k8s/ holding a kustomization (Components only render through an overlay). */
+/** Every folder under k8s/ holding a kustomization (Components only render through the install). */
 export function kustomizationDirs(): string[] {
   const found: string[] = [];
   const walk = (dir: string) => {
@@ -45,7 +49,7 @@ export function kustomizationDirs(): string[] {
 
 /** `kubectl kustomize <dir>` (offline, kustomize built into kubectl) parsed into objects. */
 export async function render(dir: string): Promise<K8sObject[]> {
-  const { stdout, stderr } = await run('kubectl', ['kustomize', join(ROOT, dir)], { maxBuffer: 16 * 2 ** 20 });
+  const { stdout, stderr } = await run('kubectl', ['kustomize', isAbsolute(dir) ? dir : join(ROOT, dir)], { maxBuffer: 16 * 2 ** 20 });
   // Deprecation warnings today are errors in the next kustomize.
   if (stderr.trim()) throw new Error(`kubectl kustomize ${dir} warned:\n${stderr}`);
   return parseAllDocuments(stdout)
@@ -54,6 +58,58 @@ export async function render(dir: string): Promise<K8sObject[]> {
       return doc.toJS() as K8sObject | null;
     })
     .filter((o): o is K8sObject => o !== null);
+}
+
+/** The optional parts of the install, switched on in k8s/kustomization.yaml `components:`. */
+export type Component = 'containerd-mirror' | 'containerd-mirror-off';
+
+/** What an operator changes in k8s/: components to uncomment, files to rewrite (paths under k8s/). */
+export interface InstallChange {
+  components?: Component[];
+  files?: Record<string, (text: string) => string>;
+}
+
+/**
+ * Renders the install as an operator would after editing it: a copy of k8s/ in a temp dir, with
+ * the `# - components/<name>` lines of kustomization.yaml uncommented (exactly as the comments
+ * there tell the operator to) and the given files rewritten. Fails if a line to uncomment is absent.
+ */
+export async function renderInstall(change: InstallChange = {}): Promise<K8sObject[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'p2p-k8s-install-'));
+  try {
+    const copy = join(dir, 'k8s');
+    cpSync(K8S_DIR, copy, { recursive: true });
+    const files: Record<string, (text: string) => string> = { ...change.files };
+    if (change.components?.length) {
+      const previous = files['kustomization.yaml'] ?? ((t: string) => t);
+      files['kustomization.yaml'] = (text) =>
+        change.components!.reduce((t, name) => {
+          const line = `  # - components/${name}\n`;
+          if (!t.includes(line)) throw new Error(`k8s/kustomization.yaml has no line "${line.trim()}" to uncomment`);
+          return t.replace(line, `  - components/${name}\n`);
+        }, previous(text));
+    }
+    for (const [file, edit] of Object.entries(files)) {
+      const path = join(copy, file);
+      writeFileSync(path, edit(readFileSync(path, 'utf8')));
+    }
+    return await render(copy);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The renders every generic check runs on: the install as shipped, and with each component on. */
+export const INSTALLS: Record<string, InstallChange> = {
+  'k8s': {},
+  'k8s + containerd-mirror': { components: ['containerd-mirror'] },
+  'k8s + containerd-mirror-off': { components: ['containerd-mirror-off'] },
+};
+
+export async function renderInstalls(): Promise<Map<string, K8sObject[]>> {
+  const out = new Map<string, K8sObject[]>();
+  for (const [name, change] of Object.entries(INSTALLS)) out.set(name, await renderInstall(change));
+  return out;
 }
 
 export function find<T extends K8sObject = K8sObject>(objects: K8sObject[], kind: string, name: string): T {
@@ -89,20 +145,30 @@ export function portNumber(container: IContainer, port: string | number): number
   return hit.containerPort;
 }
 
+/**
+ * The file `path` as `container` sees it, when it comes from a ConfigMap mounted as a directory
+ * (no subPath: kubelet never updates subPath mounts, so live edits would never reach the app).
+ */
+export function configMapFile(objects: K8sObject[], pod: IPodSpec, container: IContainer, path: string): { text: string; configMap: string; mountPath: string } {
+  const mount = container.volumeMounts?.find((m) => m.mountPath === dirname(path));
+  if (!mount) throw new Error(`${container.name}: no volume mounted at ${dirname(path)} (the directory of ${path})`);
+  if (mount.subPath) throw new Error(`${container.name}: ${mount.mountPath} is a subPath mount, which kubelet never updates`);
+  const cmName = pod.volumes?.find((v) => v.name === mount.name)?.configMap?.name;
+  if (!cmName) throw new Error(`${container.name}: ${mount.mountPath} is not a ConfigMap volume`);
+  const cm = find<K8sObject & { data?: Record<string, string> }>(objects, 'ConfigMap', cmName);
+  const text = cm.data?.[basename(path)];
+  if (text === undefined) throw new Error(`ConfigMap ${cmName} has no key ${basename(path)}`);
+  return { text, configMap: cmName, mountPath: mount.mountPath };
+}
+
 /** The app's config file as mounted into its main container: ConfigMap text and the path the app reads. */
 export function mountedConfig(objects: K8sObject[], app: AppName): { text: string; path: string; configMap: string } {
   const pod = workloadOf(objects, app).spec.template.spec;
   const main = pod.containers[0];
   const path = main.args?.[main.args.indexOf('--config') + 1];
-  const mount = main.volumeMounts?.find((m) => m.mountPath === path);
-  if (!path || !mount) throw new Error(`${app}: --config ${path} is not a mounted file`);
-  const volume = pod.volumes?.find((v) => v.name === mount.name);
-  const cmName = volume?.configMap?.name;
-  if (!cmName || !mount.subPath) throw new Error(`${app}: ${path} does not come from a ConfigMap key`);
-  const cm = find<K8sObject & { data?: Record<string, string> }>(objects, 'ConfigMap', cmName);
-  const text = cm.data?.[mount.subPath];
-  if (text === undefined) throw new Error(`ConfigMap ${cmName} has no key ${mount.subPath}`);
-  return { text, path, configMap: cmName };
+  if (!path || !main.args?.includes('--config')) throw new Error(`${app}: no --config argument`);
+  const { text, configMap } = configMapFile(objects, pod, main, path);
+  return { text, path, configMap };
 }
 
 /** Mount path of the Secret volume in the app's main container. */

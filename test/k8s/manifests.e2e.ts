@@ -5,14 +5,19 @@ import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Service } from 'kubernetes-models/v1/Service';
 import type { IService } from 'kubernetes-models/v1/Service';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
 import {
   allContainers,
   find,
+  INSTALLS,
+  K8S_DIR,
   kustomizationDirs,
   NAMESPACE,
   portNumber,
   quantity,
-  render,
+  renderInstalls,
   workloadOf,
   workloads,
   type K8sObject,
@@ -38,13 +43,13 @@ const PRODUCT = {
 } as const;
 
 /** Init containers allowed to run as root, with the capabilities each may add (reasons in the manifests). */
-const ROOT_INIT_CONTAINERS: Record<string, string[]> = { 'data-dir-owner': ['CHOWN', 'FOWNER'], 'containerd-hosts': [], 'remove-hosts-toml': [] };
+const ROOT_INIT_CONTAINERS: Record<string, string[]> = { 'data-dir-owner': ['CHOWN', 'FOWNER'], 'containerd-hosts': [] };
 
-const DIRS = kustomizationDirs();
-const rendered = new Map<string, K8sObject[]>();
+const DIRS = Object.keys(INSTALLS);
+let rendered: Map<string, K8sObject[]>;
 
 beforeAll(async () => {
-  for (const dir of DIRS) rendered.set(dir, await render(dir));
+  rendered = await renderInstalls();
 });
 
 const objectsOf = (dir: string) => rendered.get(dir)!;
@@ -55,10 +60,13 @@ function sameLabels(selector: Record<string, string> | undefined, labels: Record
 }
 
 describe('k8s manifests (offline)', () => {
-  it('finds the base, the example and containerd-mirror overlays and the uninstall kit', () => {
-    expect(DIRS).toEqual(
-      expect.arrayContaining(['k8s', 'k8s/base', 'k8s/overlays/example', 'k8s/overlays/containerd-mirror', 'k8s/overlays/containerd-mirror/uninstall']),
-    );
+  it('k8s/ holds one install: no overlay a later `kubectl apply -k k8s/` would silently revert', () => {
+    // k8s/monitoring belongs to the monitoring setup, applied on its own.
+    const dirs = kustomizationDirs().filter((d) => !d.startsWith('k8s/monitoring'));
+    // base: the parts (no config, never applied alone); script: a resource of the two components.
+    expect(dirs).toEqual(['k8s', 'k8s/base', 'k8s/components/containerd-mirror/script']);
+    const base = parse(readFileSync(join(K8S_DIR, 'base/kustomization.yaml'), 'utf8')) as Record<string, unknown>;
+    expect(Object.keys(base).filter((k) => /generator|images|replicas|components/i.test(k))).toEqual([]);
   });
 
   describe.each(DIRS)('%s', (dir) => {
@@ -144,7 +152,7 @@ describe('k8s manifests (offline)', () => {
     });
   });
 
-  describe.each(['k8s', 'k8s/base', 'k8s/overlays/example', 'k8s/overlays/containerd-mirror'])('product figures in %s', (dir) => {
+  describe.each(DIRS)('product figures in %s', (dir) => {
     it.each(Object.entries(PRODUCT))('%s: kind, requests, limits, ports, hostPath', (app, want) => {
       const objects = objectsOf(dir);
       const w = workloadOf(objects, app as keyof typeof PRODUCT);
@@ -166,14 +174,32 @@ describe('k8s manifests (offline)', () => {
       expect(hostMounts).toEqual(want.hostPath ? [[want.hostPath, want.hostPath, false]] : []);
     });
 
-    it('agent: on every node, node-critical, cluster DNS, rolling update', () => {
+    it('agent: on every Linux node whatever its taints, node-critical, cluster DNS, rolling update', () => {
       const w = find<Workload & { spec: { updateStrategy?: { type?: string } } }>(objectsOf(dir), 'DaemonSet', 'p2p-agent');
       const pod = w.spec.template.spec;
       expect(pod.tolerations).toEqual([{ operator: 'Exists' }]);
       expect(pod.priorityClassName).toBe('system-node-critical');
       expect(pod.dnsPolicy).toBe('ClusterFirstWithHostNet');
-      expect(pod.nodeSelector).toBeUndefined();
+      // The image is Linux-only: never scheduled on a Windows node, where it could not start.
+      expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux' });
       expect(w.spec.updateStrategy?.type).toBe('RollingUpdate');
+    });
+
+    it('every pod lists the optional pull Secret for the product’s own image', () => {
+      for (const w of workloads(objectsOf(dir))) expect(w.spec.template.spec.imagePullSecrets, w.metadata.name).toEqual([{ name: 'p2p-image-pull' }]);
+      // Optional by nature: kubelet pulls anonymously while it is missing, so the install does not ship it.
+      expect(objectsOf(dir).some((o) => o.kind === 'Secret')).toBe(false);
+    });
+
+    it('mounts every ConfigMap as a directory (kubelet never updates subPath mounts)', () => {
+      for (const w of workloads(objectsOf(dir))) {
+        const pod = w.spec.template.spec;
+        for (const c of allContainers(pod)) {
+          for (const m of c.volumeMounts ?? []) {
+            if (pod.volumes?.find((v) => v.name === m.name)?.configMap) expect(m.subPath, `${w.metadata.name}/${c.name} ${m.mountPath}`).toBeUndefined();
+          }
+        }
+      }
     });
 
     it.each([
@@ -184,6 +210,9 @@ describe('k8s manifests (offline)', () => {
       const w = find<Workload>(objects, 'Deployment', name);
       const pod = w.spec.template.spec;
       expect(pod.nodeSelector).toEqual(nodeSelector);
+      // Every node's pulls lean on it; its labelled nodes may be set aside with the documented taint.
+      expect(pod.priorityClassName).toBe('system-cluster-critical');
+      expect(pod.tolerations).toEqual([{ key: 'dedicated', operator: 'Equal', value: 'p2p', effect: 'NoSchedule' }]);
       const anti = pod.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution ?? [];
       expect(anti.some((t) => t.topologyKey === 'kubernetes.io/hostname' && sameLabels(t.labelSelector?.matchLabels, w.spec.template.metadata?.labels))).toBe(true);
       const pdb = find<K8sObject & { spec: { maxUnavailable?: number | string; minAvailable?: number | string } }>(objects, 'PodDisruptionBudget', name);
@@ -194,33 +223,37 @@ describe('k8s manifests (offline)', () => {
     });
   });
 
-  it('example overlay turns the console knobs: proxy and tracker counts and the image registry', () => {
-    const objects = objectsOf('k8s/overlays/example');
-    expect((find<Workload & { spec: { replicas?: number } }>(objects, 'Deployment', 'p2p-proxy').spec.replicas)).toBe(2);
-    expect((find<Workload & { spec: { replicas?: number } }>(objects, 'Deployment', 'p2p-tracker').spec.replicas)).toBe(1);
-    for (const w of workloads(objects)) {
-      for (const c of allContainers(w.spec.template.spec)) expect(c.image).toBe('registry.example.com/p2p/p2p-image-accelerator:0.1.0');
-    }
-  });
-
-  it('containerd-mirror overlay adds only the hosts.toml init container, its script and the certs.d hostPath', () => {
-    const plain = workloadOf(objectsOf('k8s/overlays/example'), 'agent').spec.template.spec;
-    const mirror = workloadOf(objectsOf('k8s/overlays/containerd-mirror'), 'agent').spec.template.spec;
+  it('containerd-mirror adds only the hosts.toml init container, its script and the certs.d hostPath', () => {
+    const plain = workloadOf(objectsOf('k8s'), 'agent').spec.template.spec;
+    const mirror = workloadOf(objectsOf('k8s + containerd-mirror'), 'agent').spec.template.spec;
     expect(mirror.containers).toEqual(plain.containers);
     expect(mirror.initContainers!.map((c) => c.name).sort()).toEqual([...plain.initContainers!.map((c) => c.name), 'containerd-hosts'].sort());
     expect(mirror.volumes!.filter((v) => v.hostPath).map((v) => v.hostPath!.path).sort()).toEqual(['/etc/containerd/certs.d', '/p2p_agent_data']);
-    find(objectsOf('k8s/overlays/containerd-mirror'), 'ConfigMap', 'p2p-containerd-mirror');
+    find(objectsOf('k8s + containerd-mirror'), 'ConfigMap', 'p2p-containerd-mirror');
+    expect(objectsOf('k8s').some((o) => o.metadata.name === 'p2p-containerd-mirror')).toBe(false);
+  });
+
+  it('containerd-mirror-off replaces that init container with the same script in remove mode, and needs no agent config', () => {
+    const on = workloadOf(objectsOf('k8s + containerd-mirror'), 'agent').spec.template.spec;
+    const off = workloadOf(objectsOf('k8s + containerd-mirror-off'), 'agent').spec.template.spec;
+    expect(off.containers).toEqual(on.containers);
+    const [write, remove] = [on, off].map((p) => p.initContainers!.find((c) => c.name === 'containerd-hosts')!);
+    expect(write.command!.at(-1)).toBe('write');
+    expect(remove.command).toEqual([...write.command!.slice(0, -1), 'remove']);
+    expect(remove.securityContext).toEqual(write.securityContext);
+    expect(remove.volumeMounts!.map((m) => m.name)).not.toContain('config');
+    expect(off.volumes!.find((v) => v.name === 'containerd-certs')).toEqual(on.volumes!.find((v) => v.name === 'containerd-certs'));
   });
 
   it('catches what the schema library misses (so the checks above can fail)', () => {
-    const agent = structuredClone(workloadOf(objectsOf('k8s/base'), 'agent')) as Workload;
+    const agent = structuredClone(workloadOf(objectsOf('k8s'), 'agent')) as Workload;
     const container = agent.spec.template.spec.containers[0] as unknown as Record<string, unknown>;
     container.securityContex = container.securityContext;
     delete container.securityContext;
     expect(() => new DaemonSet(agent as never).validate()).not.toThrow();
     expect(unknownFields([agent]).join('\n')).toMatch(/securityContex/);
 
-    const broken = structuredClone(workloadOf(objectsOf('k8s/base'), 'agent')) as Workload;
+    const broken = structuredClone(workloadOf(objectsOf('k8s'), 'agent')) as Workload;
     delete (broken.spec as Partial<Workload['spec']>).selector;
     expect(() => new DaemonSet(broken as never).validate()).toThrow();
   });

@@ -10,7 +10,7 @@ let work: string;
 const running: AppProcess[] = [];
 
 beforeAll(async () => {
-  objects = await render('k8s/base');
+  objects = await render('k8s');
   work = await tempDir('p2p-k8s-probes-');
 });
 

@@ -15,7 +15,7 @@ let work: string;
 beforeAll(async () => {
   // setpriv can only take an identity away from root, as the container runtime does.
   expect(process.getuid?.(), 'these checks run as root').toBe(0);
-  objects = await render('k8s/base');
+  objects = await render('k8s');
   work = await tempDir('p2p-k8s-secctx-');
   chmodSync(work, 0o755); // the non-root identities must reach the dirs below
 });

@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
 const MARKER = '# managed-by: p2p-agent containerd-mirror';
-const configFile = process.env.P2P_AGENT_CONFIG ?? '/etc/p2p/agent.yaml';
+const configFile = process.env.P2P_AGENT_CONFIG ?? '/etc/p2p/config/agent.yaml';
 const certsDir = process.env.CERTS_D ?? '/host/etc/containerd/certs.d';
 const mirror = process.env.MIRROR ?? 'http://localhost:5004';
 const yamlFrom = process.env.YAML_FROM ?? '/app/package.json';
@@ -49,7 +49,7 @@ function desiredHosts() {
 }
 
 function hostsToml(server) {
-  return `${MARKER} (edit the agent ConfigMap instead)
+  return `${MARKER} (edit the p2p-agent ConfigMap instead)
 server = "${server}"
 
 [host."${mirror}"]
