@@ -51,7 +51,7 @@ afterAll(() => {
 
 describe('k8s ConfigMaps against the apps’ own config validation', () => {
   it('covers the install with and without each component', () => {
-    expect(DIRS).toEqual(['k8s', 'k8s + containerd-mirror', 'k8s + containerd-mirror-off']);
+    expect(DIRS).toEqual(['k8s', 'k8s + containerd-mirror', 'k8s + containerd-mirror-off', 'k8s + proxy-tls']);
   });
 
   describe.each(DIRS)('%s', (d) => {

@@ -59,7 +59,7 @@ describe('docs/install.md matches the manifests', () => {
     expect(new Set(dirs.filter((d) => d !== 'k8s/monitoring'))).toEqual(new Set(['k8s']));
     for (const dir of dirs) expect(existsSync(join(ROOT, dir, 'kustomization.yaml')), dir).toBe(true);
     const components = [...doc.matchAll(/components\/([\w-]+)/g)].map((m) => m[1]);
-    expect(new Set(components)).toEqual(new Set(['containerd-mirror', 'containerd-mirror-off']));
+    expect(new Set(components)).toEqual(new Set(['containerd-mirror', 'containerd-mirror-off', 'proxy-tls']));
     for (const c of components) expect(existsSync(join(K8S_DIR, 'components', c, 'kustomization.yaml')), c).toBe(true);
     for (const [, path] of doc.matchAll(/`(k8s\/[\w/.-]+)`/g)) expect(existsSync(join(ROOT, path)), path).toBe(true);
     const all = [...base, ...mirror];

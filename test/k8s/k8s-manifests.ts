@@ -61,7 +61,7 @@ export async function render(dir: string): Promise<K8sObject[]> {
 }
 
 /** The optional parts of the install, switched on in k8s/kustomization.yaml `components:`. */
-export type Component = 'containerd-mirror' | 'containerd-mirror-off';
+export type Component = 'containerd-mirror' | 'containerd-mirror-off' | 'proxy-tls';
 
 /** What an operator changes in k8s/: components to uncomment, files to rewrite (paths under k8s/). */
 export interface InstallChange {
@@ -104,6 +104,7 @@ export const INSTALLS: Record<string, InstallChange> = {
   'k8s': {},
   'k8s + containerd-mirror': { components: ['containerd-mirror'] },
   'k8s + containerd-mirror-off': { components: ['containerd-mirror-off'] },
+  'k8s + proxy-tls': { components: ['proxy-tls'] },
 };
 
 export async function renderInstalls(): Promise<Map<string, K8sObject[]>> {
@@ -171,14 +172,14 @@ export function mountedConfig(objects: K8sObject[], app: AppName): { text: strin
   return { text, path, configMap };
 }
 
-/** Mount path of the Secret volume in the app's main container. */
+/** Mount path of the token Secret volume (p2p-tokens) in the app's main container. */
 export function secretMount(objects: K8sObject[], app: AppName): { secretName: string; optional: boolean; mountPath: string } {
   const pod = workloadOf(objects, app).spec.template.spec;
   for (const mount of pod.containers[0].volumeMounts ?? []) {
     const secret = pod.volumes?.find((v) => v.name === mount.name)?.secret;
-    if (secret?.secretName) return { secretName: secret.secretName, optional: secret.optional === true, mountPath: mount.mountPath };
+    if (secret?.secretName === 'p2p-tokens') return { secretName: secret.secretName, optional: secret.optional === true, mountPath: mount.mountPath };
   }
-  throw new Error(`${app}: no Secret mounted`);
+  throw new Error(`${app}: no token Secret (p2p-tokens) mounted`);
 }
 
 const SUFFIXES: Record<string, number> = {
