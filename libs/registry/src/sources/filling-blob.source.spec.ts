@@ -28,7 +28,7 @@ class FakeFetcher implements BlobFetcher {
     this.calls.push(offset);
     this.signals.push(signal);
     if (!this.data) return undefined;
-    let bytes = Buffer.from(this.data.subarray(offset));
+    const bytes = Buffer.from(this.data.subarray(offset));
     if (this.behaviour.corrupt) bytes[bytes.length - 1] ^= 1;
     const { failAfter, stallAfter } = this.behaviour;
     const data = bytes;
@@ -67,6 +67,7 @@ class InPlaceFetcher implements BlobFetcher {
     if (!target) return undefined;
     const fd = await open(target.path, 'r+');
     const { data, behaviour } = this;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- an async generator cannot be an arrow function
     const self = this;
     async function* marks(): AsyncGenerator<StoredUntil> {
       try {
