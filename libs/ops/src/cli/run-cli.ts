@@ -48,7 +48,8 @@ export async function runCli(argv: string[], apps: AppLoaders, binPath: string):
     process.stdout.write(await configDocs(apps));
     return 0;
   }
-  const load = apps[name];
+  // Own keys only: `p2p toString` must not find Object.prototype.toString.
+  const load = Object.hasOwn(apps, name) ? apps[name] : undefined;
   if (!load) {
     process.stderr.write(`unknown app "${name}"\n\n${USAGE}\n\n${await appList(apps)}`);
     return 2;
