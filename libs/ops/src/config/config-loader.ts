@@ -160,7 +160,9 @@ function fromEnv(info: ConfigKeyInfo, text: string): unknown {
 
 function normalise(config: Record<string, unknown>, info: ConfigKeyInfo): void {
   if (info.kind === 'disk') {
-    config[info.key] = diskBytes(parseDiskAmount(config[info.key])!, typeof config.dataDir === 'string' ? config.dataDir : '');
+    const amount = parseDiskAmount(config[info.key]);
+    if (!amount) throw new Error(`internal: ${info.key} passed validation but is no disk amount`);
+    config[info.key] = diskBytes(amount, typeof config.dataDir === 'string' ? config.dataDir : '');
     return;
   }
   const parse =
