@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Logger, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
@@ -63,7 +64,7 @@ export class TrackerModule implements OnApplicationShutdown {
           inject: [ReadinessRegistry, HealthIndicatorService, HttpAdapterHost, SWARM_TOKEN],
           useFactory: (registry: ReadinessRegistry, health: HealthIndicatorService, host: HttpAdapterHost, token: string | undefined) => {
             // "Ready" means the announce surface answers over HTTP, so it goes through the real server.
-            const port = () => (host.httpAdapter.getHttpServer().address() as AddressInfo).port;
+            const port = () => ((host.httpAdapter.getHttpServer() as Server).address() as AddressInfo).port;
             registry.register('announce', () => scrapeProbe(health, port(), token));
           },
         },

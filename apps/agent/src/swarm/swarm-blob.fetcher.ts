@@ -241,6 +241,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
     let joining: (() => boolean) | undefined;
     let swarmPosition = offset;
     const frontier: Frontier = { patient: () => false };
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- an async generator cannot be an arrow function
     const self = this;
     async function* bytes(): AsyncGenerator<Buffer | StoredUntil> {
       let position = offset;
@@ -346,6 +347,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
     }
     const body = res.body as unknown as Readable;
     const owner = proxy;
+    // eslint-disable-next-line prefer-const -- assigned once below: the error listener reading it must be registered first
     let relay: Readable | undefined;
     // Registered before pipeline() joins the body to the throttle: a network failure reaches this
     // listener while the relay is still open; the premature close that follows a reader's own
@@ -430,9 +432,9 @@ export class SwarmBlobFetcher implements BlobFetcher {
               rescuing = false;
               since = Date.now();
             },
-            (err: Error) => {
+            (err: unknown) => {
               rescuing = false;
-              rescueError = err;
+              rescueError = err as Error;
             },
           );
         }
@@ -531,6 +533,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
         } catch (err) {
           // Aborted by the fill (it moved on, e.g. after the relay broke off): the error is the
           // fill's reason, not the proxy's — no retry, and no reason to rank the proxy down.
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- it may have been aborted during the await (TS keeps the narrowing from the loop's first line)
           if (signal.aborted) return undefined;
           if (attempt < TORRENT_ATTEMPTS) {
             this.logger.warn(`proxy ${proxy} failed for ${request.digest}: ${(err as Error).message}; asking again`);

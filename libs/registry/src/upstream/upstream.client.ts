@@ -223,7 +223,7 @@ export class UpstreamClient {
       // drop ourselves (undici reports a destroy() or an abort as UND_ERR_ABORTED).
       res.body.once('error', (err: Error & { code?: string }) => {
         if (err instanceof undiciErrors.UndiciError && err.code !== 'UND_ERR_ABORTED') {
-          this.logger.warn(`${options.method} ${upstream.host}${redactPath(options.path)} failed mid-body: ${err.code ?? err.name}`);
+          this.logger.warn(`${options.method} ${upstream.host}${redactPath(options.path)} failed mid-body: ${err.code}`);
         }
       });
       return { status: res.statusCode, headers: res.headers, body: res.body };

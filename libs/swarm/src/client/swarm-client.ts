@@ -213,7 +213,7 @@ export class SwarmClient {
       });
     });
     // Nobody may be awaiting ready(); the failure is logged here once.
-    this.listening.catch((err: Error) => this.logger.error(`BitTorrent listener failed: ${err.message}`));
+    this.listening.catch((err: unknown) => this.logger.error(`BitTorrent listener failed: ${(err as Error).message}`));
     this.seeds = new SeedLru(options.maxSeeding, options.seedTtlSeconds * 1000);
     this.timer = setInterval(() => this.tick(), 1000);
     this.timer.unref();
@@ -333,7 +333,7 @@ export class SwarmClient {
 
   private dial(session: TorrentSession, address: string): void {
     const target = parseAddress(address);
-    if (!target || this.destroyed) return session.dialEnded(address, false);
+    if (!target || this.destroyed) { session.dialEnded(address, false); return; }
     const socket = netConnect({ host: target.host, port: target.port });
     this.track(socket);
     let connected = false;
@@ -349,7 +349,7 @@ export class SwarmClient {
       if (!connected) session.dialEnded(address, false);
     });
     const peer = new PeerConnection(socket, 'initiator', () => undefined, this.options.authTimeoutMs ?? 10_000, target);
-    if (session.ended) return peer.close('torrent closed');
+    if (session.ended) { peer.close('torrent closed'); return; }
     session.attach(peer);
     peer.start(session);
   }

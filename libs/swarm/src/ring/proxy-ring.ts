@@ -134,9 +134,9 @@ export class ProxyRing {
     const members = await Promise.all(
       urls.map(async (url) => ({
         url,
-        healthy: await check(url).catch((err: Error) => {
+        healthy: await check(url).catch((err: unknown) => {
           // The reason matters for TLS: a certificate the CA does not vouch for is refused here.
-          why.set(url, (err as { cause?: Error }).cause?.message ?? err.message);
+          why.set(url, (err as { cause?: Error }).cause?.message ?? (err as Error).message);
           return false;
         }),
       })),

@@ -60,23 +60,26 @@ export class TrackerServer {
   /** Answers one HTTP announce or scrape (bencoded, always HTTP 200 as clients expect). */
   handle(action: 'announce' | 'scrape', req: IncomingMessage, res: ServerResponse): void {
     const params = splitQuery(req.url ?? '');
-    if (action === 'scrape') return this.scrape(params, res);
+    if (action === 'scrape') { this.scrape(params, res); return; }
     let query: AnnounceQuery;
     try {
       query = parseAnnounce(params);
     } catch (err) {
       if (!(err instanceof TrackerQueryError)) throw err;
       // A bad token is reported as such even when the rest is malformed too.
-      if (!this.tokenOk(tokenOf(params))) return this.refuse(action, res, 'refused_token', 'swarm token missing or wrong');
-      return this.refuse(action, res, 'malformed', err.message);
+      if (!this.tokenOk(tokenOf(params))) { this.refuse(action, res, 'refused_token', 'swarm token missing or wrong'); return; }
+      this.refuse(action, res, 'malformed', err.message);
+      return;
     }
-    if (!this.tokenOk(query.token)) return this.refuse(action, res, 'refused_token', 'swarm token missing or wrong');
+    if (!this.tokenOk(query.token)) { this.refuse(action, res, 'refused_token', 'swarm token missing or wrong'); return; }
     const ip = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     if (this.options.allowClient && !this.options.allowClient(ip)) {
-      return this.refuse(action, res, 'rate_limited', 'too many announces from this address; retry later');
+      this.refuse(action, res, 'rate_limited', 'too many announces from this address; retry later');
+      return;
     }
     if (this.options.requireRegistration && !this.registered.has(query.infoHash)) {
-      return this.refuse(action, res, 'refused_unregistered', 'unknown swarm: no proxy registered this info hash');
+      this.refuse(action, res, 'refused_unregistered', 'unknown swarm: no proxy registered this info hash');
+      return;
     }
     const result = this.table.announce({ ...query, ip });
     if (this.registered.has(query.infoHash)) this.registered.set(query.infoHash, Date.now());
@@ -120,13 +123,14 @@ export class TrackerServer {
   }
 
   private scrape(params: Map<string, string[]>, res: ServerResponse): void {
-    if (!this.tokenOk(tokenOf(params))) return this.refuse('scrape', res, 'refused_token', 'swarm token missing or wrong');
+    if (!this.tokenOk(tokenOf(params))) { this.refuse('scrape', res, 'refused_token', 'swarm token missing or wrong'); return; }
     let hashes: string[];
     try {
       hashes = params.has('info_hash') ? parseInfoHashes(params) : this.table.infoHashes();
     } catch (err) {
       if (!(err instanceof TrackerQueryError)) throw err;
-      return this.refuse('scrape', res, 'malformed', err.message);
+      this.refuse('scrape', res, 'malformed', err.message);
+      return;
     }
     const files = hashes.map((h) => {
       const c = this.table.counts(h);
