@@ -58,11 +58,11 @@ interface ProxyTorrent {
 
 const PEER_PORT_HEADER = 'x-p2p-peer-port';
 /** Default for `relayAfterMs`: a warm proxy answers a torrent request in milliseconds. */
-export const DEFAULT_RELAY_AFTER_MS = 300;
+const DEFAULT_RELAY_AFTER_MS = 300;
 /** Default for `joinGraceMs`. */
-export const DEFAULT_JOIN_GRACE_MS = 30_000;
+const DEFAULT_JOIN_GRACE_MS = 30_000;
 /** Default for `rescueAfterMs`. */
-export const DEFAULT_RESCUE_AFTER_MS = 20_000;
+const DEFAULT_RESCUE_AFTER_MS = 20_000;
 /** A reader whose download has no peer connected waits this long for the next piece before the relay serves it. */
 const NO_PEER_RESCUE_MS = 2000;
 /** How often a reader waiting on a late piece re-checks it. */

@@ -63,12 +63,12 @@ export function rateControllerFor(names: readonly string[]): Type<unknown> {
  * when: `source.<limit>` is "patch", "file" (config file, at boot or by a live edit), "env"
  * (a `P2P_*` variable, which file edits never override) or "default".
  */
-export type RateView = Record<string, number> & {
+type RateView = Record<string, number> & {
   source: Record<string, RateSource>;
   updatedAt: Record<string, string>;
 };
 
-export function rateView(throttle: ThrottleService): RateView {
+function rateView(throttle: ThrottleService): RateView {
   const sources = Object.entries(throttle.sources());
   return {
     ...throttle.snapshot(),

@@ -26,7 +26,7 @@ export interface BootOptions {
 }
 
 /** A raw route's handler: must answer `res` (a throw becomes a 500 and an error log line). */
-export type RawHandler = (req: IncomingMessage, res: ServerResponse) => void;
+type RawHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
 export interface RunningApp {
   app: NestFastifyApplication;

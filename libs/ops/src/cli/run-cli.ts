@@ -79,7 +79,7 @@ async function appList(apps: AppLoaders): Promise<string> {
 }
 
 /** Every key, its env variable, default and doc: the same source docs/config.md is generated from. */
-export function helpFor(name: string, entry: AppEntry): string {
+function helpFor(name: string, entry: AppEntry): string {
   const defaults = new entry.configClass() as Record<string, unknown>;
   const rows = configKeys(entry.configClass).map((k) => {
     const def = k.defaultText ?? JSON.stringify(defaults[k.key]);
@@ -89,7 +89,7 @@ export function helpFor(name: string, entry: AppEntry): string {
 }
 
 /** The config reference, generated from the same metadata as `--help` so the two never drift. */
-export async function configDocs(apps: AppLoaders): Promise<string> {
+async function configDocs(apps: AppLoaders): Promise<string> {
   const parts = [
     '# Configuration reference',
     '',

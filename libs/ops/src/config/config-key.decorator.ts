@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 
 /** How a key's text value is read (from YAML or from a `P2P_*` environment variable). */
-export type ConfigKind = 'string' | 'number' | 'boolean' | 'rate' | 'size' | 'disk' | 'duration' | 'list' | 'url';
+type ConfigKind = 'string' | 'number' | 'boolean' | 'rate' | 'size' | 'disk' | 'duration' | 'list' | 'url';
 
 export interface ConfigKeyOptions {
   /** One or two sentences for `--help` and docs/config.md: what it does and why you would change it. */

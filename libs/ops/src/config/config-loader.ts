@@ -42,7 +42,7 @@ export interface LoadConfigOptions {
 }
 
 /** Where a key's loaded value came from: a `P2P_*` variable, the config file, or a default. */
-export type ConfigValueSource = 'env' | 'file' | 'default';
+type ConfigValueSource = 'env' | 'file' | 'default';
 
 /** How a config object was loaded: what a reload needs to load it again the same way. */
 export interface ConfigOrigin<T extends object = object> {

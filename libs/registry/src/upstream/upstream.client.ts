@@ -264,7 +264,7 @@ function redactPath(path: string): string {
 }
 
 /** Reads a small body (tokens, manifests) with a hard cap; over the cap → undefined body error. */
-export async function readLimited(body: Readable, limit: number): Promise<string> {
+async function readLimited(body: Readable, limit: number): Promise<string> {
   return (await readLimitedBuffer(body, limit)).toString('utf8');
 }
 

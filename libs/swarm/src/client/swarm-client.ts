@@ -62,7 +62,7 @@ export interface SwarmClientOptions {
 
 export type StopReason = 'cap' | 'ttl' | 'stopped' | 'replaced' | 'shutdown' | 'corrupt';
 
-export interface TransferProgress {
+interface TransferProgress {
   /** Piece bytes received from peers (minus pieces that failed verification): stall detection. */
   received: number;
   /** Verified bytes held. */
@@ -136,7 +136,7 @@ export interface DownloadHandle {
   destroy(): Promise<void>;
 }
 
-export interface StoredWatch {
+interface StoredWatch {
   /** End of the contiguous held bytes from `pos`. */
   end(pos: number): number;
   /** The reader is at `pos` now (the picker favours the pieces from there). */

@@ -23,9 +23,9 @@ import {
 } from './wire-codec.js';
 
 /** Largest block we ask for and serve between our own peers (negotiated in the extended handshake). */
-export const MAX_BLOCK = 1024 * 1024;
+const MAX_BLOCK = 1024 * 1024;
 /** Block size with a peer that does not say it takes bigger ones (BEP 3 convention). */
-export const DEFAULT_BLOCK = 16 * 1024;
+const DEFAULT_BLOCK = 16 * 1024;
 /** Our local ids for our extensions (BEP 10: the receiver's `m` numbers the messages it accepts). */
 const AUTH_EXT_ID = 1;
 const WANT_FROM_EXT_ID = 2;

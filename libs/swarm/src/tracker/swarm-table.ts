@@ -3,7 +3,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 const EMPTY = Buffer.alloc(0);
 
 /** What an answer tells about a peer (non-compact form). */
-export interface PeerView {
+interface PeerView {
   readonly id: string;
   readonly ip: string;
   readonly port: number;
