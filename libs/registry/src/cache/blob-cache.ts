@@ -276,6 +276,17 @@ export class BlobCache {
     return () => this.events.off('evict', listener);
   }
 
+  /** A verified blob was opened to be served (a cache hit): its seeding is refreshed (seedTtl counts from the last use). */
+  served(digest: string): void {
+    this.events.emit('served', digest);
+  }
+
+  /** Called with the digest of every cache hit (see served). */
+  onServed(listener: (digest: string) => void): () => void {
+    this.events.on('served', listener);
+    return () => this.events.off('served', listener);
+  }
+
   /** Called with the digest of every blob discarded as corrupt (see discardCorrupt), and why. */
   onCorrupt(listener: (digest: string, reason: string) => void): () => void {
     this.events.on('corrupt', listener);
