@@ -46,8 +46,6 @@ export interface SwarmClientOptions {
   /** What this process is (default agent): proxies say so in their peer id, so agents count their bytes as `proxy`, and super-seed. */
   role?: SwarmRole;
   metrics?: SwarmMetrics;
-  /** Also counts bytes from these addresses as `proxy` (peers whose id does not say proxy). */
-  isProxyAddress?: (ip: string) => boolean;
   /** Called once a torrent stops being seeded (cap, ttl, stopSeeding, destroy): unpin the file. */
   onStopSeeding?: (event: { infoHash: string; path: string; reason: StopReason }) => void;
   /** A seeded file failed a piece's SHA-1 when read: it has stopped being seeded; evict and refetch it. */
@@ -197,7 +195,7 @@ export class SwarmClient {
       superSeed: options.superSeed ?? role === 'proxy',
       verifyReads: options.verifyReads ?? true,
       progressLogSeconds: options.progressLogSeconds ?? 5,
-      isProxy: (peer) => peer.remoteIdHex.startsWith(PROXY_PEER_ID_HEX) || options.isProxyAddress?.(peer.remoteAddress) === true,
+      isProxy: (peer) => peer.remoteIdHex.startsWith(PROXY_PEER_ID_HEX),
       isTrusted: (peer) => this.directPeers.has(peer.address),
       dial: (session, address) => this.dial(session, address),
       corrupt: (session, index) => this.onCorrupt(session, index),

@@ -40,7 +40,6 @@ export interface ProxyMember {
 export class ProxyRing {
   private readonly logger = new Logger(ProxyRing.name);
   private members: ProxyMember[] = [];
-  private addresses = new Set<string>();
   /** Address → the DNS name it was resolved from (a headless Service): the name its TLS certificate is for. */
   private tlsNames = new Map<string, string>();
   /** Per proxy, the blobs it failed since it last served one (see `blobFailed`). */
@@ -122,11 +121,6 @@ export class ProxyRing {
     return this.members.map((m) => ({ ...m }));
   }
 
-  /** True when `ip` is one of the proxies' addresses (as resolved at the last refresh). */
-  isProxyAddress(ip: string): boolean {
-    return this.addresses.has(ip.replace(/^::ffff:/, ''));
-  }
-
   private async doRefresh(): Promise<void> {
     const urls = await this.expand();
     const check = this.options.check ?? ((url: string) => healthz(url, this.options.healthTimeoutMs ?? 2000, this.dispatcher));
@@ -153,7 +147,6 @@ export class ProxyRing {
 
   private async expand(): Promise<string[]> {
     const resolve = this.options.resolve ?? resolveAll;
-    const addresses = new Set<string>();
     const tlsNames = new Map<string, string>();
     const expanded: string[] = [];
     const single = this.options.proxies.length === 1;
@@ -161,7 +154,6 @@ export class ProxyRing {
       const url = new URL(raw);
       const host = url.hostname.replace(/^\[|\]$/g, '');
       if (isIP(host)) {
-        addresses.add(host);
         expanded.push(baseUrl(url));
         continue;
       }
@@ -171,7 +163,6 @@ export class ProxyRing {
       } catch (err) {
         this.logger.warn(`cannot resolve proxy host ${host}: ${(err as Error).message}`);
       }
-      ips.forEach((ip) => addresses.add(ip));
       if (single && ips.length > 0) {
         // A headless Service: each address is one proxy.
         for (const ip of ips) {
@@ -184,7 +175,6 @@ export class ProxyRing {
         expanded.push(baseUrl(url));
       }
     }
-    this.addresses = addresses;
     this.tlsNames = tlsNames;
     return [...new Set(expanded)];
   }
