@@ -6,7 +6,6 @@ import { HealthIndicatorService } from '@nestjs/terminus';
 import { MetricsService, OpsModule, ReadinessRegistry, SWARM_TOKEN, ThrottleService } from '#ops';
 import { TrackerServer } from '#swarm';
 import { scrapeProbe } from './scrape-probe.js';
-import { SwarmRegistrationController } from './swarm-registration.controller.js';
 import type { TrackerConfig } from './tracker.config.js';
 
 /** Wiring only: the tracker server lives in libs/swarm. */
@@ -25,7 +24,6 @@ export class TrackerModule implements OnApplicationShutdown {
           limits: { announceRate: { unit: 'requests/s', initial: config.announceRate } },
         }),
       ],
-      controllers: [SwarmRegistrationController],
       providers: [
         {
           provide: TrackerServer,
@@ -39,7 +37,6 @@ export class TrackerModule implements OnApplicationShutdown {
               peersCacheTtlSeconds: config.peersCacheTtl,
               idleSwarmSeconds: config.swarmIdleTimeout,
               token,
-              requireRegistration: config.requireRegisteredSwarms,
               allowClient: (ip) => throttle.tryTake('announceRate', ip),
               // Label children cached: this runs once per announce.
               onResult: (action, result) => {

@@ -262,11 +262,11 @@ export class SwarmTable {
     return dropped;
   }
 
-  /** Deletes swarms with no announce since `cutoff` (ms epoch), except those `keep` says to keep. */
-  deleteIdle(cutoff: number, keep: (infoHash: string) => boolean = () => false): number {
+  /** Deletes swarms with no announce since `cutoff` (ms epoch). */
+  deleteIdle(cutoff: number): number {
     let deleted = 0;
     for (const [infoHash, swarm] of this.swarms) {
-      if (swarm.lastActive > cutoff || keep(infoHash)) continue;
+      if (swarm.lastActive > cutoff) continue;
       this.swarms.delete(infoHash);
       deleted++;
     }

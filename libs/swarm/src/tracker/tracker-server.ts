@@ -4,7 +4,7 @@ import { decodeText, parseAnnounce, parseInfoHashes, splitQuery, TrackerQueryErr
 import { SwarmTable, type AnnounceResult } from './swarm-table.js';
 
 /** How a tracker request ended (metrics label). */
-export type TrackerResult = 'ok' | 'refused_token' | 'refused_unregistered' | 'rate_limited' | 'malformed';
+export type TrackerResult = 'ok' | 'refused_token' | 'rate_limited' | 'malformed';
 
 export interface TrackerServerOptions {
   /** Announce interval told to clients, seconds. */
@@ -17,8 +17,6 @@ export interface TrackerServerOptions {
   idleSwarmSeconds?: number;
   /** When set, announces and scrapes must carry it as the `token` query parameter. */
   token?: string;
-  /** When true, announces are accepted only for info hashes registered with `register()`. */
-  requireRegistration?: boolean;
   /** Per-client announce limit: false refuses the announce (`rate_limited`). */
   allowClient?: (ip: string) => boolean;
   /** Called once per request with its outcome, for metrics. */
@@ -27,7 +25,6 @@ export interface TrackerServerOptions {
   onWarning?: (err: Error) => void;
 }
 
-const INFO_HASH = /^[0-9a-f]{40}$/;
 
 /**
  * The cluster's private BitTorrent HTTP tracker (BEP 3 announce and scrape, BEP 23 compact and
@@ -43,7 +40,6 @@ const INFO_HASH = /^[0-9a-f]{40}$/;
 export class TrackerServer {
   private readonly tokenBytes?: Buffer;
   private readonly table: SwarmTable;
-  private readonly registered = new Map<string, number>();
   private readonly reaper: NodeJS.Timeout;
   private readonly idleMs: number;
   private readonly intervalSeconds: number;
@@ -77,22 +73,9 @@ export class TrackerServer {
       this.refuse(action, res, 'rate_limited', 'too many announces from this address; retry later');
       return;
     }
-    if (this.options.requireRegistration && !this.registered.has(query.infoHash)) {
-      this.refuse(action, res, 'refused_unregistered', 'unknown swarm: no proxy registered this info hash');
-      return;
-    }
     const result = this.table.announce({ ...query, ip });
-    if (this.registered.has(query.infoHash)) this.registered.set(query.infoHash, Date.now());
     this.reply(res, encodeAnnounce(result, this.intervalSeconds, query.compact));
     this.options.onResult?.(action, 'ok');
-  }
-
-  /** Registers a swarm (a proxy about to seed it); re-registering keeps it from being reaped. */
-  register(infoHash: string): boolean {
-    const hash = infoHash.toLowerCase();
-    if (!INFO_HASH.test(hash)) return false;
-    this.registered.set(hash, Date.now());
-    return true;
   }
 
   /** True when a bearer of `token` may use the tracker (always true without a configured token). */
@@ -105,16 +88,15 @@ export class TrackerServer {
   }
 
   /** Swarm count and peer count, for gauges and readiness details. */
-  stats(): { swarms: number; peers: number; registered: number } {
-    return { ...this.table.stats(), registered: this.registered.size };
+  stats(): { swarms: number; peers: number } {
+    return this.table.stats();
   }
 
-  /** Drops silent peers, then deletes swarms (and registrations) idle for longer than the idle timeout; returns swarms deleted. */
+  /** Drops silent peers, then deletes swarms idle for longer than the idle timeout; returns swarms deleted. */
   reapIdleSwarms(now = Date.now()): number {
     this.table.expire(now);
     const cutoff = now - this.idleMs;
-    for (const [infoHash, at] of this.registered) if (at <= cutoff) this.registered.delete(infoHash);
-    return this.table.deleteIdle(cutoff, (infoHash) => this.registered.has(infoHash));
+    return this.table.deleteIdle(cutoff);
   }
 
   close(): Promise<void> {
