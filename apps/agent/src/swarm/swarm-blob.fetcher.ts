@@ -18,8 +18,6 @@ export interface SwarmBlobFetcherOptions {
   minSize: number;
   /** Timeout for one torrent request to a proxy (it may have to fetch the blob from the origin first), ms. */
   torrentTimeoutMs: number;
-  /** Proxies tried per blob before giving up on the swarm. */
-  maxProxies?: number;
   /**
    * A torrent not answered within this many ms means the proxy is still fetching the blob from the
    * origin: the agent streams the bytes from the proxy's fetch meanwhile (relay), and moves to the
@@ -30,12 +28,6 @@ export interface SwarmBlobFetcherOptions {
   relayThrottle?: () => Transform;
   /** Counts relay bytes (metrics). */
   onRelayBytes?: (n: number) => void;
-  /**
-   * How long a fresh swarm download may receive nothing before the fill's stall rule applies,
-   * ms: an agent the proxy has not unchoked yet gets its first pieces from peers only once they
-   * hold some (default 30 s).
-   */
-  joinGraceMs?: number;
   /**
    * The reader's next piece may be missing this long, ms, when no connected peer has it, before the
    * agent fetches that one piece from the owning proxy's relay itself (and hands it to the torrent,
@@ -59,8 +51,13 @@ interface ProxyTorrent {
 const PEER_PORT_HEADER = 'x-p2p-peer-port';
 /** Default for `relayAfterMs`: a warm proxy answers a torrent request in milliseconds. */
 const DEFAULT_RELAY_AFTER_MS = 300;
-/** Default for `joinGraceMs`. */
-const DEFAULT_JOIN_GRACE_MS = 30_000;
+/**
+ * How long a fresh swarm download may receive nothing before the fill's stall rule applies: an
+ * agent the proxy has not unchoked yet gets its first pieces from peers only once they hold some.
+ */
+const JOIN_GRACE_MS = 30_000;
+/** Proxies tried per blob before giving up on the swarm. */
+const MAX_PROXIES = 3;
 /** Default for `rescueAfterMs`. */
 const DEFAULT_RESCUE_AFTER_MS = 20_000;
 /** A reader whose download has no peer connected waits this long for the next piece before the relay serves it. */
@@ -177,8 +174,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
    */
   private joining(delivered: () => number): () => boolean {
     const since = Date.now();
-    const grace = this.options.joinGraceMs ?? DEFAULT_JOIN_GRACE_MS;
-    return () => delivered() === 0 && Date.now() - since < grace;
+    return () => delivered() === 0 && Date.now() - since < JOIN_GRACE_MS;
   }
 
   /** Verified and cached: seed the cached file (the download's session turns into the seed). Failed: clean up. */
@@ -521,7 +517,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
     } catch {
       return undefined;
     }
-    for (const proxy of owners.slice(0, this.options.maxProxies ?? 3)) {
+    for (const proxy of owners.slice(0, MAX_PROXIES)) {
       // A connection reset on a proxy whose uplink is saturated (it answers many agents at once
       // after a cold fetch) is no reason to give the blob's swarm up: ask again before moving on.
       for (let attempt = 1; ; attempt++) {

@@ -11,8 +11,6 @@ export interface ProxyRingOptions {
   proxies: string[];
   /** Seconds between re-resolving and health checking. */
   refreshSeconds: number;
-  /** Health check timeout, ms. */
-  healthTimeoutMs?: number;
   /** Resolves a host to its addresses (default: the system resolver, all addresses). */
   resolve?: (host: string) => Promise<string[]>;
   /** True when a proxy base URL is healthy (default: `GET <url>/healthz` answers 200). */
@@ -31,6 +29,9 @@ export interface ProxyMember {
   url: string;
   healthy: boolean;
 }
+
+/** Health check timeout, ms. */
+const HEALTH_TIMEOUT_MS = 2000;
 
 /**
  * Which proxy owns a blob: rendezvous hashing of the digest over the healthy proxies, so every
@@ -123,7 +124,7 @@ export class ProxyRing {
 
   private async doRefresh(): Promise<void> {
     const urls = await this.expand();
-    const check = this.options.check ?? ((url: string) => healthz(url, this.options.healthTimeoutMs ?? 2000, this.dispatcher));
+    const check = this.options.check ?? ((url: string) => healthz(url, HEALTH_TIMEOUT_MS, this.dispatcher));
     const why = new Map<string, string>();
     const members = await Promise.all(
       urls.map(async (url) => ({
