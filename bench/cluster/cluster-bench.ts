@@ -26,7 +26,7 @@ import { tempDir } from '../../test/support/app-process.js';
 import { REPO_ROOT as ROOT } from './local-app.js';
 import { renderSummary } from './bench-summary.js';
 
-export interface Args {
+interface Args {
   agents: number;
   layerBytes: number;
   linkBytesPerSec: number;
@@ -49,7 +49,7 @@ export interface Args {
   proxyUploadSlots?: number;
 }
 
-export interface AgentRow {
+interface AgentRow {
   agent: number;
   coldSeconds?: number;
   warmSeconds?: number;
@@ -66,7 +66,7 @@ export interface AgentRow {
   cpuSeconds: number;
 }
 
-export interface PhaseResult {
+interface PhaseResult {
   name: 'cold' | 'warm' | 'direct';
   agents: number;
   pulls: PullResult[];

@@ -22,7 +22,7 @@ function exitOf(proc: ChildProcess): Promise<void> {
 }
 
 /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
-export async function stopProcess(proc: ChildProcess, graceMs = 5000): Promise<void> {
+async function stopProcess(proc: ChildProcess, graceMs = 5000): Promise<void> {
   const exited = exitOf(proc);
   if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
   const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);

@@ -12,7 +12,7 @@ export async function cpuTicks(pid: number): Promise<CpuTicks> {
   return { total: parseStatTicks(total), main: parseStatTicks(main) };
 }
 
-export async function cpuTicksOf(pids: number[]): Promise<CpuTicks> {
+async function cpuTicksOf(pids: number[]): Promise<CpuTicks> {
   const all = await Promise.all(pids.map(cpuTicks));
   return all.reduce((a, b) => ({ total: a.total + b.total, main: a.main + b.main }), { total: 0, main: 0 });
 }

@@ -9,13 +9,13 @@ import { OciLayout, pushImage, type BuiltImage } from '../support/oci-image.js';
 import { freePort, startOriginRegistry, waitFor, type OriginRegistry } from '../support/origin-registry.js';
 
 export const MB = 1_000_000;
-export const USER = { username: 'puller', password: 'p2p-secret' };
+const USER = { username: 'puller', password: 'p2p-secret' };
 export const CREDS = `${USER.username}:${USER.password}`;
 export const ADMIN = 'drill-admin-token';
 export const SWARM = 'drill-swarm-token';
 export const AUTH = `Basic ${Buffer.from(CREDS).toString('base64')}`;
 
-export { freePort, waitFor };
+export { waitFor };
 
 // Generous: other suites may be loading the 2 cores; a timed-out start is a failed drill, not a hang.
 const START_MS = 90_000;
@@ -164,16 +164,6 @@ export async function get(url: string, headers: Record<string, string> = {}): Pr
 
 export async function metrics(app: AppProcess): Promise<string> {
   return (await get(`${app.url}/metrics`)).text;
-}
-
-export async function adminPatchRate(app: AppProcess, body: Record<string, unknown>): Promise<number> {
-  const res = await request(`${app.url}/admin/rate`, {
-    method: 'PATCH',
-    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  await res.body.dump();
-  return res.statusCode;
 }
 
 /** Streams a blob through an agent and returns its sha256 and length. */

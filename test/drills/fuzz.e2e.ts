@@ -58,7 +58,7 @@ const rateBody = fc.oneof(
 );
 const fuzzRequest: fc.Arbitrary<FuzzRequest> = fc
   .record({
-    method: fc.constantFrom('GET', 'GET', 'GET', 'HEAD', 'PUT', 'PATCH', 'DELETE', 'POST', 'OPTIONS') as fc.Arbitrary<FuzzRequest['method']>,
+    method: fc.constantFrom<FuzzRequest['method']>('GET', 'GET', 'GET', 'HEAD', 'PUT', 'PATCH', 'DELETE', 'POST', 'OPTIONS'),
     path: fc.oneof({ weight: 3, arbitrary: mirrorPath }, { weight: 1, arbitrary: adminPath }),
     auth: fc.option(authorization),
     range: fc.option(range),

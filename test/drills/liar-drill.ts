@@ -56,12 +56,12 @@ export class LiarDrill {
     await writeFile(join(dir, 'blob.torrent'), Buffer.from(await res.body.arrayBuffer()));
     const evil = spawn(process.execPath, [join(ROOT, 'test/drills/malicious-peer.mjs'), JSON.stringify({ metainfo: join(dir, 'blob.torrent'), dir, trackers: [c.trackerUrl], token: SWARM })], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.evil = evil;
-    evil.stdout!.on('data', (d: Buffer) => {
+    evil.stdout.on('data', (d: Buffer) => {
       this.evilOut += d.toString();
       for (const m of this.evilOut.matchAll(/"event":"uploaded","bytes":(\d+)/g)) this.liarUploaded = Number(m[1]);
       if (this.evilOut.length > 100_000) this.evilOut = this.evilOut.slice(-1000);
     });
-    evil.stderr!.on('data', (d: Buffer) => (this.evilOut += d.toString()));
+    evil.stderr.on('data', (d: Buffer) => (this.evilOut += d.toString()));
     await waitFor(() => this.evilOut.includes('"seeding"'), 30_000, 'malicious peer seeding');
     const liarPort = Number(/"seeding","port":(\d+)/.exec(this.evilOut)![1]);
     await waitFor(async () => sample(await metrics(c.tracker!), 'p2p_tracker_peers') >= 2, 30_000, 'liar and proxy on the tracker');

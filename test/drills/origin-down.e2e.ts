@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { skopeoPull } from '../support/oci-image.js';
 import { AUTH, CREDS, DrillCluster, get, MB, pullBlob } from './drill-cluster.js';
+import { ociErrorCode } from '../support/oci-error-body.js';
 
 describe('drill 4: origin down while blobs are cached', () => {
   let c: DrillCluster;
@@ -26,7 +27,7 @@ describe('drill 4: origin down while blobs are cached', () => {
     // Tags are always resolved at the origin: a clear OCI error, no hang, no 200 with stale bytes.
     const tag = await get(`${a0.url}/v2/drill/app/manifests/v1`, { authorization: AUTH, accept: 'application/vnd.oci.image.manifest.v1+json' });
     expect(tag.status).toBe(503);
-    expect(JSON.parse(tag.text).errors[0].code).toBe('UNAVAILABLE');
+    expect(ociErrorCode(tag.text)).toBe('UNAVAILABLE');
     const byTag = await skopeoPull(`127.0.0.1:${a0.port}/drill/app:v1`, `${c.dir}/out-tag`, { creds: CREDS });
     expect(byTag.ok).toBe(false);
     expect(byTag.stderr).toMatch(/503|unavailable/i);

@@ -127,7 +127,7 @@ describe('issue #12 item 9: TLS between agents and proxies (real processes, open
     expect(overPlain.output()).toMatch(/plain HTTP/);
     expect(overTls.output()).not.toMatch(/plain HTTP/);
 
-    const layer = await pushLayer(cluster, 'tls/capture', 4 * MB);
+    await pushLayer(cluster, 'tls/capture', 4 * MB);
     for (const [a, name] of [[overTls, 'tls'], [overPlain, 'plain']] as const) {
       const res = await skopeoPull(`127.0.0.1:${a.port}/tls/capture:v1`, join(dir, `out-${name}`), { creds: CREDS });
       expect(res.ok, res.stderr).toBe(true);

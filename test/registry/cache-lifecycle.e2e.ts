@@ -116,7 +116,7 @@ describe('agent blob cache: restart, quota, verification, failures', () => {
   it('fails the client and caches nothing when the origin serves wrong bytes', async () => {
     const corrupt = new Set([image.layers[2].digest]);
     const proxy = await startTamperingProxy(origin.url, corrupt);
-    closers.push(proxy.close);
+    closers.push(() => proxy.close());
     const data = join(dir, 'tamper-data');
     const agent = await start({ registry: proxy.url, dataDir: data });
     const target = image.layers[2];

@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileDigest } from '../support/oci-image.js';
 
@@ -9,11 +9,6 @@ export async function dirSummary(dir: string): Promise<{ manifest: string; files
   const files: Record<string, string> = {};
   for (const name of (await readdir(dir)).sort()) if (name !== 'version') files[name] = await fileDigest(join(dir, name));
   return { manifest: files['manifest.json'], files };
-}
-
-/** Bytes [start, end] of a local file. */
-export async function slice(path: string, start: number, end: number): Promise<Buffer> {
-  return (await readFile(path)).subarray(start, end + 1);
 }
 
 /** Value of a Prometheus sample, or 0. */

@@ -9,6 +9,7 @@ import { startApp, tempDir, type AppProcess } from '../support/app-process.js';
 import { OciLayout, pushImage, type BuiltImage } from '../support/oci-image.js';
 import { startOriginRegistry, waitFor, type OriginRegistry } from '../support/origin-registry.js';
 import { basic } from './helpers.js';
+import { ociErrorCode } from '../support/oci-error-body.js';
 
 const exec = promisify(execFile);
 const CREDS = 'alice:s3cret';
@@ -112,7 +113,7 @@ describe('agent pass-through with curl pushes and a stopped origin (docker-regis
         const seconds = (Date.now() - t) / 1000;
         console.log(`stopped origin: ${path.slice(0, 40)}… → ${res.statusCode} in ${seconds.toFixed(1)} s: ${body}`);
         expect(res.statusCode, body).toBe(503);
-        expect(JSON.parse(body).errors[0].code).toBe('UNAVAILABLE');
+        expect(ociErrorCode(body)).toBe('UNAVAILABLE');
         expect(seconds).toBeLessThan(20);
       }
       expect(agent.output()).toMatch(/GET \S+\/blobs\/sha256:\S+ failed: UND_ERR_HEADERS_TIMEOUT/);
@@ -170,7 +171,7 @@ describe('agent pass-through with curl pushes and a stopped origin (docker-regis
     const res = await request(`${agent.url}/v2/faults/app/blobs/${image.layers[0].digest}`, { headers: { authorization: AUTH } });
     const body = await res.body.text();
     expect(res.statusCode, body).toBe(503);
-    expect(JSON.parse(body).errors[0].code).toBe('UNAVAILABLE');
+    expect(ociErrorCode(body)).toBe('UNAVAILABLE');
     expect(Date.now() - t).toBeLessThan(10_000);
   });
 });

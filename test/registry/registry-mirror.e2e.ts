@@ -6,6 +6,7 @@ import { startApp, tempDir, type AppProcess } from '../support/app-process.js';
 import { OciLayout, pushImage, skopeoPull, type BuiltImage } from '../support/oci-image.js';
 import { startOriginRegistry, type OriginRegistry } from '../support/origin-registry.js';
 import { basic, dirSummary, metric } from './helpers.js';
+import { ociErrorCode } from '../support/oci-error-body.js';
 
 const CREDS = 'alice:s3cret';
 const AUTH = basic('alice', 's3cret');
@@ -108,7 +109,7 @@ describe('agent registry mirror (docker-registry origin, skopeo client)', () => 
       expect(res.headers.get('www-authenticate')).toMatch(/^Basic realm=/);
       const body = Buffer.from(await res.arrayBuffer());
       expect(body.length).toBeLessThan(1000);
-      expect(JSON.parse(body.toString()).errors[0].code).toBe('UNAUTHORIZED');
+      expect(ociErrorCode(body)).toBe('UNAUTHORIZED');
       const head = await fetch(url, { method: 'HEAD', headers });
       expect(head.status).toBe(401);
     }

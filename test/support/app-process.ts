@@ -84,8 +84,8 @@ export async function startApp(
         res(Number(m[1]));
       }
     };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', onData);
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
     void exited.then((code) => {
       clearTimeout(timer);
       rej(new Error(`${app} exited with ${code} before listening:\n${out}`));

@@ -37,7 +37,7 @@ export async function startCuttingTcpProxy(target: () => number): Promise<Cuttin
       if (armed && cutAt === undefined && text.startsWith('GET ') && text.includes(`/blobs/${armed.digest}`) && !/\r\nrange:/i.test(text)) {
         cutAt = answered + armed.afterBytes;
         if (--armed.times <= 0) armed = undefined;
-        if (cutAt === answered) return cut();
+        if (cutAt === answered) { cut(); return; }
       }
       upstream.write(chunk);
     });
@@ -45,7 +45,8 @@ export async function startCuttingTcpProxy(target: () => number): Promise<Cuttin
       if (cutAt !== undefined && answered + chunk.length >= cutAt) {
         client.write(chunk.subarray(0, cutAt - answered));
         answered = cutAt;
-        return cut();
+        cut();
+        return;
       }
       answered += chunk.length;
       client.write(chunk);

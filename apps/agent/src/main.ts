@@ -4,10 +4,11 @@ import { AgentConfig } from './agent.config.js';
 import { AgentModule } from './agent.module.js';
 
 /** Starts the agent and returns it (tests stop it with `close()`). */
-export function startAgent(config: AgentConfig): Promise<RunningApp> {
+function startAgent(config: AgentConfig): Promise<RunningApp> {
   return bootstrapApp({ appName: 'agent', module: AgentModule.forRoot(config), config, configure: registerRawBodyParser });
 }
 
+/** @public bin/p2p loads it from dist (outside knip's view). */
 export const agentEntry: AppEntry<AgentConfig> = {
   summary: 'node-local registry mirror (localhost:5004) that fetches layers from the swarm',
   configClass: AgentConfig,

@@ -22,7 +22,7 @@ import { SwarmBlobFetcher } from './swarm/swarm-blob.fetcher.js';
  * Ordered fetchers that fill the cache on a miss: the swarm, the proxy's relay, the origin. The mirror
  * itself only knows the source chain.
  */
-export const BLOB_FETCHERS = Symbol('BLOB_FETCHERS');
+const BLOB_FETCHERS = Symbol('BLOB_FETCHERS');
 
 /** The agent's registry mirror: upstreams, origin client, verified cache, source chain. */
 export const mirrorProviders: Provider[] = [

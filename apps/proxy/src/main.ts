@@ -4,7 +4,7 @@ import { ProxyConfig } from './proxy.config.js';
 import { ProxyModule } from './proxy.module.js';
 
 /** Starts the proxy and returns it (tests stop it with `close()`). */
-export async function startProxy(config: ProxyConfig): Promise<RunningApp> {
+async function startProxy(config: ProxyConfig): Promise<RunningApp> {
   // Both files or neither (the config check); read once at start: a renewed certificate takes a restart.
   const https = config.tlsCertFile
     ? { cert: readConfiguredFile('tlsCertFile', config.tlsCertFile), key: readConfiguredFile('tlsKeyFile', config.tlsKeyFile) }
@@ -18,6 +18,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningApp> {
   return running;
 }
 
+/** @public bin/p2p loads it from dist (outside knip's view). */
 export const proxyEntry: AppEntry<ProxyConfig> = {
   summary: 'original seed: pulls each blob from the origin once, makes its torrent and seeds it',
   configClass: ProxyConfig,

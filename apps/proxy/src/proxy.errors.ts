@@ -8,7 +8,7 @@ const LOCAL_ERRNO = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EMFILE', 'ENFI
  * could not store it (503). A per-blob answer: agents fetch that blob from the origin themselves
  * and keep using the proxy for other blobs.
  */
-export class BlobFillFailedError extends OciError {
+class BlobFillFailedError extends OciError {
   constructor(status: 502 | 503, message: string, digest: string, reason: string) {
     super(status, 'UNAVAILABLE', message, { digest, reason });
     this.name = 'BlobFillFailedError';

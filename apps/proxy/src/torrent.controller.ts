@@ -8,7 +8,7 @@ import { BlobTorrentService } from './blob-torrent.service.js';
 import { ProxyConfig } from './proxy.config.js';
 
 /** Header telling agents which BitTorrent port to dial this proxy on (its HTTP port differs). */
-export const PEER_PORT_HEADER = 'x-p2p-peer-port';
+const PEER_PORT_HEADER = 'x-p2p-peer-port';
 
 /**
  * `GET /v1/blobs/<digest>/torrent?repo=<name>[&ns=<host>]`: cluster members only (swarm token);

@@ -4,7 +4,7 @@ import { TrackerConfig } from './tracker.config.js';
 import { TrackerModule } from './tracker.module.js';
 
 /** Starts the tracker and returns it (tests stop it with `close()`). */
-export function startTracker(config: TrackerConfig): Promise<RunningApp> {
+function startTracker(config: TrackerConfig): Promise<RunningApp> {
   return bootstrapApp({
     appName: 'tracker',
     module: TrackerModule.forRoot(config),
@@ -22,6 +22,7 @@ export function startTracker(config: TrackerConfig): Promise<RunningApp> {
   });
 }
 
+/** @public bin/p2p loads it from dist (outside knip's view). */
 export const trackerEntry: AppEntry<TrackerConfig> = {
   summary: 'private BitTorrent tracker for the cluster',
   configClass: TrackerConfig,

@@ -1,4 +1,4 @@
-import { IsBoolean, IsInt, Max, Min } from 'class-validator';
+import { IsInt, Max, Min } from 'class-validator';
 import { BaseAppConfig, ConfigKey, IsDuration, IsRate } from '#ops';
 
 /** The tracker's config: a private BitTorrent tracker for the cluster. */
@@ -28,17 +28,9 @@ export class TrackerConfig extends BaseAppConfig {
 
   @ConfigKey({
     kind: 'duration',
-    doc: 'A swarm nobody announced to (and no proxy registered) for this long is deleted, so memory stays bounded.',
+    doc: 'A swarm nobody announced to for this long is deleted, so memory stays bounded.',
     defaultText: '3× announceInterval when 0',
   })
   @IsDuration()
   swarmIdleTimeout = 0;
-
-  @ConfigKey({
-    kind: 'boolean',
-    doc: 'Accept announces only for info hashes a proxy registered with POST /v1/swarms/<infoHash> (on top of the swarm token check).',
-    defaultText: 'false (the swarm token alone admits)',
-  })
-  @IsBoolean()
-  requireRegisteredSwarms = false;
 }

@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Logger, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
@@ -5,7 +6,6 @@ import { HealthIndicatorService } from '@nestjs/terminus';
 import { MetricsService, OpsModule, ReadinessRegistry, SWARM_TOKEN, ThrottleService } from '#ops';
 import { TrackerServer } from '#swarm';
 import { scrapeProbe } from './scrape-probe.js';
-import { SwarmRegistrationController } from './swarm-registration.controller.js';
 import type { TrackerConfig } from './tracker.config.js';
 
 /** Wiring only: the tracker server lives in libs/swarm. */
@@ -24,7 +24,6 @@ export class TrackerModule implements OnApplicationShutdown {
           limits: { announceRate: { unit: 'requests/s', initial: config.announceRate } },
         }),
       ],
-      controllers: [SwarmRegistrationController],
       providers: [
         {
           provide: TrackerServer,
@@ -38,7 +37,6 @@ export class TrackerModule implements OnApplicationShutdown {
               peersCacheTtlSeconds: config.peersCacheTtl,
               idleSwarmSeconds: config.swarmIdleTimeout,
               token,
-              requireRegistration: config.requireRegisteredSwarms,
               allowClient: (ip) => throttle.tryTake('announceRate', ip),
               // Label children cached: this runs once per announce.
               onResult: (action, result) => {
@@ -63,7 +61,7 @@ export class TrackerModule implements OnApplicationShutdown {
           inject: [ReadinessRegistry, HealthIndicatorService, HttpAdapterHost, SWARM_TOKEN],
           useFactory: (registry: ReadinessRegistry, health: HealthIndicatorService, host: HttpAdapterHost, token: string | undefined) => {
             // "Ready" means the announce surface answers over HTTP, so it goes through the real server.
-            const port = () => (host.httpAdapter.getHttpServer().address() as AddressInfo).port;
+            const port = () => ((host.httpAdapter.getHttpServer() as Server).address() as AddressInfo).port;
             registry.register('announce', () => scrapeProbe(health, port(), token));
           },
         },

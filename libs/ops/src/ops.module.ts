@@ -69,7 +69,7 @@ export class OpsModule {
       global: true,
       imports: [
         TerminusModule.forRoot({ errorLogStyle: 'json', gracefulShutdownTimeoutMs: 0 }),
-        ConfigModule.forRoot({ ignoreEnvFile: true, isGlobal: true, load: [() => ({ ...options.config })] }),
+        ConfigModule.forRoot({ ignoreEnvFile: true, isGlobal: true, load: [() => ({ ...options.config })] /* eslint-disable-line @typescript-eslint/no-misused-spread -- ConfigModule wants the plain values; the class prototype is deliberately left behind */ }),
       ],
       controllers: [HealthController, MetricsController, rateControllerFor(Object.keys(options.limits))],
       providers,

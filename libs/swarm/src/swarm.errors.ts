@@ -1,5 +1,5 @@
 /** Base of the errors libs/swarm throws; each app's exception filter maps them to responses. */
-export class SwarmError extends Error {
+class SwarmError extends Error {
   override name = 'SwarmError';
 }
 

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClientCredentials, type BlobRequest } from '#registry';
 import type { BlobSeeder, ProxyRing, SwarmClient } from '#swarm';
@@ -79,7 +79,7 @@ describe(SwarmBlobFetcher.name, () => {
     expect(fetched).toBeDefined();
     const started = Date.now();
     const failure = await new Promise<Error | undefined>((resolve) => {
-      const stream = fetched!.stream as Readable;
+      const stream = fetched!.stream;
       stream.on('data', () => undefined).on('error', resolve).on('end', () => resolve(undefined));
     });
     const ms = Date.now() - started;

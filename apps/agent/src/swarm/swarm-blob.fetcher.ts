@@ -18,8 +18,6 @@ export interface SwarmBlobFetcherOptions {
   minSize: number;
   /** Timeout for one torrent request to a proxy (it may have to fetch the blob from the origin first), ms. */
   torrentTimeoutMs: number;
-  /** Proxies tried per blob before giving up on the swarm. */
-  maxProxies?: number;
   /**
    * A torrent not answered within this many ms means the proxy is still fetching the blob from the
    * origin: the agent streams the bytes from the proxy's fetch meanwhile (relay), and moves to the
@@ -30,12 +28,6 @@ export interface SwarmBlobFetcherOptions {
   relayThrottle?: () => Transform;
   /** Counts relay bytes (metrics). */
   onRelayBytes?: (n: number) => void;
-  /**
-   * How long a fresh swarm download may receive nothing before the fill's stall rule applies,
-   * ms: an agent the proxy has not unchoked yet gets its first pieces from peers only once they
-   * hold some (default 30 s).
-   */
-  joinGraceMs?: number;
   /**
    * The reader's next piece may be missing this long, ms, when no connected peer has it, before the
    * agent fetches that one piece from the owning proxy's relay itself (and hands it to the torrent,
@@ -58,11 +50,16 @@ interface ProxyTorrent {
 
 const PEER_PORT_HEADER = 'x-p2p-peer-port';
 /** Default for `relayAfterMs`: a warm proxy answers a torrent request in milliseconds. */
-export const DEFAULT_RELAY_AFTER_MS = 300;
-/** Default for `joinGraceMs`. */
-export const DEFAULT_JOIN_GRACE_MS = 30_000;
+const DEFAULT_RELAY_AFTER_MS = 300;
+/**
+ * How long a fresh swarm download may receive nothing before the fill's stall rule applies: an
+ * agent the proxy has not unchoked yet gets its first pieces from peers only once they hold some.
+ */
+const JOIN_GRACE_MS = 30_000;
+/** Proxies tried per blob before giving up on the swarm. */
+const MAX_PROXIES = 3;
 /** Default for `rescueAfterMs`. */
-export const DEFAULT_RESCUE_AFTER_MS = 20_000;
+const DEFAULT_RESCUE_AFTER_MS = 20_000;
 /** A reader whose download has no peer connected waits this long for the next piece before the relay serves it. */
 const NO_PEER_RESCUE_MS = 2000;
 /** How often a reader waiting on a late piece re-checks it. */
@@ -177,8 +174,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
    */
   private joining(delivered: () => number): () => boolean {
     const since = Date.now();
-    const grace = this.options.joinGraceMs ?? DEFAULT_JOIN_GRACE_MS;
-    return () => delivered() === 0 && Date.now() - since < grace;
+    return () => delivered() === 0 && Date.now() - since < JOIN_GRACE_MS;
   }
 
   /** Verified and cached: seed the cached file (the download's session turns into the seed). Failed: clean up. */
@@ -241,6 +237,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
     let joining: (() => boolean) | undefined;
     let swarmPosition = offset;
     const frontier: Frontier = { patient: () => false };
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- an async generator cannot be an arrow function
     const self = this;
     async function* bytes(): AsyncGenerator<Buffer | StoredUntil> {
       let position = offset;
@@ -346,6 +343,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
     }
     const body = res.body as unknown as Readable;
     const owner = proxy;
+    // eslint-disable-next-line prefer-const -- assigned once below: the error listener reading it must be registered first
     let relay: Readable | undefined;
     // Registered before pipeline() joins the body to the throttle: a network failure reaches this
     // listener while the relay is still open; the premature close that follows a reader's own
@@ -430,9 +428,9 @@ export class SwarmBlobFetcher implements BlobFetcher {
               rescuing = false;
               since = Date.now();
             },
-            (err: Error) => {
+            (err: unknown) => {
               rescuing = false;
-              rescueError = err;
+              rescueError = err as Error;
             },
           );
         }
@@ -519,7 +517,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
     } catch {
       return undefined;
     }
-    for (const proxy of owners.slice(0, this.options.maxProxies ?? 3)) {
+    for (const proxy of owners.slice(0, MAX_PROXIES)) {
       // A connection reset on a proxy whose uplink is saturated (it answers many agents at once
       // after a cold fetch) is no reason to give the blob's swarm up: ask again before moving on.
       for (let attempt = 1; ; attempt++) {
@@ -531,6 +529,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
         } catch (err) {
           // Aborted by the fill (it moved on, e.g. after the relay broke off): the error is the
           // fill's reason, not the proxy's — no retry, and no reason to rank the proxy down.
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- it may have been aborted during the await (TS keeps the narrowing from the loop's first line)
           if (signal.aborted) return undefined;
           if (attempt < TORRENT_ATTEMPTS) {
             this.logger.warn(`proxy ${proxy} failed for ${request.digest}: ${(err as Error).message}; asking again`);

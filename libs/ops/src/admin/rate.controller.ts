@@ -44,9 +44,6 @@ export function rateControllerFor(names: readonly string[]): Type<unknown> {
     @Patch('rate')
     @HttpCode(200)
     update(@Body(pipe) body: Record<string, unknown>): RateView {
-      if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-        throw new BadRequestException('body must be a JSON object of limit names to rates');
-      }
       // Validation skips absent-looking values (null): checked here again, so a limit never becomes
       // undefined (that broke the bucket until restart: a 1 MB/s limit set afterwards let 5 MB/s through).
       const updates = Object.entries(body).map(([name, value]) => {
@@ -66,12 +63,12 @@ export function rateControllerFor(names: readonly string[]): Type<unknown> {
  * when: `source.<limit>` is "patch", "file" (config file, at boot or by a live edit), "env"
  * (a `P2P_*` variable, which file edits never override) or "default".
  */
-export type RateView = Record<string, number> & {
+type RateView = Record<string, number> & {
   source: Record<string, RateSource>;
   updatedAt: Record<string, string>;
 };
 
-export function rateView(throttle: ThrottleService): RateView {
+function rateView(throttle: ThrottleService): RateView {
   const sources = Object.entries(throttle.sources());
   return {
     ...throttle.snapshot(),

@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Logger, type DynamicModule, type LoggerService, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -26,7 +26,7 @@ export interface BootOptions {
 }
 
 /** A raw route's handler: must answer `res` (a throw becomes a 500 and an error log line). */
-export type RawHandler = (req: IncomingMessage, res: ServerResponse) => void;
+type RawHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
 export interface RunningApp {
   app: NestFastifyApplication;
@@ -52,6 +52,7 @@ export async function bootstrapApp(options: BootOptions): Promise<RunningApp> {
     requestTimeout: 0,
     ...(options.https ? { https: options.https } : {}),
   });
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment -- Nest types its options as a class but documents (and reads) a plain object
   const app = await NestFactory.create<NestFastifyApplication>(options.module, adapter, { logger, abortOnError: false });
   instrumentRequests(app);
   await options.configure?.(app);
@@ -84,7 +85,7 @@ function instrumentRequests(app: NestFastifyApplication): void {
 /** Puts `routes` in front of Fastify's request listener on the Node server. */
 function mountRawRoutes(app: NestFastifyApplication, routes: Record<string, RawHandler>): void {
   const log = new Logger('Http');
-  const server = app.getHttpServer() as Server;
+  const server = app.getHttpServer();
   const framework = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
   server.removeAllListeners('request');
   const table = new Map(Object.entries(routes));

@@ -48,7 +48,8 @@ export async function runCli(argv: string[], apps: AppLoaders, binPath: string):
     process.stdout.write(await configDocs(apps));
     return 0;
   }
-  const load = apps[name];
+  // Own keys only: `p2p toString` must not find Object.prototype.toString.
+  const load = Object.hasOwn(apps, name) ? apps[name] : undefined;
   if (!load) {
     process.stderr.write(`unknown app "${name}"\n\n${USAGE}\n\n${await appList(apps)}`);
     return 2;
@@ -78,7 +79,7 @@ async function appList(apps: AppLoaders): Promise<string> {
 }
 
 /** Every key, its env variable, default and doc: the same source docs/config.md is generated from. */
-export function helpFor(name: string, entry: AppEntry): string {
+function helpFor(name: string, entry: AppEntry): string {
   const defaults = new entry.configClass() as Record<string, unknown>;
   const rows = configKeys(entry.configClass).map((k) => {
     const def = k.defaultText ?? JSON.stringify(defaults[k.key]);
@@ -88,7 +89,7 @@ export function helpFor(name: string, entry: AppEntry): string {
 }
 
 /** The config reference, generated from the same metadata as `--help` so the two never drift. */
-export async function configDocs(apps: AppLoaders): Promise<string> {
+async function configDocs(apps: AppLoaders): Promise<string> {
   const parts = [
     '# Configuration reference',
     '',

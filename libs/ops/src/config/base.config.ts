@@ -1,6 +1,6 @@
 import { ArrayMaxSize, IsArray, IsIn, IsInt, IsNumber, IsString, IsUrl, Max, Min } from 'class-validator';
 import { ConfigKey } from './config-key.decorator.js';
-import { IsDiskAmount, IsDuration, IsRate, IsSize } from './unit.validators.js';
+import { IsDiskAmount, IsDuration, IsRate } from './unit.validators.js';
 
 const HTTP_URL = { require_tld: false, require_protocol: true, protocols: ['http', 'https'] };
 

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 
 /** How a key's text value is read (from YAML or from a `P2P_*` environment variable). */
-export type ConfigKind = 'string' | 'number' | 'boolean' | 'rate' | 'size' | 'disk' | 'duration' | 'list' | 'url';
+type ConfigKind = 'string' | 'number' | 'boolean' | 'rate' | 'size' | 'disk' | 'duration' | 'list' | 'url';
 
 export interface ConfigKeyOptions {
   /** One or two sentences for `--help` and docs/config.md: what it does and why you would change it. */
@@ -22,7 +22,7 @@ const KEYS = Symbol('p2p:config-keys');
 export function ConfigKey(options: ConfigKeyOptions): PropertyDecorator {
   return (target, property) => {
     const key = String(property);
-    const own: ConfigKeyInfo[] = Reflect.getOwnMetadata(KEYS, target) ?? [];
+    const own = (Reflect.getOwnMetadata(KEYS, target) ?? []) as ConfigKeyInfo[];
     Reflect.defineMetadata(KEYS, [...own, { ...options, key, env: envName(key) }], target);
   };
 }
@@ -35,7 +35,7 @@ export function envName(key: string): string {
 /** Every documented key of a config class, base classes first. */
 export function configKeys(cls: abstract new () => object): ConfigKeyInfo[] {
   const chain: object[] = [];
-  for (let p = cls.prototype; p && p !== Object.prototype; p = Object.getPrototypeOf(p)) chain.unshift(p);
+  for (let p = cls.prototype as object | null; p && p !== Object.prototype; p = Object.getPrototypeOf(p) as object | null) chain.unshift(p);
   const byKey = new Map<string, ConfigKeyInfo>();
   for (const proto of chain) {
     for (const info of (Reflect.getOwnMetadata(KEYS, proto) ?? []) as ConfigKeyInfo[]) byKey.set(info.key, info);

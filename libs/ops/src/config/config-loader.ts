@@ -42,7 +42,7 @@ export interface LoadConfigOptions {
 }
 
 /** Where a key's loaded value came from: a `P2P_*` variable, the config file, or a default. */
-export type ConfigValueSource = 'env' | 'file' | 'default';
+type ConfigValueSource = 'env' | 'file' | 'default';
 
 /** How a config object was loaded: what a reload needs to load it again the same way. */
 export interface ConfigOrigin<T extends object = object> {
@@ -160,7 +160,9 @@ function fromEnv(info: ConfigKeyInfo, text: string): unknown {
 
 function normalise(config: Record<string, unknown>, info: ConfigKeyInfo): void {
   if (info.kind === 'disk') {
-    config[info.key] = diskBytes(parseDiskAmount(config[info.key])!, typeof config.dataDir === 'string' ? config.dataDir : '');
+    const amount = parseDiskAmount(config[info.key]);
+    if (!amount) throw new Error(`internal: ${info.key} passed validation but is no disk amount`);
+    config[info.key] = diskBytes(amount, typeof config.dataDir === 'string' ? config.dataDir : '');
     return;
   }
   const parse =

@@ -36,7 +36,7 @@ export function parseSize(value: unknown): number | undefined {
   if (typeof value !== 'string') return undefined;
   const m = SIZE_RE.exec(value);
   if (!m) return undefined;
-  const factor = SIZE_UNITS[m[2].toLowerCase()];
+  const factor = SIZE_UNITS[m[2].toLowerCase()] as number | undefined;
   if (factor === undefined) return undefined;
   const bytes = Math.round(Number(m[1]) * factor);
   return Number.isSafeInteger(bytes) ? bytes : undefined;
@@ -78,7 +78,9 @@ export function parseDuration(value: unknown): number | undefined {
   if (typeof value !== 'string') return undefined;
   const m = DURATION_RE.exec(value);
   if (!m) return undefined;
-  return Number(m[1]) * DURATION_UNITS[(m[2] ?? '').toLowerCase()];
+  // The unit group is optional: absent, it is undefined at run time (the type says string).
+  const unit = m[2] as string | undefined;
+  return Number(m[1]) * DURATION_UNITS[(unit ?? '').toLowerCase()];
 }
 
 /** Renders bytes for people: `20000000` → `20 MB`; 0 → `0`. */

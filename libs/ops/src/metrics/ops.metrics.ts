@@ -37,12 +37,12 @@ export class OpsMetrics {
     });
     metrics.gauge('data_dir_free_bytes', 'Free bytes on the data dir\'s filesystem (for unprivileged users).', [], async function collect() {
       this.reset();
-      const dir = (await evaluate()).dataDir;
+      const dir = (await evaluate()).dataDir as CheckDetails | undefined;
       if (typeof dir?.freeBytes === 'number') this.set(dir.freeBytes);
     });
     metrics.gauge('data_dir_min_free_bytes', 'The free-space floor: below it the cache takes nothing more and the app is not ready.', [], async function collect() {
       this.reset();
-      const dir = (await evaluate()).dataDir;
+      const dir = (await evaluate()).dataDir as CheckDetails | undefined;
       if (typeof dir?.minFreeBytes === 'number') this.set(dir.minFreeBytes);
     });
     metrics.gauge('rate_limit', 'Current limit per name: bytes/s (announceRate: requests/s per client); 0 = unlimited.', ['limit'], function collect() {

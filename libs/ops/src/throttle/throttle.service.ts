@@ -104,7 +104,7 @@ export class ThrottleService {
     const rate = this.get(name);
     if (rate === 0) return true;
     let perKey = this.keyed.get(name);
-    if (!perKey) this.keyed.set(name, (perKey = new Map()));
+    if (!perKey) this.keyed.set(name, (perKey = new Map<string, TokenBucket>()));
     let bucket = perKey.get(key);
     if (!bucket) {
       if (perKey.size >= MAX_KEYED) perKey.delete(perKey.keys().next().value as string);

@@ -52,7 +52,11 @@ export class TokenBucket {
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = { resolve, reject, timer: undefined, signal, onAbort: undefined };
       if (signal) {
-        if (signal.aborted) return reject(signal.reason);
+        if (signal.aborted) {
+          // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- documented: rejects with whatever reason the caller aborted with
+          reject(signal.reason);
+          return;
+        }
         waiter.onAbort = () => this.finish(waiter, signal.reason);
         signal.addEventListener('abort', waiter.onAbort, { once: true });
       }
@@ -65,7 +69,8 @@ export class TokenBucket {
     if (w.timer) clearTimeout(w.timer);
     if (this.rate === 0) {
       this.tokens = Math.max(this.tokens, 0);
-      return this.finish(w);
+      this.finish(w);
+      return;
     }
     this.refill();
     const waitMs = this.tokens >= 0 ? 0 : (-this.tokens / this.rate) * 1000;

@@ -1,11 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { Logger } from '@nestjs/common';
-import { DigestMismatchError } from '../oci/oci.errors.js';
 import { digestHex } from '../oci/oci-names.js';
 
 export interface BlobCacheOptions {
@@ -183,21 +180,6 @@ export class BlobCache {
     await rm(dir, { recursive: true, force: true });
   }
 
-  /**
-   * Hands in a finished file produced elsewhere (e.g. a swarm download): its sha256 is checked and it
-   * is renamed into place. On a mismatch the file is deleted and DigestMismatchError thrown.
-   */
-  async adopt(digest: string, tempFile: string): Promise<string> {
-    const hash = createHash('sha256');
-    await pipeline(createReadStream(tempFile), hash);
-    const actual = `sha256:${hash.digest('hex')}`;
-    if (actual !== digest) {
-      await rm(tempFile, { force: true });
-      throw new DigestMismatchError(digest, actual);
-    }
-    return this.commitVerified(digest, tempFile);
-  }
-
   /** Moves a file whose sha256 the caller has already verified into place (no second read). */
   async commitVerified(digest: string, tempFile: string): Promise<string> {
     const hex = digestHex(digest);
@@ -212,14 +194,6 @@ export class BlobCache {
     // hold the disk for a moment, and evicting the newcomer would waste the whole transfer.
     void this.evictIfNeeded(0, hex);
     return target;
-  }
-
-  /** Deletes a blob unless it is pinned; true if removed. */
-  async remove(digest: string): Promise<boolean> {
-    const hex = digestHex(digest);
-    if (this.pins.has(hex) || !this.entries.has(hex)) return false;
-    await this.drop(hex);
-    return true;
   }
 
   /**
@@ -274,6 +248,17 @@ export class BlobCache {
   onEvict(listener: (digest: string) => void): () => void {
     this.events.on('evict', listener);
     return () => this.events.off('evict', listener);
+  }
+
+  /** A verified blob was opened to be served (a cache hit): its seeding is refreshed (seedTtl counts from the last use). */
+  served(digest: string): void {
+    this.events.emit('served', digest);
+  }
+
+  /** Called with the digest of every cache hit (see served). */
+  onServed(listener: (digest: string) => void): () => void {
+    this.events.on('served', listener);
+    return () => this.events.off('served', listener);
   }
 
   /** Called with the digest of every blob discarded as corrupt (see discardCorrupt), and why. */

@@ -156,7 +156,7 @@ export class BlobFill {
             pos += n;
             stream.push(n === buf.length ? buf : buf.subarray(0, n));
           },
-          (err: Error) => stream.destroy(err),
+          (err: unknown) => stream.destroy(err as Error),
         );
       },
       destroy(err, cb) {
@@ -187,7 +187,7 @@ export class BlobFill {
       if (this.failure) throw this.failure;
       const available = this.state === 'done' ? size : Math.min(this.written, size - 1);
       if (position < available) {
-        const { bytesRead } = await this.fd!.read(buffer, 0, Math.min(length, available - position), position);
+        const { bytesRead } = await this.file().read(buffer, 0, Math.min(length, available - position), position);
         if (bytesRead === 0) throw new Error('cache file shorter than written');
         onBytes?.(this.sourceAt(position), bytesRead);
         return bytesRead;
@@ -259,10 +259,11 @@ export class BlobFill {
     } catch (err) {
       // The temp file goes before readers learn of the failure, so nothing half-made outlives it.
       if (temp) await this.cache.removeTempDir(temp).catch(() => undefined);
-      this.failure = err as Error;
+      const failure = err as Error;
+      this.failure = failure;
       this.state = 'failed';
-      this.rejectSize(this.failure);
-      this.tellObserver((o) => o.failed?.(this.failure!));
+      this.rejectSize(failure);
+      this.tellObserver((o) => o.failed?.(failure));
       if (err instanceof DigestMismatchError) this.logger.error(`${err.message}: discarded, readers aborted`);
       throw err;
     } finally {
@@ -293,17 +294,18 @@ export class BlobFill {
       stream.destroy();
       throw err;
     }
-    const total = this.size!;
+    // Either just set from `size`, or equal to it (checked above).
+    const total = size;
     const source = fetcher.name;
     let receivedAtArm = received?.() ?? 0;
     const stalled = () => {
       // A swarm download still waiting to be unchoked is not stalled (the fetcher bounds this).
-      if (joining?.()) return arm();
+      if (joining?.()) { arm(); return; }
       // Quiet output but bytes still flowing underneath (pieces being assembled) is no stall:
       // judged on the average over the whole window, not a momentary rate.
       if (received) {
         const rate = (received() - receivedAtArm) / (this.options.stallTimeoutMs / 1000);
-        if (rate > 0 && rate >= minRate) return arm();
+        if (rate > 0 && rate >= minRate) { arm(); return; }
       }
       const err = new Error(`no data for ${this.options.stallTimeoutMs} ms`);
       ac.abort(err);
@@ -329,7 +331,8 @@ export class BlobFill {
     };
     let streamError: Error | undefined;
     let flushTimer: NodeJS.Timeout | undefined;
-    let flushDue = false;
+    // Set by the flush timer: typed wide so TS does not narrow it to `false` in the loop.
+    let flushDue = false as boolean;
     const flushSoon = () => {
       flushTimer = undefined;
       flushDue = true;
@@ -449,9 +452,16 @@ export class BlobFill {
     await this.writing;
   }
 
+  /** The open cache file: every caller runs after the fill opened it. */
+  private file(): FileHandle {
+    if (!this.fd) throw new Error('internal: cache file not open');
+    return this.fd;
+  }
+
   private startWrite(): void {
     if (this.bufLen === 0) return;
-    const buf = this.buf!;
+    const buf = this.buf;
+    if (!buf) throw new Error('internal: bytes counted in a buffer that does not exist');
     const len = this.bufLen;
     this.buf = this.spare;
     this.spare = buf;
@@ -465,7 +475,7 @@ export class BlobFill {
   private async writeOut(buf: Buffer, len: number, at: number): Promise<void> {
     try {
       let off = 0;
-      while (off < len) off += (await this.fd!.write(buf, off, len - off, at + off)).bytesWritten;
+      while (off < len) off += (await this.file().write(buf, off, len - off, at + off)).bytesWritten;
     } catch (err) {
       this.fatal ??= err as Error;
       throw err;
@@ -494,7 +504,7 @@ export class BlobFill {
     const buf = takeBuffer();
     try {
       while (this.pos < until) {
-        const { bytesRead } = await this.fd!.read(buf, 0, Math.min(buf.length, until - this.pos), this.pos);
+        const { bytesRead } = await this.file().read(buf, 0, Math.min(buf.length, until - this.pos), this.pos);
         if (bytesRead === 0) throw new Error(`${source} reported byte ${this.pos} stored, but the file ends there`);
         this.accept(source, buf.subarray(0, bytesRead));
         this.written = this.bufAt = this.pos;

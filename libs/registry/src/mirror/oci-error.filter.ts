@@ -53,7 +53,7 @@ export class OciErrorFilter implements ExceptionFilter {
       const status = exception.getStatus();
       return new OciError(status, status === 404 ? 'NAME_UNKNOWN' : status === 401 ? 'UNAUTHORIZED' : 'UNSUPPORTED', exception.message);
     }
-    this.logger.error(`unexpected error: ${(exception as Error)?.stack ?? String(exception)}`);
+    this.logger.error(`unexpected error: ${exception instanceof Error ? (exception.stack ?? exception.message) : String(exception)}`);
     return new OciError(500, 'UNKNOWN', 'internal error');
   }
 }

@@ -14,7 +14,8 @@ export function registerRawBodyParser(app: NestFastifyApplication): void {
   // Through Nest, so its own default JSON parser (registered at init) steps aside.
   app.useBodyParser('application/json', { bodyLimit: fastify.initialConfig.bodyLimit }, (request, body, done) => {
     if (isRegistryPath(request.url)) done(null, body);
-    else parseJson(request as Parameters<typeof parseJson>[0], body.toString('utf8'), done);
+    // Answers through `done`; the parser type also allows a promise, which fastify's own does not return.
+    else void parseJson(request as Parameters<typeof parseJson>[0], body.toString('utf8'), done);
   });
   fastify.removeContentTypeParser(['text/plain']);
   fastify.addContentTypeParser('*', (_request, payload, done) => done(null, payload));

@@ -2,7 +2,6 @@ import { All, Controller, Optional, Req, Res, UseFilters } from '@nestjs/common'
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Readable } from 'node:stream';
 import { classifyPath } from '../oci/oci-names.js';
-import type { HeaderMap } from '../upstream/upstream.client.js';
 import { BlobDelivery } from './blob-delivery.js';
 import { ClientGoneError } from './client-gone.error.js';
 import { OciErrorFilter } from './oci-error.filter.js';
@@ -58,7 +57,7 @@ function toMirrorRequest(request: FastifyRequest, reply: FastifyReply): MirrorRe
     path,
     query: rest ? `?${rest}` : '',
     ns,
-    headers: request.headers as HeaderMap,
+    headers: request.headers,
     body: requestBody(request),
     signal: ac.signal,
   };
@@ -66,7 +65,7 @@ function toMirrorRequest(request: FastifyRequest, reply: FastifyReply): MirrorRe
 
 /** Raw bodies arrive as streams (see registerRawBodyParser); a body a default parser already consumed is re-encoded. */
 function requestBody(request: FastifyRequest): Readable | Buffer | undefined {
-  const body = request.body as unknown;
+  const body = request.body;
   if (body === undefined || body === null) return undefined;
   if (body instanceof Readable) return body;
   if (Buffer.isBuffer(body)) return body;

@@ -3,7 +3,7 @@ import type { MetricsService } from '#ops';
 import type { BlobCache } from '../cache/blob-cache.js';
 
 /** How a blob response ended (see BlobDelivery). */
-export const BLOB_OUTCOMES = ['complete', 'client_gone', 'cut_idle', 'cut_error'] as const;
+const BLOB_OUTCOMES = ['complete', 'client_gone', 'cut_idle', 'cut_error'] as const;
 export type BlobOutcome = (typeof BLOB_OUTCOMES)[number];
 
 /**

@@ -85,6 +85,18 @@ describe(CachedBlobSource.name, () => {
     expect(corrupt).toEqual([]);
   });
 
+  it('tells the cache of each hit (the seeder refreshes seeding on it), not of a miss (issue #14 item 5)', async () => {
+    const served: string[] = [];
+    cache.onServed((d) => served.push(d));
+    const source = new CachedBlobSource(cache);
+    expect(await source.open(request())).toBeUndefined();
+    expect(served).toEqual([]);
+    await commit();
+    (await source.open(request()))?.release();
+    (await source.open(request()))?.release();
+    expect(served).toEqual([digest, digest]);
+  });
+
   it('a file changed on disk since it was verified is evicted and the request falls through to a fill (right bytes, one fetch)', async () => {
     const path = await commit();
     await flipByte(path, 12345);

@@ -74,6 +74,7 @@ export class CachedBlobSource implements BlobSource {
       await this.evict(digest, identity, problem ?? 'cannot be opened');
       return undefined;
     }
+    this.cache.served(digest);
     return this.opened(digest, fh, identity, size, unpin);
   }
 

@@ -65,11 +65,6 @@ export class FillingBlobSource implements BlobSource {
     }
   }
 
-  /** Fills in progress (for tests and the admin view). */
-  inProgress(): string[] {
-    return [...this.fills.keys()];
-  }
-
   private join(request: BlobRequest): BlobFill | undefined {
     const existing = this.fills.get(request.digest);
     if (existing?.filling) {

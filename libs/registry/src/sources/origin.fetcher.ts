@@ -71,7 +71,8 @@ function skipBytes(n: number): Transform {
     transform(chunk: Buffer, _enc, done) {
       if (left >= chunk.length) {
         left -= chunk.length;
-        return done();
+        done();
+        return;
       }
       const rest = chunk.subarray(left);
       left = 0;

@@ -38,7 +38,7 @@ export async function uncachedBlob(
     if (prefetched) first = undefined;
     else dropFirst();
     out.once('close', () => ac.abort(new Error('client went away')));
-    void pump(fetcher, request, start, end, size, out, ac.signal, onServed, prefetched).catch((err: Error) => out.destroy(err));
+    void pump(fetcher, request, start, end, size, out, ac.signal, onServed, prefetched).catch((err: unknown) => out.destroy(err as Error));
     return out;
   };
   return {

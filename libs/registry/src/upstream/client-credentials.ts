@@ -19,10 +19,11 @@ export class ClientCredentials {
    */
   static fromHeader(authorization: string | string[] | undefined): ClientCredentials {
     const value = Array.isArray(authorization) ? authorization[0] : authorization;
-    const m = value ? /^basic\s+(\S+)/i.exec(value.trim()) : null;
+    if (!value) return ClientCredentials.anonymous;
+    const m = /^basic\s+(\S+)/i.exec(value.trim());
     if (!m) return ClientCredentials.anonymous;
     if (Buffer.from(m[1], 'base64').toString('utf8') === ':') return ClientCredentials.anonymous;
-    return new ClientCredentials(value!.trim());
+    return new ClientCredentials(value.trim());
   }
 
   get isAnonymous(): boolean {

@@ -223,7 +223,7 @@ export class UpstreamClient {
       // drop ourselves (undici reports a destroy() or an abort as UND_ERR_ABORTED).
       res.body.once('error', (err: Error & { code?: string }) => {
         if (err instanceof undiciErrors.UndiciError && err.code !== 'UND_ERR_ABORTED') {
-          this.logger.warn(`${options.method} ${upstream.host}${redactPath(options.path)} failed mid-body: ${err.code ?? err.name}`);
+          this.logger.warn(`${options.method} ${upstream.host}${redactPath(options.path)} failed mid-body: ${err.code}`);
         }
       });
       return { status: res.statusCode, headers: res.headers, body: res.body };
@@ -264,7 +264,7 @@ function redactPath(path: string): string {
 }
 
 /** Reads a small body (tokens, manifests) with a hard cap; over the cap → undefined body error. */
-export async function readLimited(body: Readable, limit: number): Promise<string> {
+async function readLimited(body: Readable, limit: number): Promise<string> {
   return (await readLimitedBuffer(body, limit)).toString('utf8');
 }
 

@@ -80,10 +80,6 @@ export class PeerReputation<W extends PeerWire = PeerWire> {
     for (const set of this.contributors.values()) set.delete(wire);
   }
 
-  get bannedCount(): number {
-    return this.banned.size;
-  }
-
   private score(wire: W): Score {
     let s = this.scores.get(wire);
     if (!s) this.scores.set(wire, (s = { good: 0, bad: 0 }));

@@ -46,8 +46,6 @@ export interface SwarmClientOptions {
   /** What this process is (default agent): proxies say so in their peer id, so agents count their bytes as `proxy`, and super-seed. */
   role?: SwarmRole;
   metrics?: SwarmMetrics;
-  /** Also counts bytes from these addresses as `proxy` (peers whose id does not say proxy). */
-  isProxyAddress?: (ip: string) => boolean;
   /** Called once a torrent stops being seeded (cap, ttl, stopSeeding, destroy): unpin the file. */
   onStopSeeding?: (event: { infoHash: string; path: string; reason: StopReason }) => void;
   /** A seeded file failed a piece's SHA-1 when read: it has stopped being seeded; evict and refetch it. */
@@ -62,7 +60,7 @@ export interface SwarmClientOptions {
 
 export type StopReason = 'cap' | 'ttl' | 'stopped' | 'replaced' | 'shutdown' | 'corrupt';
 
-export interface TransferProgress {
+interface TransferProgress {
   /** Piece bytes received from peers (minus pieces that failed verification): stall detection. */
   received: number;
   /** Verified bytes held. */
@@ -136,7 +134,7 @@ export interface DownloadHandle {
   destroy(): Promise<void>;
 }
 
-export interface StoredWatch {
+interface StoredWatch {
   /** End of the contiguous held bytes from `pos`. */
   end(pos: number): number;
   /** The reader is at `pos` now (the picker favours the pieces from there). */
@@ -197,7 +195,7 @@ export class SwarmClient {
       superSeed: options.superSeed ?? role === 'proxy',
       verifyReads: options.verifyReads ?? true,
       progressLogSeconds: options.progressLogSeconds ?? 5,
-      isProxy: (peer) => peer.remoteIdHex.startsWith(PROXY_PEER_ID_HEX) || options.isProxyAddress?.(peer.remoteAddress) === true,
+      isProxy: (peer) => peer.remoteIdHex.startsWith(PROXY_PEER_ID_HEX),
       isTrusted: (peer) => this.directPeers.has(peer.address),
       dial: (session, address) => this.dial(session, address),
       corrupt: (session, index) => this.onCorrupt(session, index),
@@ -213,7 +211,7 @@ export class SwarmClient {
       });
     });
     // Nobody may be awaiting ready(); the failure is logged here once.
-    this.listening.catch((err: Error) => this.logger.error(`BitTorrent listener failed: ${err.message}`));
+    this.listening.catch((err: unknown) => this.logger.error(`BitTorrent listener failed: ${(err as Error).message}`));
     this.seeds = new SeedLru(options.maxSeeding, options.seedTtlSeconds * 1000);
     this.timer = setInterval(() => this.tick(), 1000);
     this.timer.unref();
@@ -333,7 +331,7 @@ export class SwarmClient {
 
   private dial(session: TorrentSession, address: string): void {
     const target = parseAddress(address);
-    if (!target || this.destroyed) return session.dialEnded(address, false);
+    if (!target || this.destroyed) { session.dialEnded(address, false); return; }
     const socket = netConnect({ host: target.host, port: target.port });
     this.track(socket);
     let connected = false;
@@ -349,7 +347,7 @@ export class SwarmClient {
       if (!connected) session.dialEnded(address, false);
     });
     const peer = new PeerConnection(socket, 'initiator', () => undefined, this.options.authTimeoutMs ?? 10_000, target);
-    if (session.ended) return peer.close('torrent closed');
+    if (session.ended) { peer.close('torrent closed'); return; }
     session.attach(peer);
     peer.start(session);
   }

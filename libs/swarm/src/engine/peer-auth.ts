@@ -3,7 +3,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 /** Length of the fresh nonce each side sends in its extended handshake. */
 export const AUTH_NONCE_LENGTH = 16;
 /** Length of a proof (HMAC-SHA256). */
-export const AUTH_PROOF_LENGTH = 32;
+const AUTH_PROOF_LENGTH = 32;
 /** Name of our BEP 10 extension that carries the proof. */
 export const AUTH_EXTENSION = 'p2p_auth';
 const LABEL = Buffer.from('p2p-image-accelerator peer auth v1');

@@ -23,9 +23,9 @@ import {
 } from './wire-codec.js';
 
 /** Largest block we ask for and serve between our own peers (negotiated in the extended handshake). */
-export const MAX_BLOCK = 1024 * 1024;
+const MAX_BLOCK = 1024 * 1024;
 /** Block size with a peer that does not say it takes bigger ones (BEP 3 convention). */
-export const DEFAULT_BLOCK = 16 * 1024;
+const DEFAULT_BLOCK = 16 * 1024;
 /** Our local ids for our extensions (BEP 10: the receiver's `m` numbers the messages it accepts). */
 const AUTH_EXT_ID = 1;
 const WANT_FROM_EXT_ID = 2;
@@ -160,14 +160,15 @@ export class PeerConnection implements WireHandler {
   handshake(h: Handshake): void {
     if (this.side === 'acceptor') {
       const link = this.route(h.infoHash, this);
-      if (!link) return this.close('unknown info hash');
+      if (!link) { this.close('unknown info hash'); return; }
       this.link = link;
-    } else if (!h.infoHash.equals(this.link!.infoHash)) {
-      return this.close('wrong info hash');
+    } else if (!h.infoHash.equals(this.session().infoHash)) {
+      this.close('wrong info hash');
+      return;
     }
-    const link = this.link!;
-    if (h.peerId.equals(link.localId)) return this.close('connected to ourselves');
-    if ((h.reserved[5] & 0x10) === 0) return this.close('peer does not speak the extension protocol (no authentication)');
+    const link = this.session();
+    if (h.peerId.equals(link.localId)) { this.close('connected to ourselves'); return; }
+    if ((h.reserved[5] & 0x10) === 0) { this.close('peer does not speak the extension protocol (no authentication)'); return; }
     this.remoteId = Buffer.from(h.peerId);
     this.remoteIdHex = this.remoteId.toString('hex');
     if (this.side === 'acceptor') this.write(encodeHandshake(link.infoHash, link.localId, RESERVED));
@@ -188,17 +189,17 @@ export class PeerConnection implements WireHandler {
       if (m.type === 'extended') {
         if (m.id === WANT_FROM_EXT_ID && m.payload.length === 4) {
           this.wantFrom = m.payload.readUInt32BE(0);
-          this.link!.wantFromChanged(this);
+          this.session().wantFromChanged(this);
         }
         return;
       }
-      this.link!.message(this, m);
+      this.session().message(this, m);
       return;
     }
     if (m.type === 'keepalive') return;
-    if (m.type !== 'extended') return this.close(`sent ${m.type} before authenticating`);
-    if (m.id === EXTENDED_HANDSHAKE_ID) return this.onExtendedHandshake(m.payload);
-    if (m.id === AUTH_EXT_ID) return this.onProof(m.payload);
+    if (m.type !== 'extended') { this.close(`sent ${m.type} before authenticating`); return; }
+    if (m.id === EXTENDED_HANDSHAKE_ID) { this.onExtendedHandshake(m.payload); return; }
+    if (m.id === AUTH_EXT_ID) { this.onProof(m.payload); return; }
     this.close('unexpected extension message before authenticating');
   }
 
@@ -207,16 +208,16 @@ export class PeerConnection implements WireHandler {
       this.close('sent a piece before authenticating');
       return undefined;
     }
-    return this.link!.pieceStart(this, index, begin, length);
+    return this.session().pieceStart(this, index, begin, length);
   }
 
   pieceEnd(index: number, begin: number, length: number, stored: boolean): void {
     this.lastBlockAt = Date.now();
-    this.link!.pieceEnd(this, index, begin, length, stored);
+    this.session().pieceEnd(this, index, begin, length, stored);
   }
 
   pieceData(length: number): void {
-    this.link!.pieceData(this, length);
+    this.session().pieceData(this, length);
   }
 
   // --- sending ---------------------------------------------------------------------------
@@ -280,13 +281,13 @@ export class PeerConnection implements WireHandler {
 
   close(reason: string): void {
     if (this.state === 'closed') return;
-    const wasLinked = this.link !== undefined;
+    const link = this.link;
     this.state = 'closed';
     clearTimeout(this.authTimer);
     this.abandonedBytes = this.parser.pieceStored;
     this.parser.stop();
     this.socket.destroy();
-    if (wasLinked) this.link!.closed(this, reason);
+    if (link) link.closed(this, reason);
   }
 
   // --- internals -------------------------------------------------------------------------
@@ -296,12 +297,12 @@ export class PeerConnection implements WireHandler {
     try {
       this.parser.push(chunk);
     } catch (err) {
-      if (err instanceof WireProtocolError) return this.close(`protocol error: ${err.message}`);
+      if (err instanceof WireProtocolError) { this.close(`protocol error: ${err.message}`); return; }
       throw err;
     }
     if (this.state === 'ready') {
-      this.link!.bytesIn(this, chunk.length);
-      this.link!.drained(this);
+      this.session().bytesIn(this, chunk.length);
+      this.session().drained(this);
     }
   }
 
@@ -310,14 +311,15 @@ export class PeerConnection implements WireHandler {
     try {
       dict = bencode.decode(payload) as Record<string, unknown>;
     } catch {
-      return this.close('malformed extended handshake');
+      this.close('malformed extended handshake');
+      return;
     }
     const m = dict['m'] as Record<string, unknown> | undefined;
     const id = m?.[AUTH_EXTENSION];
     const nonce = dict['p2p_nonce'];
-    if (typeof id !== 'number' || !Number.isInteger(id) || id <= 0 || id > 255) return this.close('peer does not authenticate');
-    if (!(nonce instanceof Uint8Array) || nonce.length !== AUTH_NONCE_LENGTH) return this.close('peer sent no valid nonce');
-    if (Buffer.from(nonce).equals(this.nonce)) return this.close('peer echoed our nonce');
+    if (typeof id !== 'number' || !Number.isInteger(id) || id <= 0 || id > 255) { this.close('peer does not authenticate'); return; }
+    if (!(nonce instanceof Uint8Array) || nonce.length !== AUTH_NONCE_LENGTH) { this.close('peer sent no valid nonce'); return; }
+    if (Buffer.from(nonce).equals(this.nonce)) { this.close('peer echoed our nonce'); return; }
     const bs = dict['p2p_bs'];
     this.blockSize = typeof bs === 'number' && Number.isInteger(bs) && bs >= DEFAULT_BLOCK ? Math.min(bs, MAX_BLOCK) : DEFAULT_BLOCK;
     this.remoteAuthId = id;
@@ -326,13 +328,13 @@ export class PeerConnection implements WireHandler {
     const wantId = m?.[WANT_FROM_EXTENSION];
     this.remoteWantFromId = typeof wantId === 'number' && Number.isInteger(wantId) && wantId > 0 && wantId <= 255 ? wantId : 0;
     this.remoteNonce = Buffer.from(nonce);
-    const link = this.link!;
+    const link = this.session();
     const proof = authProof(link.token, {
       infoHash: link.infoHash,
       senderId: link.localId,
       senderNonce: this.nonce,
       senderSide: this.side,
-      receiverId: this.remoteId!,
+      receiverId: this.remotePeerId(),
       receiverNonce: this.remoteNonce,
     });
     this.write(encodeExtended(this.remoteAuthId, proof));
@@ -341,13 +343,13 @@ export class PeerConnection implements WireHandler {
   }
 
   private onProof(payload: Buffer): void {
-    if (!this.remoteNonce) return this.close('proof before the extended handshake');
-    const link = this.link!;
+    if (!this.remoteNonce) { this.close('proof before the extended handshake'); return; }
+    const link = this.session();
     const ok = proofMatches(
       link.token,
       {
         infoHash: link.infoHash,
-        senderId: this.remoteId!,
+        senderId: this.remotePeerId(),
         senderNonce: this.remoteNonce,
         senderSide: this.side === 'initiator' ? 'acceptor' : 'initiator',
         receiverId: link.localId,
@@ -355,16 +357,34 @@ export class PeerConnection implements WireHandler {
       },
       payload,
     );
-    if (!ok) return this.close('wrong swarm token proof');
+    if (!ok) { this.close('wrong swarm token proof'); return; }
     this.proofOk = true;
     this.maybeReady();
+  }
+
+  /** The peer's pieces: known from the moment it is ready (before, the session sends it no work). */
+  pieces(): Bitfield {
+    if (!this.peerHas) throw new Error('internal: piece map of a peer that is not ready');
+    return this.peerHas;
+  }
+
+  /** The torrent this connection serves: known from start() (initiator) or the handshake (acceptor) on. */
+  private session(): PeerSessionLink {
+    if (!this.link) throw new Error('internal: peer message handled before its torrent is known');
+    return this.link;
+  }
+
+  /** The remote peer id: known once the handshake is in, before any extended message. */
+  remotePeerId(): Buffer {
+    if (!this.remoteId) throw new Error('internal: authentication before the handshake');
+    return this.remoteId;
   }
 
   private maybeReady(): void {
     if (!this.proofSent || !this.proofOk || this.state !== 'auth') return;
     this.state = 'ready';
     clearTimeout(this.authTimer);
-    this.peerHas = new Bitfield(this.link!.pieceCount);
-    this.link!.authenticated(this);
+    this.peerHas = new Bitfield(this.session().pieceCount);
+    this.session().authenticated(this);
   }
 }

@@ -266,11 +266,11 @@ export class TorrentSession implements PeerSessionLink {
   }
 
   authenticated(peer: PeerConnection): void {
-    if (this.reputation.isBanned(peer)) return peer.close('banned');
+    if (this.reputation.isBanned(peer)) { peer.close('banned'); return; }
     for (const other of this.peers) {
       if (other === peer || other.remoteIdHex !== peer.remoteIdHex || other.state !== 'ready') continue;
       // Both sides dialled: both keep the connection opened by the lower peer id.
-      const initiator = (p: PeerConnection) => (p.side === 'initiator' ? this.ctx.localId : p.remoteId!);
+      const initiator = (p: PeerConnection) => (p.side === 'initiator' ? this.ctx.localId : p.remotePeerId());
       const drop = Buffer.compare(initiator(peer), initiator(other)) < 0 ? other : peer;
       drop.close('duplicate connection');
       if (drop === peer) return;
@@ -303,11 +303,14 @@ export class TorrentSession implements PeerSessionLink {
         this.rechoke();
         return;
       case 'have':
-        return this.onHave(peer, m.index);
+        this.onHave(peer, m.index);
+        return;
       case 'bitfield':
-        return this.onBitfield(peer, m.bits);
+        this.onBitfield(peer, m.bits);
+        return;
       case 'request':
-        return this.onRequest(peer, m.index, m.begin, m.length);
+        this.onRequest(peer, m.index, m.begin, m.length);
+        return;
       case 'cancel': {
         const i = peer.uploads.findIndex((u) => u.index === m.index && u.begin === m.begin && u.length === m.length);
         if (i >= 0) peer.uploads.splice(i, 1);
@@ -475,9 +478,9 @@ export class TorrentSession implements PeerSessionLink {
   }
 
   private onHave(peer: PeerConnection, index: number): void {
-    if (!Number.isInteger(index) || index < 0 || index >= this.pieceCount) return peer.close('have for a piece that does not exist');
-    if (peer.peerHas!.get(index)) return;
-    peer.peerHas!.set(index);
+    if (!Number.isInteger(index) || index < 0 || index >= this.pieceCount) { peer.close('have for a piece that does not exist'); return; }
+    if (peer.pieces().get(index)) return;
+    peer.pieces().set(index);
     this.picker.addHave(index);
     if (peer.revealed.delete(index)) {
       this.revealCount[index]--;
@@ -495,9 +498,10 @@ export class TorrentSession implements PeerSessionLink {
     try {
       field = Bitfield.from(bits, this.pieceCount);
     } catch (err) {
-      return peer.close(`bad bitfield: ${(err as Error).message}`);
+      peer.close(`bad bitfield: ${(err as Error).message}`);
+      return;
     }
-    this.picker.removeBitfield(peer.peerHas!);
+    this.picker.removeBitfield(peer.pieces());
     peer.peerHas = field;
     this.picker.addBitfield(field);
     for (const i of peer.revealed) {
@@ -548,12 +552,12 @@ export class TorrentSession implements PeerSessionLink {
   }
 
   private wantsFrom(peer: PeerConnection): boolean {
-    for (const i of peer.peerHas!) if (this.wanted(i)) return true;
+    for (const i of peer.pieces()) if (this.wanted(i)) return true;
     return false;
   }
 
   private nextBlock(peer: PeerConnection): { job: PieceJob; block: number } | undefined {
-    const has = peer.peerHas!;
+    const has = peer.pieces();
     // Finish pieces already started before starting new ones (fewer buffers, pieces verify sooner).
     for (const job of this.jobs.values()) {
       if (job.state !== 'fetching' || job.blockSize !== peer.blockSize || !has.get(job.index)) continue;
@@ -620,11 +624,11 @@ export class TorrentSession implements PeerSessionLink {
 
   pieceStart(peer: PeerConnection, index: number, begin: number, length: number): { buffer: Buffer; offset: number } | undefined {
     const job = this.jobs.get(index);
-    if (!job || job.state !== 'fetching' || begin % job.blockSize !== 0) return this.discard('not-wanted', length);
+    if (!job || job.state !== 'fetching' || begin % job.blockSize !== 0) { this.discard('not-wanted', length); return; }
     const block = begin / job.blockSize;
-    if (!peer.requests.has(index * BLOCK_KEY + block)) return this.discard('not-requested', length);
-    if (job.got[block]) return this.discard('duplicate', length);
-    if (length !== Math.min(job.blockSize, job.length - begin)) return this.discard('not-requested', length);
+    if (!peer.requests.has(index * BLOCK_KEY + block)) { this.discard('not-requested', length); return; }
+    if (job.got[block]) { this.discard('duplicate', length); return; }
+    if (length !== Math.min(job.blockSize, job.length - begin)) { this.discard('not-requested', length); return; }
     if (job.receiving[block]) {
       const scratch = this.ctx.pool.take(length);
       peer.target = { job, block, scratch } satisfies BlockTarget;
@@ -703,7 +707,7 @@ export class TorrentSession implements PeerSessionLink {
     job.state = 'writing';
     const expected = this.info.pieces.subarray(job.index * 20, job.index * 20 + 20);
     const actual = createHash('sha1').update(job.buf.subarray(0, job.length)).digest();
-    if (!actual.equals(expected)) return this.pieceFailed(job);
+    if (!actual.equals(expected)) { this.pieceFailed(job); return; }
     const write = this.writePiece(job);
     this.pendingWrites.add(write);
     void write.finally(() => this.pendingWrites.delete(write));
@@ -711,7 +715,7 @@ export class TorrentSession implements PeerSessionLink {
 
   private async writePiece(job: PieceJob): Promise<void> {
     try {
-      const fh = await this.file!;
+      const fh = await this.fileHandle();
       let off = 0;
       while (off < job.length) {
         const { bytesWritten } = await fh.write(job.buf, off, job.length - off, job.index * this.info.pieceLength + off);
@@ -722,7 +726,10 @@ export class TorrentSession implements PeerSessionLink {
       this.ctx.pool.give(job.buf);
       if (this.ended) return;
       this.logger.warn(`torrent ${this.short}: cannot write piece ${job.index}: ${(err as Error).message}`);
-      this.close(new TorrentGoneError(`download of ${this.info.infoHash} failed: ${(err as Error).message}`));
+      // Not awaited: close() waits for the pending writes, this one among them.
+      this.close(new TorrentGoneError(`download of ${this.info.infoHash} failed: ${(err as Error).message}`)).catch((e: unknown) =>
+        this.logger.warn(`torrent ${this.short}: close after a failed write: ${(e as Error).message}`),
+      );
       return;
     }
     this.ctx.pool.give(job.buf);
@@ -850,7 +857,7 @@ export class TorrentSession implements PeerSessionLink {
     this.missing = 0;
     for (const p of this.peers) {
       if (p.state !== 'ready') continue;
-      for (const i of added) if (!p.peerHas!.get(i)) p.sendHave(i);
+      for (const i of added) if (!p.pieces().get(i)) p.sendHave(i);
       p.setInterested(false);
       p.requests.clear();
       p.requestedBytes = 0;
@@ -939,19 +946,31 @@ export class TorrentSession implements PeerSessionLink {
     if (peer.amChoking) return;
     if (index < 0 || index >= this.pieceCount || !this.have.get(index)) return;
     if (length <= 0 || length > Math.max(peer.blockSize, 16 * 1024) || begin < 0 || begin + length > this.pieceLengthOf(index)) {
-      return peer.close(`invalid request ${index}:${begin}+${length}`);
+      peer.close(`invalid request ${index}:${begin}+${length}`);
+      return;
     }
-    if (peer.uploads.length >= MAX_QUEUED_UPLOADS) return peer.close('request flood');
+    if (peer.uploads.length >= MAX_QUEUED_UPLOADS) { peer.close('request flood'); return; }
     peer.uploads.push({ index, begin, length });
     void this.pump(peer);
+  }
+
+  /** Uploads continue while the peer is ready and unchoked and the torrent open. */
+  private mayServe(peer: PeerConnection): boolean {
+    return peer.state === 'ready' && !peer.amChoking && !this.ended;
+  }
+
+  /** The piece file: opened when the session starts, so every piece read or write finds it. */
+  private fileHandle(): Promise<FileHandle> {
+    return this.file ?? Promise.reject(new Error('internal: torrent file not open'));
   }
 
   private async pump(peer: PeerConnection): Promise<void> {
     if (peer.uploading) return;
     peer.uploading = true;
     try {
-      while (peer.uploads.length > 0 && peer.state === 'ready' && !peer.amChoking && !this.ended) {
-        const r = peer.uploads.shift()!;
+      while (this.mayServe(peer)) {
+        const r = peer.uploads.shift();
+        if (!r) break;
         let piece: SharedBuffer;
         try {
           piece = await this.readPiece(r.index);
@@ -961,7 +980,8 @@ export class TorrentSession implements PeerSessionLink {
         }
         const name = this.ctx.limits.upload;
         if (name && !this.ctx.throttle.takeNow(name, r.length)) await this.ctx.throttle.take(name, r.length);
-        if (peer.state !== 'ready' || peer.amChoking || this.ended) {
+        // Re-checked after the waits above: the peer may have gone or choked meanwhile.
+        if (!this.mayServe(peer)) {
           piece.release();
           break;
         }
@@ -997,7 +1017,7 @@ export class TorrentSession implements PeerSessionLink {
   }
 
   private async loadPiece(index: number): Promise<SharedBuffer> {
-    const fh = await this.file!;
+    const fh = await this.fileHandle();
     const length = this.pieceLengthOf(index);
     const buf = this.ctx.pool.take(this.info.pieceLength);
     const shared = new SharedBuffer(buf, this.ctx.pool);
@@ -1048,7 +1068,7 @@ export class TorrentSession implements PeerSessionLink {
     let best = -1;
     let bestScore = Infinity;
     for (let i = Math.min(peer.wantFrom, this.pieceCount); i < this.pieceCount; i++) {
-      if (peer.peerHas!.get(i) || peer.revealed.has(i)) continue;
+      if (peer.pieces().get(i) || peer.revealed.has(i)) continue;
       const score = this.revealCount[i] + this.picker.availability[i];
       if (score < bestScore) {
         best = i;

@@ -88,7 +88,8 @@ export async function announce(url: string, params: AnnounceParams, options?: { 
     `&compact=1&numwant=${count(params.numwant ?? DEFAULT_NUMWANT)}${params.event ? `&event=${params.event}` : ''}`;
 
   const controller = new AbortController();
-  let timedOut = false;
+  // Set by the timer: typed wide so TS does not narrow it to `false` in the catch below.
+  let timedOut = false as boolean;
   const timer = setTimeout(() => {
     timedOut = true;
     controller.abort();
@@ -135,9 +136,10 @@ function parseAnswer(body: Buffer, url: string): AnnounceResult {
     throw new TrackerError('undecodable tracker answer: not bencode');
   }
   if (!isDict(decoded)) throw new TrackerError('undecodable tracker answer: not a dictionary');
-  const failure = decoded['failure reason'];
+  const failure = decoded['failure reason'] as BencodeValue | undefined;
   if (failure !== undefined) {
-    const reason = failure instanceof Uint8Array ? Buffer.from(failure).toString('utf8') : String(failure);
+    const reason =
+      failure instanceof Uint8Array ? Buffer.from(failure).toString('utf8') : typeof failure === 'number' ? String(failure) : '(not a string)';
     throw new TrackerError(scrub(`tracker refused the announce: ${reason}`, url));
   }
   const interval = decoded['interval'];
@@ -313,7 +315,7 @@ export class TrackerAnnouncer {
         .map((t) =>
           announce(t.url, { ...this.options.params(), event: 'stopped' }, { timeoutMs }).then(
             () => undefined,
-            (err: Error) => this.options.onError?.(t.redacted, err),
+            (err: unknown) => this.options.onError?.(t.redacted, err as Error),
           ),
         ),
     );
@@ -334,7 +336,7 @@ export class TrackerAnnouncer {
     }
     announce(t.url, params, { timeoutMs: this.options.timeoutMs, signal: controller.signal }).then(
       (res) => this.succeeded(t, controller, event, res),
-      (err: Error) => this.failed(t, controller, err),
+      (err: unknown) => this.failed(t, controller, err as Error),
     );
   }
 

@@ -11,8 +11,6 @@ export interface ProxyRingOptions {
   proxies: string[];
   /** Seconds between re-resolving and health checking. */
   refreshSeconds: number;
-  /** Health check timeout, ms. */
-  healthTimeoutMs?: number;
   /** Resolves a host to its addresses (default: the system resolver, all addresses). */
   resolve?: (host: string) => Promise<string[]>;
   /** True when a proxy base URL is healthy (default: `GET <url>/healthz` answers 200). */
@@ -32,6 +30,9 @@ export interface ProxyMember {
   healthy: boolean;
 }
 
+/** Health check timeout, ms. */
+const HEALTH_TIMEOUT_MS = 2000;
+
 /**
  * Which proxy owns a blob: rendezvous hashing of the digest over the healthy proxies, so every
  * agent asks the same proxy and each blob leaves the origin once per cluster. Re-resolved and
@@ -40,7 +41,6 @@ export interface ProxyMember {
 export class ProxyRing {
   private readonly logger = new Logger(ProxyRing.name);
   private members: ProxyMember[] = [];
-  private addresses = new Set<string>();
   /** Address → the DNS name it was resolved from (a headless Service): the name its TLS certificate is for. */
   private tlsNames = new Map<string, string>();
   /** Per proxy, the blobs it failed since it last served one (see `blobFailed`). */
@@ -122,21 +122,16 @@ export class ProxyRing {
     return this.members.map((m) => ({ ...m }));
   }
 
-  /** True when `ip` is one of the proxies' addresses (as resolved at the last refresh). */
-  isProxyAddress(ip: string): boolean {
-    return this.addresses.has(ip.replace(/^::ffff:/, ''));
-  }
-
   private async doRefresh(): Promise<void> {
     const urls = await this.expand();
-    const check = this.options.check ?? ((url: string) => healthz(url, this.options.healthTimeoutMs ?? 2000, this.dispatcher));
+    const check = this.options.check ?? ((url: string) => healthz(url, HEALTH_TIMEOUT_MS, this.dispatcher));
     const why = new Map<string, string>();
     const members = await Promise.all(
       urls.map(async (url) => ({
         url,
-        healthy: await check(url).catch((err: Error) => {
+        healthy: await check(url).catch((err: unknown) => {
           // The reason matters for TLS: a certificate the CA does not vouch for is refused here.
-          why.set(url, (err as { cause?: Error }).cause?.message ?? err.message);
+          why.set(url, (err as { cause?: Error }).cause?.message ?? (err as Error).message);
           return false;
         }),
       })),
@@ -153,7 +148,6 @@ export class ProxyRing {
 
   private async expand(): Promise<string[]> {
     const resolve = this.options.resolve ?? resolveAll;
-    const addresses = new Set<string>();
     const tlsNames = new Map<string, string>();
     const expanded: string[] = [];
     const single = this.options.proxies.length === 1;
@@ -161,7 +155,6 @@ export class ProxyRing {
       const url = new URL(raw);
       const host = url.hostname.replace(/^\[|\]$/g, '');
       if (isIP(host)) {
-        addresses.add(host);
         expanded.push(baseUrl(url));
         continue;
       }
@@ -171,7 +164,6 @@ export class ProxyRing {
       } catch (err) {
         this.logger.warn(`cannot resolve proxy host ${host}: ${(err as Error).message}`);
       }
-      ips.forEach((ip) => addresses.add(ip));
       if (single && ips.length > 0) {
         // A headless Service: each address is one proxy.
         for (const ip of ips) {
@@ -184,7 +176,6 @@ export class ProxyRing {
         expanded.push(baseUrl(url));
       }
     }
-    this.addresses = addresses;
     this.tlsNames = tlsNames;
     return [...new Set(expanded)];
   }

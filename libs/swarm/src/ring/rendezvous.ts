@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 
 /** Weight of `member` for `key`: the first 8 bytes of sha256(member NUL key). */
-export function rendezvousScore(member: string, key: string): bigint {
+function rendezvousScore(member: string, key: string): bigint {
   return createHash('sha256').update(member).update('\0').update(key).digest().readBigUInt64BE(0);
 }
 

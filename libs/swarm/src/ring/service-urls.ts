@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 /** Resolves a host name to every address it has (a headless Service has one per ready pod). */
 export type HostResolver = (host: string) => Promise<string[]>;
 
-export const resolveAllAddresses: HostResolver = async (host) => (await lookup(host, { all: true })).map((a) => a.address).sort();
+const resolveAllAddresses: HostResolver = async (host) => (await lookup(host, { all: true })).map((a) => a.address).sort();
 
 /**
  * Expands URLs whose host is a DNS name into one URL per address it resolves to, keeping path and

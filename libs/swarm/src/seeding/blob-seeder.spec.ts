@@ -27,13 +27,16 @@ describe(BlobSeeder.name, () => {
 
   function setup() {
     const seeded: string[] = [];
+    const touched: string[] = [];
     const evictListeners: ((digest: string) => void)[] = [];
+    const servedListeners: ((digest: string) => void)[] = [];
     const swarm = {
       seed: async (_metainfo: Uint8Array, _path: string) => {
         seeded.push(_path);
         return { infoHash: '' };
       },
       stopSeeding: async () => undefined,
+      touch: (infoHash: string) => touched.push(infoHash),
     } as unknown as SwarmClient;
     const store: SeedableBlobStore = {
       path: () => path,
@@ -44,8 +47,18 @@ describe(BlobSeeder.name, () => {
         evictListeners.push(listener);
         return () => undefined;
       },
+      onServed: (listener) => {
+        servedListeners.push(listener);
+        return () => undefined;
+      },
     };
-    return { seeder: new BlobSeeder(swarm, store, ANNOUNCE), seeded, evict: (d: string) => evictListeners.forEach((l) => l(d)) };
+    return {
+      seeder: new BlobSeeder(swarm, store, ANNOUNCE),
+      seeded,
+      touched,
+      evict: (d: string) => evictListeners.forEach((l) => l(d)),
+      serve: (d: string) => servedListeners.forEach((l) => l(d)),
+    };
   }
 
   function piecesOf(bytes: Buffer): Buffer {
@@ -53,6 +66,18 @@ describe(BlobSeeder.name, () => {
     hasher.update(bytes);
     return hasher.digest();
   }
+
+  it('refreshes the seeding of a blob on every cache hit, as seedTtl says (issue #14 item 5)', async () => {
+    const { seeder, touched, serve } = setup();
+    serve(digest); // no torrent yet: nothing seeded, nothing to refresh
+    expect(touched).toEqual([]);
+    const torrent = await seeder.torrentFor(digest);
+    serve(digest);
+    serve(digest);
+    expect(touched).toEqual([torrent.infoHash, torrent.infoHash]);
+    serve('sha256:' + '0'.repeat(64));
+    expect(touched).toHaveLength(2);
+  });
 
   it('makes the torrent from offered piece hashes, without reading the file', async () => {
     const { seeder, seeded } = setup();

@@ -17,6 +17,8 @@ export interface SeedableBlobStore {
   discardCorrupt(digest: string): Promise<boolean>;
   /** Called when the store drops a blob (eviction, removal). */
   onEvict(listener: (digest: string) => void): () => void;
+  /** Called when a client is served a stored blob (a cache hit). */
+  onServed(listener: (digest: string) => void): () => void;
 }
 
 const MAX_REMEMBERED = 10_000;
@@ -39,6 +41,7 @@ export class BlobSeeder {
   private readonly pins = new Map<string, () => void>();
   private readonly pendingPieces = new Map<string, Buffer>();
   private readonly unsubscribe: () => void;
+  private readonly unsubscribeServed: () => void;
 
   constructor(
     private readonly swarm: SwarmClient,
@@ -49,6 +52,12 @@ export class BlobSeeder {
       this.pendingPieces.delete(digest);
       const known = this.torrents.get(digest);
       if (known) void this.swarm.stopSeeding(known.infoHash);
+    });
+    // A cache hit is a use: the blob keeps being seeded for seedTtl from now (the swarm's LRU and
+    // TTL count from the last use, not from when the torrent was made).
+    this.unsubscribeServed = store.onServed((digest) => {
+      const known = this.torrents.get(digest);
+      if (known) this.swarm.touch(known.infoHash);
     });
   }
 
@@ -110,6 +119,7 @@ export class BlobSeeder {
 
   close(): void {
     this.unsubscribe();
+    this.unsubscribeServed();
     this.pendingPieces.clear();
     for (const unpin of this.pins.values()) unpin();
     this.pins.clear();

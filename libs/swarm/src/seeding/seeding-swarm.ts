@@ -17,6 +17,7 @@ export async function createSeedingSwarm(
   options: Omit<SwarmClientOptions, 'onStopSeeding' | 'onCorruptFile'>,
   store: SeedableBlobStore,
 ): Promise<SeedingSwarm> {
+  // eslint-disable-next-line prefer-const -- assigned once below; the client's callbacks made before it read it
   let seeder: BlobSeeder | undefined;
   const trackers = await expandServiceUrls(options.trackers);
   const client = new SwarmClient({

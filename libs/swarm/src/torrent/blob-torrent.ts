@@ -5,10 +5,10 @@ import parseTorrent from 'parse-torrent';
 import { InvalidMetainfoError } from '../swarm.errors.js';
 
 const MiB = 1024 * 1024;
-export const MIN_PIECE_LENGTH = MiB;
-export const MAX_PIECE_LENGTH = 16 * MiB;
+const MIN_PIECE_LENGTH = MiB;
+const MAX_PIECE_LENGTH = 16 * MiB;
 /** Pieces a blob is cut into before the piece length grows past its minimum. */
-export const TARGET_PIECES = 256;
+const TARGET_PIECES = 256;
 // Creation date and creator do not change the info hash, but fixing them makes the metainfo
 // bytes identical on every host too (cacheable, diffable). Not Date(0): create-torrent reads a
 // zero date as "unset" and writes the current time instead.

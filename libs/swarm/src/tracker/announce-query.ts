@@ -9,7 +9,7 @@ export class TrackerQueryError extends Error {
   override readonly name = 'TrackerQueryError';
 }
 
-export type AnnounceEvent = 'started' | 'stopped' | 'completed' | 'update';
+type AnnounceEvent = 'started' | 'stopped' | 'completed' | 'update';
 
 export interface AnnounceQuery {
   /** Lower-case hex of the 20-byte info hash. */
@@ -26,7 +26,7 @@ export interface AnnounceQuery {
 }
 
 /** Peers handed out when the client does not say (BitTorrent's customary 50). */
-export const DEFAULT_NUMWANT = 50;
+const DEFAULT_NUMWANT = 50;
 /** Upper bound on peers per answer, whatever the client asks. */
 export const MAX_NUMWANT = 200;
 

@@ -3,7 +3,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 const EMPTY = Buffer.alloc(0);
 
 /** What an answer tells about a peer (non-compact form). */
-export interface PeerView {
+interface PeerView {
   readonly id: string;
   readonly ip: string;
   readonly port: number;
@@ -60,7 +60,8 @@ class AddressBook {
 
   /** Swap-remove: the last record moves into the freed slot. */
   remove(entry: PeerEntry): void {
-    const last = this.entries.pop()!;
+    const last = this.entries.pop();
+    if (!last) throw new Error('internal: removing a peer from an empty swarm table');
     if (last === entry) return;
     const size = this.recordSize;
     this.bytes.copy(this.bytes, entry.slot * size, last.slot * size, last.slot * size + size);
@@ -261,11 +262,11 @@ export class SwarmTable {
     return dropped;
   }
 
-  /** Deletes swarms with no announce since `cutoff` (ms epoch), except those `keep` says to keep. */
-  deleteIdle(cutoff: number, keep: (infoHash: string) => boolean = () => false): number {
+  /** Deletes swarms with no announce since `cutoff` (ms epoch). */
+  deleteIdle(cutoff: number): number {
     let deleted = 0;
     for (const [infoHash, swarm] of this.swarms) {
-      if (swarm.lastActive > cutoff || keep(infoHash)) continue;
+      if (swarm.lastActive > cutoff) continue;
       this.swarms.delete(infoHash);
       deleted++;
     }
@@ -325,9 +326,11 @@ function expandIPv6(ip: string): number[] {
     const b = dotted[1].split('.').map(Number);
     text = text.slice(0, -dotted[1].length) + `${((b[0] << 8) | b[1]).toString(16)}:${((b[2] << 8) | b[3]).toString(16)}`;
   }
-  const [head, tail] = text.split('::');
+  const parts = text.split('::');
+  const head = parts[0];
+  const tail = parts.length > 1 ? parts[1] : undefined;
   const h = head ? head.split(':') : [];
-  const t = tail !== undefined && tail ? tail.split(':') : [];
+  const t = tail ? tail.split(':') : [];
   const fill = tail === undefined ? [] : Array<string>(8 - h.length - t.length).fill('0');
   return [...h, ...fill, ...t].map((g) => parseInt(g, 16));
 }

@@ -4,7 +4,7 @@ import { decodeText, parseAnnounce, parseInfoHashes, splitQuery, TrackerQueryErr
 import { SwarmTable, type AnnounceResult } from './swarm-table.js';
 
 /** How a tracker request ended (metrics label). */
-export type TrackerResult = 'ok' | 'refused_token' | 'refused_unregistered' | 'rate_limited' | 'malformed';
+export type TrackerResult = 'ok' | 'refused_token' | 'rate_limited' | 'malformed';
 
 export interface TrackerServerOptions {
   /** Announce interval told to clients, seconds. */
@@ -17,8 +17,6 @@ export interface TrackerServerOptions {
   idleSwarmSeconds?: number;
   /** When set, announces and scrapes must carry it as the `token` query parameter. */
   token?: string;
-  /** When true, announces are accepted only for info hashes registered with `register()`. */
-  requireRegistration?: boolean;
   /** Per-client announce limit: false refuses the announce (`rate_limited`). */
   allowClient?: (ip: string) => boolean;
   /** Called once per request with its outcome, for metrics. */
@@ -27,7 +25,6 @@ export interface TrackerServerOptions {
   onWarning?: (err: Error) => void;
 }
 
-const INFO_HASH = /^[0-9a-f]{40}$/;
 
 /**
  * The cluster's private BitTorrent HTTP tracker (BEP 3 announce and scrape, BEP 23 compact and
@@ -43,7 +40,6 @@ const INFO_HASH = /^[0-9a-f]{40}$/;
 export class TrackerServer {
   private readonly tokenBytes?: Buffer;
   private readonly table: SwarmTable;
-  private readonly registered = new Map<string, number>();
   private readonly reaper: NodeJS.Timeout;
   private readonly idleMs: number;
   private readonly intervalSeconds: number;
@@ -60,36 +56,26 @@ export class TrackerServer {
   /** Answers one HTTP announce or scrape (bencoded, always HTTP 200 as clients expect). */
   handle(action: 'announce' | 'scrape', req: IncomingMessage, res: ServerResponse): void {
     const params = splitQuery(req.url ?? '');
-    if (action === 'scrape') return this.scrape(params, res);
+    if (action === 'scrape') { this.scrape(params, res); return; }
     let query: AnnounceQuery;
     try {
       query = parseAnnounce(params);
     } catch (err) {
       if (!(err instanceof TrackerQueryError)) throw err;
       // A bad token is reported as such even when the rest is malformed too.
-      if (!this.tokenOk(tokenOf(params))) return this.refuse(action, res, 'refused_token', 'swarm token missing or wrong');
-      return this.refuse(action, res, 'malformed', err.message);
+      if (!this.tokenOk(tokenOf(params))) { this.refuse(action, res, 'refused_token', 'swarm token missing or wrong'); return; }
+      this.refuse(action, res, 'malformed', err.message);
+      return;
     }
-    if (!this.tokenOk(query.token)) return this.refuse(action, res, 'refused_token', 'swarm token missing or wrong');
+    if (!this.tokenOk(query.token)) { this.refuse(action, res, 'refused_token', 'swarm token missing or wrong'); return; }
     const ip = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     if (this.options.allowClient && !this.options.allowClient(ip)) {
-      return this.refuse(action, res, 'rate_limited', 'too many announces from this address; retry later');
-    }
-    if (this.options.requireRegistration && !this.registered.has(query.infoHash)) {
-      return this.refuse(action, res, 'refused_unregistered', 'unknown swarm: no proxy registered this info hash');
+      this.refuse(action, res, 'rate_limited', 'too many announces from this address; retry later');
+      return;
     }
     const result = this.table.announce({ ...query, ip });
-    if (this.registered.has(query.infoHash)) this.registered.set(query.infoHash, Date.now());
     this.reply(res, encodeAnnounce(result, this.intervalSeconds, query.compact));
     this.options.onResult?.(action, 'ok');
-  }
-
-  /** Registers a swarm (a proxy about to seed it); re-registering keeps it from being reaped. */
-  register(infoHash: string): boolean {
-    const hash = infoHash.toLowerCase();
-    if (!INFO_HASH.test(hash)) return false;
-    this.registered.set(hash, Date.now());
-    return true;
   }
 
   /** True when a bearer of `token` may use the tracker (always true without a configured token). */
@@ -102,16 +88,15 @@ export class TrackerServer {
   }
 
   /** Swarm count and peer count, for gauges and readiness details. */
-  stats(): { swarms: number; peers: number; registered: number } {
-    return { ...this.table.stats(), registered: this.registered.size };
+  stats(): { swarms: number; peers: number } {
+    return this.table.stats();
   }
 
-  /** Drops silent peers, then deletes swarms (and registrations) idle for longer than the idle timeout; returns swarms deleted. */
+  /** Drops silent peers, then deletes swarms idle for longer than the idle timeout; returns swarms deleted. */
   reapIdleSwarms(now = Date.now()): number {
     this.table.expire(now);
     const cutoff = now - this.idleMs;
-    for (const [infoHash, at] of this.registered) if (at <= cutoff) this.registered.delete(infoHash);
-    return this.table.deleteIdle(cutoff, (infoHash) => this.registered.has(infoHash));
+    return this.table.deleteIdle(cutoff);
   }
 
   close(): Promise<void> {
@@ -120,13 +105,14 @@ export class TrackerServer {
   }
 
   private scrape(params: Map<string, string[]>, res: ServerResponse): void {
-    if (!this.tokenOk(tokenOf(params))) return this.refuse('scrape', res, 'refused_token', 'swarm token missing or wrong');
+    if (!this.tokenOk(tokenOf(params))) { this.refuse('scrape', res, 'refused_token', 'swarm token missing or wrong'); return; }
     let hashes: string[];
     try {
       hashes = params.has('info_hash') ? parseInfoHashes(params) : this.table.infoHashes();
     } catch (err) {
       if (!(err instanceof TrackerQueryError)) throw err;
-      return this.refuse('scrape', res, 'malformed', err.message);
+      this.refuse('scrape', res, 'malformed', err.message);
+      return;
     }
     const files = hashes.map((h) => {
       const c = this.table.counts(h);
