@@ -61,7 +61,7 @@ export async function render(dir: string): Promise<K8sObject[]> {
 }
 
 /** The optional parts of the install, switched on in k8s/kustomization.yaml `components:`. */
-export type Component = 'containerd-mirror' | 'containerd-mirror-off' | 'proxy-tls';
+type Component = 'containerd-mirror' | 'containerd-mirror-off' | 'proxy-tls';
 
 /** What an operator changes in k8s/: components to uncomment, files to rewrite (paths under k8s/). */
 export interface InstallChange {
@@ -113,13 +113,14 @@ export async function renderInstalls(): Promise<Map<string, K8sObject[]>> {
   return out;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- callers name the object type they expect (find<Workload>(…)); the kind/name lookup checks it at run time
 export function find<T extends K8sObject = K8sObject>(objects: K8sObject[], kind: string, name: string): T {
   const hit = objects.find((o) => o.kind === kind && o.metadata.name === name);
   if (!hit) throw new Error(`no ${kind}/${name} among ${objects.map((o) => `${o.kind}/${o.metadata.name}`).join(', ')}`);
   return hit as T;
 }
 
-export function isWorkload(o: K8sObject): o is Workload {
+function isWorkload(o: K8sObject): o is Workload {
   return ['DaemonSet', 'Deployment', 'StatefulSet', 'Job'].includes(o.kind);
 }
 

@@ -27,11 +27,11 @@ import { unknownFields } from './unknown-fields.js';
 
 type Model = new (data: never) => { validate(): void };
 const SCHEMAS: Record<string, Model> = {
-  'apps/v1/DaemonSet': DaemonSet as unknown as Model,
-  'apps/v1/Deployment': Deployment as unknown as Model,
-  'v1/Service': Service as unknown as Model,
-  'v1/ConfigMap': ConfigMap as unknown as Model,
-  'policy/v1/PodDisruptionBudget': PodDisruptionBudget as unknown as Model,
+  'apps/v1/DaemonSet': DaemonSet,
+  'apps/v1/Deployment': Deployment,
+  'v1/Service': Service,
+  'v1/ConfigMap': ConfigMap,
+  'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
 };
 
 const GiB = 2 ** 30;
@@ -246,14 +246,14 @@ describe('k8s manifests (offline)', () => {
   });
 
   it('catches what the schema library misses (so the checks above can fail)', () => {
-    const agent = structuredClone(workloadOf(objectsOf('k8s'), 'agent')) as Workload;
+    const agent = structuredClone<Workload>(workloadOf(objectsOf('k8s'), 'agent'));
     const container = agent.spec.template.spec.containers[0] as unknown as Record<string, unknown>;
     container.securityContex = container.securityContext;
     delete container.securityContext;
     expect(() => new DaemonSet(agent as never).validate()).not.toThrow();
     expect(unknownFields([agent]).join('\n')).toMatch(/securityContex/);
 
-    const broken = structuredClone(workloadOf(objectsOf('k8s'), 'agent')) as Workload;
+    const broken = structuredClone<Workload>(workloadOf(objectsOf('k8s'), 'agent'));
     delete (broken.spec as Partial<Workload['spec']>).selector;
     expect(() => new DaemonSet(broken as never).validate()).toThrow();
   });
