@@ -4,7 +4,18 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'bench-results/**', 'coverage/**', 'packages/**', '**/*.mjs', '**/*.js', 'test/k8s/__rendered-manifests__.ts'] },
+  {
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      'bench-results/**',
+      'coverage/**',
+      'packages/**',
+      '**/*.mjs',
+      '**/*.js',
+      'test/k8s/__rendered-manifests__.ts',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {

@@ -11,7 +11,11 @@ export default defineConfig({
   test: {
     pool: 'forks',
     projects: [
-      { plugins, resolve, test: { name: 'unit', include: ['apps/**/*.spec.ts', 'libs/**/*.spec.ts', 'bench/**/*.spec.ts'], environment: 'node' } },
+      {
+        plugins,
+        resolve,
+        test: { name: 'unit', include: ['apps/**/*.spec.ts', 'libs/**/*.spec.ts', 'bench/**/*.spec.ts'], environment: 'node' },
+      },
       {
         plugins,
         resolve,

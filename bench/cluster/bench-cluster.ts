@@ -120,7 +120,12 @@ export class BenchCluster {
     await writeFile(join(dir, 'swarm-token'), `${SWARM_TOKEN}\n`);
     await writeFile(join(dir, 'admin-token'), `${ADMIN_TOKEN}\n`);
     await this.startOrigin();
-    const tokens = { swarmTokenFile: join(dir, 'swarm-token'), adminTokenFile: join(dir, 'admin-token'), logFormat: 'json', host: '0.0.0.0' };
+    const tokens = {
+      swarmTokenFile: join(dir, 'swarm-token'),
+      adminTokenFile: join(dir, 'admin-token'),
+      logFormat: 'json',
+      host: '0.0.0.0',
+    };
     const tracker = this.net.host('tracker');
     await this.startApp('tracker', tracker, { ...tokens, port: TRACKER_PORT, announceRate: 0, peersCacheLength: 5000 });
     const trackers = [`http://${tracker.ip}:${TRACKER_PORT}/announce`];
@@ -136,7 +141,9 @@ export class BenchCluster {
         ...this.options.proxyConfig,
       });
     }
-    this.log(`origin, tracker and ${this.options.proxies} prox${this.options.proxies === 1 ? 'y' : 'ies'} up; starting ${this.options.agents} agents`);
+    this.log(
+      `origin, tracker and ${this.options.proxies} prox${this.options.proxies === 1 ? 'y' : 'ies'} up; starting ${this.options.agents} agents`,
+    );
     const ids = Array.from({ length: this.options.agents }, (_, i) => i + 1);
     // A few at a time: 20 Node processes booting at once on 2 cores take longer than in small batches.
     for (let k = 0; k < ids.length; k += 4) {
@@ -176,7 +183,16 @@ export class BenchCluster {
     this.services.push({ name: 'origin', host: this.origin, proc, output: () => this.originLog.slice(-LOG_TAIL) });
     await this.until('origin /v2/', () => {
       if (proc.exitCode !== null) throw new Error(`docker-registry exited:\n${this.originLog}`);
-      const code = this.origin.run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-m', '2', `http://127.0.0.1:${ORIGIN_PORT}/v2/`]).stdout;
+      const code = this.origin.run('curl', [
+        '-s',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code}',
+        '-m',
+        '2',
+        `http://127.0.0.1:${ORIGIN_PORT}/v2/`,
+      ]).stdout;
       return code === '200';
     });
   }
@@ -199,10 +215,14 @@ export class BenchCluster {
     proc.stdout!.on('data', onData);
     proc.stderr!.on('data', onData);
     this.services.push({ name, host, proc, output: () => out });
-    await this.until(`${name} listening`, () => {
-      if (proc.exitCode !== null) throw new Error(`${name} exited with ${proc.exitCode}:\n${out}`);
-      return listening;
-    }, 60_000);
+    await this.until(
+      `${name} listening`,
+      () => {
+        if (proc.exitCode !== null) throw new Error(`${name} exited with ${proc.exitCode}:\n${out}`);
+        return listening;
+      },
+      60_000,
+    );
   }
 
   /** Polls `check` every 100 ms until true; throws after `timeoutMs`. */
@@ -223,7 +243,14 @@ export class BenchCluster {
     const image = await layout.addImage(tag, [layerBytes]);
     const r = this.origin.run(
       'skopeo',
-      ['copy', '--quiet', '--preserve-digests', '--dest-tls-verify=false', `oci:${layout.dir}:${tag}`, `docker://127.0.0.1:${ORIGIN_PORT}/${repo}:${tag}`],
+      [
+        'copy',
+        '--quiet',
+        '--preserve-digests',
+        '--dest-tls-verify=false',
+        `oci:${layout.dir}:${tag}`,
+        `docker://127.0.0.1:${ORIGIN_PORT}/${repo}:${tag}`,
+      ],
       { timeoutMs: 300_000 },
     );
     if (r.code !== 0) throw new Error(`push failed: ${r.stderr}`);
@@ -237,7 +264,18 @@ export class BenchCluster {
     const proxyHost = [...this.net.hosts.values()].find((h) => owner.includes(`//${h.ip}:`))!;
     const r = proxyHost.run(
       'curl',
-      ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-m', '600', '-H', `x-p2p-swarm-token: ${SWARM_TOKEN}`, `http://127.0.0.1:${PROXY_PORT}/v1/blobs/${digest}/torrent?repo=${repo}`],
+      [
+        '-s',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code}',
+        '-m',
+        '600',
+        '-H',
+        `x-p2p-swarm-token: ${SWARM_TOKEN}`,
+        `http://127.0.0.1:${PROXY_PORT}/v1/blobs/${digest}/torrent?repo=${repo}`,
+      ],
       { timeoutMs: 610_000 },
     );
     if (r.stdout !== '200') throw new Error(`warming ${proxyHost.name} answered ${r.stdout}: ${r.stderr}`);
@@ -268,7 +306,13 @@ export class BenchCluster {
         await rm(out, { recursive: true, force: true });
         await mkdir(join(out, '..'), { recursive: true });
         const src = via === 'agent' ? `127.0.0.1:${AGENT_PORT}` : `${this.origin.ip}:${ORIGIN_PORT}`;
-        const proc = this.agentHost(i).spawn('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${src}/${image.repo}:${image.tag}`, `dir:${out}`]);
+        const proc = this.agentHost(i).spawn('skopeo', [
+          'copy',
+          '--quiet',
+          '--src-tls-verify=false',
+          `docker://${src}/${image.repo}:${image.tag}`,
+          `dir:${out}`,
+        ]);
         let stderr = '';
         proc.stderr!.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4096)));
         proc.stdout!.resume();
@@ -281,7 +325,13 @@ export class BenchCluster {
           digestOk = (await fileDigest(join(out, image.layer.digest.slice(7))).catch(() => '')) === image.layer.digest;
         }
         await rm(out, { recursive: true, force: true });
-        const result: PullResult = { agent: i, ok: code === 0, seconds, digestOk, ...(code === 0 ? {} : { error: stderr.trim() || `exit ${code}` }) };
+        const result: PullResult = {
+          agent: i,
+          ok: code === 0,
+          seconds,
+          digestOk,
+          ...(code === 0 ? {} : { error: stderr.trim() || `exit ${code}` }),
+        };
         onDone?.(result, ++done);
         return result;
       }),

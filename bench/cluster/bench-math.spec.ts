@@ -21,14 +21,30 @@ describe('bench-math', () => {
   });
 
   it('computes the Kumar–Ross bound and the cold and direct variants', () => {
-    const b = lowerBounds({ layerBytes: 256e6, agents: 20, seedUpload: 10e6, agentUpload: 10e6, agentDownload: 10e6, originToSeed: 10e6, originUpload: 10e6 });
+    const b = lowerBounds({
+      layerBytes: 256e6,
+      agents: 20,
+      seedUpload: 10e6,
+      agentUpload: 10e6,
+      agentDownload: 10e6,
+      originToSeed: 10e6,
+      originUpload: 10e6,
+    });
     // max(F/u_s, F/d, N·F/(u_s+Σu_i)) = max(25.6, 25.6, 20·256/210 = 24.38)
     expect(b.warm).toBeCloseTo(25.6, 6);
     expect(b.coldStoreAndForward).toBeCloseTo(51.2, 6);
     expect(b.coldPipelined).toBeCloseTo(25.6, 6);
     expect(b.direct).toBeCloseTo(512, 6);
     // With slow agent uplinks the swarm term binds.
-    const slow = lowerBounds({ layerBytes: 100, agents: 10, seedUpload: 10, agentUpload: 1, agentDownload: 100, originToSeed: 100, originUpload: 100 });
+    const slow = lowerBounds({
+      layerBytes: 100,
+      agents: 10,
+      seedUpload: 10,
+      agentUpload: 1,
+      agentDownload: 100,
+      originToSeed: 100,
+      originUpload: 100,
+    });
     expect(slow.warm).toBeCloseTo((10 * 100) / 20, 6);
   });
 

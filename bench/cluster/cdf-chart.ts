@@ -40,7 +40,9 @@ export function renderCdfSvg(chart: CdfChart): string {
   const x = (t: number) => PAD.left + (t / xMax) * pw;
   const y = (f: number) => PAD.top + (1 - f) * ph;
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Arial, sans-serif">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Arial, sans-serif">`,
+  );
   out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
   out.push(`<text x="${W / 2}" y="28" text-anchor="middle" font-size="18" font-weight="bold">${esc(chart.title)}</text>`);
   out.push(`<text x="${W / 2}" y="50" text-anchor="middle" font-size="13" fill="#444">${esc(chart.subtitle)}</text>`);
@@ -54,10 +56,14 @@ export function renderCdfSvg(chart: CdfChart): string {
     out.push(`<text x="${PAD.left - 8}" y="${y(f) + 4}" text-anchor="end" font-size="12">${Math.round(f * 100)}%</text>`);
   }
   out.push(`<rect x="${PAD.left}" y="${PAD.top}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`);
-  out.push(`<text x="${PAD.left + pw / 2}" y="${PAD.top + ph + 40}" text-anchor="middle" font-size="13">seconds since all pulls started</text>`);
+  out.push(
+    `<text x="${PAD.left + pw / 2}" y="${PAD.top + ph + 40}" text-anchor="middle" font-size="13">seconds since all pulls started</text>`,
+  );
   out.push(`<text transform="translate(18 ${PAD.top + ph / 2}) rotate(-90)" text-anchor="middle" font-size="13">agents done (CDF)</text>`);
   for (const m of chart.markers) {
-    out.push(`<line x1="${x(m.t)}" y1="${PAD.top}" x2="${x(m.t)}" y2="${PAD.top + ph}" stroke="${m.color}" stroke-width="1.5" stroke-dasharray="3 4"/>`);
+    out.push(
+      `<line x1="${x(m.t)}" y1="${PAD.top}" x2="${x(m.t)}" y2="${PAD.top + ph}" stroke="${m.color}" stroke-width="1.5" stroke-dasharray="3 4"/>`,
+    );
   }
   for (const s of chart.series) {
     if (s.times.length === 0) continue;
@@ -77,7 +83,9 @@ export function renderCdfSvg(chart: CdfChart): string {
     const row = Math.floor(i / 2);
     const lx = PAD.left + col * (pw / 2);
     const ly = PAD.top + ph + 64 + row * 20;
-    out.push(`<line x1="${lx}" y1="${ly - 4}" x2="${lx + 28}" y2="${ly - 4}" stroke="${it.color}" stroke-width="2.5"${it.dash ? ` stroke-dasharray="${it.dash}"` : ''}/>`);
+    out.push(
+      `<line x1="${lx}" y1="${ly - 4}" x2="${lx + 28}" y2="${ly - 4}" stroke="${it.color}" stroke-width="2.5"${it.dash ? ` stroke-dasharray="${it.dash}"` : ''}/>`,
+    );
     out.push(`<text x="${lx + 36}" y="${ly}" font-size="12">${esc(it.label)}</text>`);
   });
   out.push('</svg>');

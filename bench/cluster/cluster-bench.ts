@@ -114,7 +114,27 @@ function parseArgs(argv: string[]): Args {
     if (!Number.isInteger(v) || v < min || v > max) throw new Error(`--${name} must be an integer in ${min}..${max}`);
     return v;
   };
-  const known = new Set(['agents', 'layer', 'link', 'origin-link', 'proxies', 'direct-agents', 'single-layer', 'out', 'tracker-swarms', 'tracker-peers', 'skip-cold', 'skip-warm', 'skip-direct', 'skip-single', 'skip-tracker', 'skip-cluster', 'stall-timeout', 'proxy-upload-slots', 'help']);
+  const known = new Set([
+    'agents',
+    'layer',
+    'link',
+    'origin-link',
+    'proxies',
+    'direct-agents',
+    'single-layer',
+    'out',
+    'tracker-swarms',
+    'tracker-peers',
+    'skip-cold',
+    'skip-warm',
+    'skip-direct',
+    'skip-single',
+    'skip-tracker',
+    'skip-cluster',
+    'stall-timeout',
+    'proxy-upload-slots',
+    'help',
+  ]);
   for (const a of argv) if (a.startsWith('--') && !known.has(a.slice(2))) throw new Error(`unknown option ${a}`);
   const agents = int('agents', 20, 1, 200);
   const layerBytes = parseBytes(get('layer') ?? '256MB');
@@ -149,7 +169,9 @@ function log(line: string): void {
 
 function preflight(): void {
   if (process.getuid?.() !== 0) {
-    throw new Error('npm run bench needs root: it creates network namespaces, veth pairs and tc qdiscs. Run it as root (e.g. sudo npm run bench -- ...).');
+    throw new Error(
+      'npm run bench needs root: it creates network namespaces, veth pairs and tc qdiscs. Run it as root (e.g. sudo npm run bench -- ...).',
+    );
   }
   for (const tool of ['docker-registry', 'skopeo', 'curl', 'tc', 'ip']) {
     try {
@@ -173,7 +195,9 @@ async function runPhase(
   agents: number[],
 ): Promise<PhaseResult> {
   const via = name === 'direct' ? 'origin' : 'agent';
-  log(`[${name}] ${agents.length} agents pull ${image.repo}:${image.tag} (${formatBytes(image.layer.size)}) ${via === 'agent' ? 'through their agent' : 'straight from the origin'}`);
+  log(
+    `[${name}] ${agents.length} agents pull ${image.repo}:${image.tag} (${formatBytes(image.layer.size)}) ${via === 'agent' ? 'through their agent' : 'straight from the origin'}`,
+  );
   cluster.markOrigin();
   const wire0 = cluster.originWireBytes();
   const cpu0 = await machineCpu();
@@ -190,7 +214,9 @@ async function runPhase(
       const c = await machineCpu();
       // Finished pulls are deleted after their digest check, so only growth is a rate.
       const rate = Math.max(0, bytes - lastBytes) / 1e6 / ((now - lastT) / 1000);
-      log(`[${name}] ${((now - t0) / 1000).toFixed(0)} s: ${done}/${agents.length} done, clients receiving ${rate.toFixed(1)} MB/s in all, CPU ${Math.round((100 * (c.busy - cpu0.busy)) / (c.total - cpu0.total))}% busy`);
+      log(
+        `[${name}] ${((now - t0) / 1000).toFixed(0)} s: ${done}/${agents.length} done, clients receiving ${rate.toFixed(1)} MB/s in all, CPU ${Math.round((100 * (c.busy - cpu0.busy)) / (c.total - cpu0.total))}% busy`,
+      );
       lastBytes = bytes;
       lastT = now;
     })();
@@ -199,7 +225,9 @@ async function runPhase(
   try {
     pulls = await cluster.pullAll(agents, image, via, (r, n) => {
       done = n;
-      log(`[${name}] agent${r.agent} ${r.ok && r.digestOk ? 'done' : 'FAILED'} at ${r.seconds.toFixed(1)} s (${n}/${agents.length})${r.error ? `: ${r.error.slice(0, 300)}` : ''}`);
+      log(
+        `[${name}] agent${r.agent} ${r.ok && r.digestOk ? 'done' : 'FAILED'} at ${r.seconds.toFixed(1)} s (${n}/${agents.length})${r.error ? `: ${r.error.slice(0, 300)}` : ''}`,
+      );
     });
   } finally {
     clearInterval(ticker);
@@ -213,7 +241,7 @@ async function runPhase(
     cpuByRole[roleOf(p.name)] = +((cpuByRole[roleOf(p.name)] ?? 0) + p.cpuSeconds - before).toFixed(2);
   }
   cpuByRole['bench+skopeo'] = +((await selfAndChildrenCpu()) - self0).toFixed(2);
-  const busySeconds = ((cpu1.busy - cpu0.busy) / 100);
+  const busySeconds = (cpu1.busy - cpu0.busy) / 100;
   const ours = Object.values(cpuByRole).reduce((a, b) => a + b, 0);
   // Other work on the machine (other users' builds and tests) competes for the same 2 cores.
   cpuByRole.foreign = +Math.max(0, busySeconds - ours).toFixed(2);
@@ -231,7 +259,9 @@ async function runPhase(
     cpuBusy: (cpu1.busy - cpu0.busy) / (cpu1.total - cpu0.total),
     cpuByRole,
   };
-  log(`[${name}] p50 ${result.p50.toFixed(1)} s, p100 ${result.p100.toFixed(1)} s, origin sent ${result.originLayerRatio.toFixed(2)}× the layer, CPU ${(result.cpuBusy * 100).toFixed(0)}% busy (${JSON.stringify(cpuByRole)} CPU-s)`);
+  log(
+    `[${name}] p50 ${result.p50.toFixed(1)} s, p100 ${result.p100.toFixed(1)} s, origin sent ${result.originLayerRatio.toFixed(2)}× the layer, CPU ${(result.cpuBusy * 100).toFixed(0)}% busy (${JSON.stringify(cpuByRole)} CPU-s)`,
+  );
   return result;
 }
 
@@ -257,8 +287,12 @@ async function main(): Promise<void> {
     originToSeed: Math.min(args.originBytesPerSec, args.linkBytesPerSec),
     originUpload: args.originBytesPerSec,
   });
-  log(`N=${args.agents} agents, F=${formatBytes(F)}, links ${formatBytes(args.linkBytesPerSec)}/s, origin ${formatBytes(args.originBytesPerSec)}/s, ${args.proxies} prox${args.proxies === 1 ? 'y' : 'ies'}; results → ${outDir}`);
-  log(`bounds: T*warm ${bounds.warm.toFixed(1)} s, T*cold (store-and-forward) ${bounds.coldStoreAndForward.toFixed(1)} s, T*cold (pipelined) ${bounds.coldPipelined.toFixed(1)} s, direct ≥ ${bounds.direct.toFixed(1)} s`);
+  log(
+    `N=${args.agents} agents, F=${formatBytes(F)}, links ${formatBytes(args.linkBytesPerSec)}/s, origin ${formatBytes(args.originBytesPerSec)}/s, ${args.proxies} prox${args.proxies === 1 ? 'y' : 'ies'}; results → ${outDir}`,
+  );
+  log(
+    `bounds: T*warm ${bounds.warm.toFixed(1)} s, T*cold (store-and-forward) ${bounds.coldStoreAndForward.toFixed(1)} s, T*cold (pipelined) ${bounds.coldPipelined.toFixed(1)} s, direct ≥ ${bounds.direct.toFixed(1)} s`,
+  );
 
   const result: BenchResult = {
     startedAt: new Date().toISOString(),
@@ -285,16 +319,20 @@ async function main(): Promise<void> {
   const onSignal = () => {
     interrupted = true;
     log('interrupted: tearing down');
-    void (cluster?.destroy() ?? Promise.resolve())
-      .then(() => rm(work, { recursive: true, force: true }))
-      .finally(() => process.exit(130));
+    void (cluster?.destroy() ?? Promise.resolve()).then(() => rm(work, { recursive: true, force: true })).finally(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
     if (!args.cluster) throw new SkipCluster();
     log('creating hosts and starting origin, tracker, proxies, agents');
-    cluster = await BenchCluster.start({ dir: join(work, 'cluster'), agents: args.agents, proxies: args.proxies, linkBytesPerSec: args.linkBytesPerSec, originBytesPerSec: args.originBytesPerSec, log,
+    cluster = await BenchCluster.start({
+      dir: join(work, 'cluster'),
+      agents: args.agents,
+      proxies: args.proxies,
+      linkBytesPerSec: args.linkBytesPerSec,
+      originBytesPerSec: args.originBytesPerSec,
+      log,
       ...(args.stallTimeout ? { agentConfig: { stallTimeout: args.stallTimeout } } : {}),
       ...(args.proxyUploadSlots ? { proxyConfig: { uploadSlots: args.proxyUploadSlots } } : {}),
     });
@@ -311,7 +349,9 @@ async function main(): Promise<void> {
       result.proxyFillSeconds = (performance.now() - t) / 1000;
       // The warm-up fetch must land in this ledger period, not in the warm phase's.
       await cluster.originLogged(warm.layer.digest, 1);
-      log(`[warm] proxy holds it after ${result.proxyFillSeconds.toFixed(1)} s (F/origin bw = ${(F / Math.min(args.originBytesPerSec, args.linkBytesPerSec)).toFixed(1)} s)`);
+      log(
+        `[warm] proxy holds it after ${result.proxyFillSeconds.toFixed(1)} s (F/origin bw = ${(F / Math.min(args.originBytesPerSec, args.linkBytesPerSec)).toFixed(1)} s)`,
+      );
       result.phases.push(await runPhase(cluster, 'warm', warm, ids));
     }
     const metrics = new Map(ids.map((i) => [i, cluster!.metrics(`agent${i}`)]));
@@ -320,11 +360,20 @@ async function main(): Promise<void> {
       result.phases.push(direct);
       // With k ≥ u_origin/d pulls the origin link is the bottleneck: N pulls take N/k times as long.
       const scale = args.agents / args.directAgents;
-      result.directExtrapolated = { p100: direct.p100 * scale, p50: quantile(direct.pulls.map((p) => p.seconds), 0.5) * scale, fromAgents: args.directAgents };
+      result.directExtrapolated = {
+        p100: direct.p100 * scale,
+        p50:
+          quantile(
+            direct.pulls.map((p) => p.seconds),
+            0.5,
+          ) * scale,
+        fromAgents: args.directAgents,
+      };
     }
     result.processes = await cluster.processStats();
     for (const phase of result.phases) {
-      for (const p of phase.pulls) if (!p.ok || !p.digestOk) failures.push(`${phase.name}: agent${p.agent} ${p.ok ? 'wrong digest' : p.error}`);
+      for (const p of phase.pulls)
+        if (!p.ok || !p.digestOk) failures.push(`${phase.name}: agent${p.agent} ${p.ok ? 'wrong digest' : p.error}`);
     }
     for (const i of ids) {
       const m = metrics.get(i)!;
@@ -367,8 +416,15 @@ async function main(): Promise<void> {
   if (args.tracker && !interrupted) {
     try {
       log(`[tracker] ${args.trackerSwarms} swarms × ${args.trackerPeers} peers, one announce each, 64 in flight`);
-      result.tracker = await runTrackerLoad(work, { swarms: args.trackerSwarms, peersPerSwarm: args.trackerPeers, concurrency: 64, timeLimitSeconds: 120 });
-      log(`[tracker] ${Math.round(result.tracker.announcesPerSecond)} announces/s (${result.tracker.announces} in ${result.tracker.seconds.toFixed(1)} s, ${result.tracker.failed} failed); zero-work HTTP server under the same load: ${Math.round(result.tracker.httpCeilingPerSecond)}/s`);
+      result.tracker = await runTrackerLoad(work, {
+        swarms: args.trackerSwarms,
+        peersPerSwarm: args.trackerPeers,
+        concurrency: 64,
+        timeLimitSeconds: 120,
+      });
+      log(
+        `[tracker] ${Math.round(result.tracker.announcesPerSecond)} announces/s (${result.tracker.announces} in ${result.tracker.seconds.toFixed(1)} s, ${result.tracker.failed} failed); zero-work HTTP server under the same load: ${Math.round(result.tracker.httpCeilingPerSecond)}/s`,
+      );
     } catch (err) {
       failures.push(`tracker: ${(err as Error).stack ?? String(err)}`);
       log(`tracker load failed: ${(err as Error).message}`);
@@ -429,11 +485,23 @@ function chartOf(r: BenchResult) {
   const cold = phase('cold');
   const direct = phase('direct');
   if (warm) series.push({ label: `P2P, proxy warm (N=${warm.agents})`, color: '#1f77b4', times: warm.pulls.map((p) => p.seconds) });
-  if (cold) series.push({ label: `P2P, cold: origin → proxy → swarm (N=${cold.agents})`, color: '#ff7f0e', times: cold.pulls.map((p) => p.seconds) });
-  if (direct) series.push({ label: `direct from origin, measured (${direct.agents} agents)`, color: '#7f7f7f', times: direct.pulls.map((p) => p.seconds), dashed: true });
+  if (cold)
+    series.push({
+      label: `P2P, cold: origin → proxy → swarm (N=${cold.agents})`,
+      color: '#ff7f0e',
+      times: cold.pulls.map((p) => p.seconds),
+    });
+  if (direct)
+    series.push({
+      label: `direct from origin, measured (${direct.agents} agents)`,
+      color: '#7f7f7f',
+      times: direct.pulls.map((p) => p.seconds),
+      dashed: true,
+    });
   markers.push({ label: 'T* warm (Kumar–Ross)', color: '#1f77b4', t: r.bounds.warm });
   markers.push({ label: 'T* cold (store-and-forward)', color: '#ff7f0e', t: r.bounds.coldStoreAndForward });
-  if (r.directExtrapolated) markers.push({ label: `direct, ${r.args.agents} agents (extrapolated)`, color: '#7f7f7f', t: r.directExtrapolated.p100 });
+  if (r.directExtrapolated)
+    markers.push({ label: `direct, ${r.args.agents} agents (extrapolated)`, color: '#7f7f7f', t: r.directExtrapolated.p100 });
   const a = r.args;
   return {
     title: `Per-agent completion time: N=${a.agents}, F=${formatBytes(a.layerBytes)}, links ${formatBytes(a.linkBytesPerSec)}/s`,

@@ -35,7 +35,11 @@ export async function startLocalApp(
   await writeFile(file, stringify({ port: 0, host: '127.0.0.1', logFormat: 'json', ...config }));
   // BENCH_APP_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles or tunes the apps, not the bench.
   const nodeArgs = (process.env.BENCH_APP_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const proc = spawn(process.execPath, [...nodeArgs, P2P_BIN, app, '--config', file], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [...nodeArgs, P2P_BIN, app, '--config', file], {
+    cwd: REPO_ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const exited = new Promise<void>((res) => proc.once('exit', () => res()));
   let out = '';
   const port = await new Promise<number>((res, rej) => {

@@ -55,7 +55,14 @@ export async function runSingleNode(dir: string, layerBytes: number, log: (line:
     const trackers = [`${tracker.url}/announce`];
     const proxy = await startLocalApp('proxy', dir, { ...common, registry: origin.url, dataDir: join(dir, 'proxy'), trackers });
     procs.push(proxy);
-    const agent = await startLocalApp('agent', dir, { ...common, registry: origin.url, dataDir: join(dir, 'agent'), trackers, proxies: [proxy.url], p2pMinSize: '1MB' });
+    const agent = await startLocalApp('agent', dir, {
+      ...common,
+      registry: origin.url,
+      dataDir: join(dir, 'agent'),
+      trackers,
+      proxies: [proxy.url],
+      p2pMinSize: '1MB',
+    });
     procs.push(agent);
 
     for (const name of ['speed', 'warm']) await warm(proxy.url, `single/${name}`, images[name].digest);
@@ -64,12 +71,16 @@ export async function runSingleNode(dir: string, layerBytes: number, log: (line:
     await timedPull(`${origin.host}/single/speed:speed`, join(dir, 'out-direct0'), images.speed);
     const directSeconds = await timedPull(`${origin.host}/single/speed:speed`, join(dir, 'out-direct'), images.speed);
     const agentSeconds = await timedPull(`127.0.0.1:${agent.port}/single/speed:speed`, join(dir, 'out-agent'), images.speed);
-    log(`single node: direct ${(layerBytes / 1e6 / directSeconds).toFixed(0)} MB/s, agent ${(layerBytes / 1e6 / agentSeconds).toFixed(0)} MB/s`);
+    log(
+      `single node: direct ${(layerBytes / 1e6 / directSeconds).toFixed(0)} MB/s, agent ${(layerBytes / 1e6 / agentSeconds).toFixed(0)} MB/s`,
+    );
 
     const directTtfbSeconds = await ttfb(`${origin.url}/v2/single/cold/blobs/${images.cold.digest}`);
     const coldTtfbSeconds = await ttfb(`${agent.url}/v2/single/cold/blobs/${images.cold.digest}`);
     const warmProxyTtfbSeconds = await ttfb(`${agent.url}/v2/single/warm/blobs/${images.warm.digest}`);
-    log(`single node: TTFB cold ${coldTtfbSeconds.toFixed(3)} s, proxy warm ${warmProxyTtfbSeconds.toFixed(3)} s, direct ${directTtfbSeconds.toFixed(3)} s`);
+    log(
+      `single node: TTFB cold ${coldTtfbSeconds.toFixed(3)} s, proxy warm ${warmProxyTtfbSeconds.toFixed(3)} s, direct ${directTtfbSeconds.toFixed(3)} s`,
+    );
     const a = await procStats(agent.proc.pid!);
     const p = await procStats(proxy.proc.pid!);
     return {

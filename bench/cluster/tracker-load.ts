@@ -34,11 +34,11 @@ export async function runTrackerLoad(
 ): Promise<TrackerLoadResult> {
   const token = 'bench-swarm-token';
   await writeFile(join(dir, 'tracker-token'), token);
-  const tracker = await startLocalApp(
-    'tracker',
-    dir,
-    { swarmTokenFile: join(dir, 'tracker-token'), announceRate: 0, peersCacheLength: opts.peersPerSwarm + 100 },
-  );
+  const tracker = await startLocalApp('tracker', dir, {
+    swarmTokenFile: join(dir, 'tracker-token'),
+    announceRate: 0,
+    peersCacheLength: opts.peersPerSwarm + 100,
+  });
   try {
     const enc = (b: Buffer) => [...b].map((x) => `%${x.toString(16).padStart(2, '0')}`).join('');
     const hashes = Array.from({ length: opts.swarms }, () => enc(randomBytes(20)));
@@ -109,7 +109,8 @@ function announceLoad(port: number, requests: Buffer[], concurrency: number, dea
       const send = () => {
         if (next >= requests.length || Date.now() > deadline) {
           sock.end();
-          resolve(); return;
+          resolve();
+          return;
         }
         sock.write(requests[next++]);
       };
@@ -124,7 +125,10 @@ function announceLoad(port: number, requests: Buffer[], concurrency: number, dea
           if (headEnd < 0) return;
           const head = buf.subarray(0, headEnd).toString('latin1');
           const length = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? NaN);
-          if (!Number.isFinite(length)) { reject(new Error(`tracker answered without content-length: ${head.slice(0, 200)}`)); return; }
+          if (!Number.isFinite(length)) {
+            reject(new Error(`tracker answered without content-length: ${head.slice(0, 200)}`));
+            return;
+          }
           if (buf.length < headEnd + 4 + length) return;
           const body = buf.subarray(headEnd + 4, headEnd + 4 + length);
           sent++;

@@ -45,7 +45,10 @@ export async function prepareBaseline(repo: string, ref: string, log: (line: str
     await run('git', ['-C', repo, 'worktree', 'add', '--detach', dir, commit]);
   } else {
     const head = (await run('git', ['-C', dir, 'rev-parse', 'HEAD'])).trim();
-    if (head !== commit) throw new DatapathBenchError(`${dir} is checked out at ${head.slice(0, 7)}, not ${ref} (${commit.slice(0, 7)}); remove it: git worktree remove --force ${dir}`);
+    if (head !== commit)
+      throw new DatapathBenchError(
+        `${dir} is checked out at ${head.slice(0, 7)}, not ${ref} (${commit.slice(0, 7)}); remove it: git worktree remove --force ${dir}`,
+      );
   }
   log(`baseline ${ref}: npm ci`);
   await run('npm', ['ci', '--no-audit', '--no-fund'], { cwd: dir, timeoutMs: 900_000 });

@@ -36,7 +36,11 @@ export async function stopAllChildren(): Promise<void> {
 }
 
 /** Runs a command to completion; rejects with its output tail on a non-zero exit. */
-export function run(cmd: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<string> {
+export function run(
+  cmd: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<string> {
   return new Promise((res, rej) => {
     const proc = track(spawn(cmd, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] }));
     let stdout = '';
@@ -71,11 +75,22 @@ export interface RunningApp {
  * BENCH_APP_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") is passed to node, as in the
  * cluster bench.
  */
-export async function startApp(root: string, app: AppName, name: string, dir: string, config: Record<string, unknown>): Promise<RunningApp> {
+export async function startApp(
+  root: string,
+  app: AppName,
+  name: string,
+  dir: string,
+  config: Record<string, unknown>,
+): Promise<RunningApp> {
   const file = join(dir, `${name}.yaml`);
   await writeFile(file, stringify({ port: 0, host: '127.0.0.1', logFormat: 'json', shutdownGraceSeconds: 1, ...config }));
   const nodeArgs = (process.env.BENCH_APP_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const proc = track(spawn(process.execPath, [...nodeArgs, join(root, 'bin', 'p2p'), app, '--config', file], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const proc = track(
+    spawn(process.execPath, [...nodeArgs, join(root, 'bin', 'p2p'), app, '--config', file], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
   let log = '';
   const port = await new Promise<number>((res, rej) => {
     const timer = setTimeout(() => {

@@ -131,7 +131,10 @@ class DatapathBench {
     const build = this.builds.get(name)!;
     const dir = join(this.scratch, name);
     await mkdir(dir, { recursive: true });
-    const tracker = await startApp(build.root, 'tracker', `${name}-tracker`, dir, { swarmTokenFile: this.common.swarmTokenFile, announceRate: 0 });
+    const tracker = await startApp(build.root, 'tracker', `${name}-tracker`, dir, {
+      swarmTokenFile: this.common.swarmTokenFile,
+      announceRate: 0,
+    });
     const proxy = await startApp(build.root, 'proxy', `${name}-proxy`, dir, {
       ...this.common,
       registry: this.registry!.url,
@@ -151,7 +154,12 @@ class DatapathBench {
     const id = `agent-${++this.agentSeq}`;
     await mkdir(dir, { recursive: true });
     const swarm = stack ? { proxies: [stack.proxy.url], trackers: [`${stack.tracker.url}/announce`] } : { proxies: [] };
-    return startApp(this.builds.get(name)!.root, 'agent', `${name}-${id}`, dir, { ...this.common, registry: this.registry!.url, dataDir: join(dir, id), ...swarm });
+    return startApp(this.builds.get(name)!.root, 'agent', `${name}-${id}`, dir, {
+      ...this.common,
+      registry: this.registry!.url,
+      dataDir: join(dir, id),
+      ...swarm,
+    });
   }
 
   private async stopAgents(name: BuildName, agents: RunningApp[]): Promise<void> {
@@ -171,7 +179,8 @@ class DatapathBench {
       const got = await this.phase[phase](name, round);
       for (const s of got) {
         this.samples.push(s);
-        if (this.opts.rows.includes(s.row) || phase === 'direct') log(`round ${round}/${this.opts.rounds} ${name.padEnd(9)} ${describe(s)}`);
+        if (this.opts.rows.includes(s.row) || phase === 'direct')
+          log(`round ${round}/${this.opts.rounds} ${name.padEnd(9)} ${describe(s)}`);
       }
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);
@@ -198,7 +207,11 @@ class DatapathBench {
    */
   private cpuValues(d: CpuTicks, tail: number, bytes: number, prefix = ''): Record<string, number> {
     const key = (k: string) => (prefix ? `${prefix}${k[0].toUpperCase()}${k.slice(1)}` : k);
-    return { [key('cpuMsPerMB')]: this.msPerMB(d.total, bytes), [key('mainMsPerMB')]: this.msPerMB(d.main, bytes), [key('tailMsPerMB')]: this.msPerMB(tail, bytes) };
+    return {
+      [key('cpuMsPerMB')]: this.msPerMB(d.total, bytes),
+      [key('mainMsPerMB')]: this.msPerMB(d.main, bytes),
+      [key('tailMsPerMB')]: this.msPerMB(tail, bytes),
+    };
   }
 
   private agentUrl(agent: RunningApp, repo: string, digest: string): string {
@@ -218,7 +231,12 @@ class DatapathBench {
           row: 'agent-warm',
           build: name,
           round,
-          values: { ...this.cpuValues(a, aTail, m.result.bytes), mbPerS: m.result.bytes / MB / m.result.seconds, peakRssMB: m.peaks[0] / MB, wallS: m.result.seconds },
+          values: {
+            ...this.cpuValues(a, aTail, m.result.bytes),
+            mbPerS: m.result.bytes / MB / m.result.seconds,
+            peakRssMB: m.peaks[0] / MB,
+            wallS: m.result.seconds,
+          },
         },
         { row: 'proxy-seed', build: name, round, values: this.cpuValues(p, pTail, m.result.bytes) },
       ];
@@ -254,9 +272,15 @@ class DatapathBench {
 
   private async directPull(name: BuildName, round: number): Promise<Sample[]> {
     const blob = this.warmBlob!;
-    const m = await measured([this.registry!.pid], () => curlBlob(`${this.registry!.url}/v2/datapath/warm/blobs/${blob.digest}`, blob.size));
+    const m = await measured([this.registry!.pid], () =>
+      curlBlob(`${this.registry!.url}/v2/datapath/warm/blobs/${blob.digest}`, blob.size),
+    );
     this.directWall.set(`${round}/${name}`, m.result.seconds);
-    const values = { mbPerS: m.result.bytes / MB / m.result.seconds, wallS: m.result.seconds, registryCpuMsPerMB: this.msPerMB(m.cpu[0].total, m.result.bytes) };
+    const values = {
+      mbPerS: m.result.bytes / MB / m.result.seconds,
+      wallS: m.result.seconds,
+      registryCpuMsPerMB: this.msPerMB(m.cpu[0].total, m.result.bytes),
+    };
     return [{ row: 'direct', build: name, round, values }];
   }
 
@@ -320,7 +344,9 @@ class DatapathBench {
       options: this.opts,
       blobBytes: this.warmBlob?.size,
       clkTck: this.clkTck,
-      builds: Object.fromEntries([...this.builds].map(([n, b]) => [n, { root: b.root, commit: b.commit, ref: n === 'baseline' ? this.opts.baseline : undefined }])),
+      builds: Object.fromEntries(
+        [...this.builds].map(([n, b]) => [n, { root: b.root, commit: b.commit, ref: n === 'baseline' ? this.opts.baseline : undefined }]),
+      ),
       summary,
       samples: this.samples,
     };
@@ -350,7 +376,19 @@ async function torrentOf(proxy: RunningApp, repo: string, digest: string): Promi
 
 /** `curl -o /dev/null` of a blob with the origin's credentials; checks the byte count. */
 async function curlBlob(url: string, size: number): Promise<{ bytes: number; seconds: number }> {
-  const out = await run('curl', ['-sS', '-f', '--max-time', '1800', '-u', CREDS, '-o', '/dev/null', '-w', '%{size_download} %{time_total}', url]);
+  const out = await run('curl', [
+    '-sS',
+    '-f',
+    '--max-time',
+    '1800',
+    '-u',
+    CREDS,
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{size_download} %{time_total}',
+    url,
+  ]);
   const [bytes, seconds] = out.trim().split(' ').map(Number);
   if (bytes !== size) throw new DatapathBenchError(`GET ${url}: ${bytes} bytes, expected ${size}`);
   return { bytes, seconds };
@@ -361,7 +399,10 @@ async function curlBlob(url: string, size: number): Promise<{ bytes: number; sec
  * process, after the processes have gone quiet; `tail` is the ticks from the transfer's end until
  * they are quiet again.
  */
-async function measured<T>(pids: number[], transfer: () => Promise<T>): Promise<{ result: T; cpu: CpuTicks[]; tail: number[]; peaks: number[] }> {
+async function measured<T>(
+  pids: number[],
+  transfer: () => Promise<T>,
+): Promise<{ result: T; cpu: CpuTicks[]; tail: number[]; peaks: number[] }> {
   await quiesce(pids);
   const rss = rssSampler(pids);
   const before = await Promise.all(pids.map(cpuTicks));
@@ -385,7 +426,9 @@ async function measured<T>(pids: number[], transfer: () => Promise<T>): Promise<
 }
 
 function describe(s: Sample): string {
-  const parts = METRICS.filter((m) => m.row === s.row && s.values[m.key] !== undefined).map((m) => `${m.label} ${s.values[m.key].toFixed(m.digits)}`);
+  const parts = METRICS.filter((m) => m.row === s.row && s.values[m.key] !== undefined).map(
+    (m) => `${m.label} ${s.values[m.key].toFixed(m.digits)}`,
+  );
   return `${s.row.padEnd(12)} ${parts.join(', ')}`;
 }
 
@@ -414,7 +457,9 @@ async function main(): Promise<number> {
   try {
     await bench.run();
     const table = await bench.writeResult();
-    process.stdout.write(`\n${table}\n\nMB = 10^6 bytes delivered; CPU = utime+stime from /proc; medians of ${opts.rounds} round(s).\nresult: ${bench.resultDir}/result.json\n`);
+    process.stdout.write(
+      `\n${table}\n\nMB = 10^6 bytes delivered; CPU = utime+stime from /proc; medians of ${opts.rounds} round(s).\nresult: ${bench.resultDir}/result.json\n`,
+    );
     return bench.samples.some((s) => s.error) ? 1 : 0;
   } catch (err) {
     process.stderr.write(`datapath bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
@@ -422,7 +467,9 @@ async function main(): Promise<number> {
   } finally {
     await teardown();
     if (opts.baseline && opts.removeBaseline) {
-      await removeBaseline(REPO_ROOT, baselineDir(opts.baseline)).catch((err: unknown) => log(`could not remove the baseline worktree: ${(err as Error).message}`));
+      await removeBaseline(REPO_ROOT, baselineDir(opts.baseline)).catch((err: unknown) =>
+        log(`could not remove the baseline worktree: ${(err as Error).message}`),
+      );
     }
   }
 }

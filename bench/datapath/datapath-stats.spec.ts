@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { DatapathBenchError, formatTable, median, parseBenchArgs, parseStatTicks, parseVmRss, ROWS, summarize, type Sample } from './datapath-stats.js';
+import {
+  DatapathBenchError,
+  formatTable,
+  median,
+  parseBenchArgs,
+  parseStatTicks,
+  parseVmRss,
+  ROWS,
+  summarize,
+  type Sample,
+} from './datapath-stats.js';
 
 describe('datapath-stats', () => {
   it('reads utime+stime after the last ")" even when the command name holds spaces and parentheses', () => {
@@ -22,7 +32,18 @@ describe('datapath-stats', () => {
 
   it('parses the command line with defaults, keeps the row order canonical and rejects unknown rows', () => {
     expect(parseBenchArgs([])).toMatchObject({ rounds: 3, blobMb: 512, rows: [...ROWS], baseline: undefined, removeBaseline: false });
-    const o = parseBenchArgs(['--baseline', '63e8147', '--rows', 'direct,agent-warm', '--rounds', '1', '--blob-mb', '128', '--candidate-dir', '/tmp/x']);
+    const o = parseBenchArgs([
+      '--baseline',
+      '63e8147',
+      '--rows',
+      'direct,agent-warm',
+      '--rounds',
+      '1',
+      '--blob-mb',
+      '128',
+      '--candidate-dir',
+      '/tmp/x',
+    ]);
     expect(o).toMatchObject({ baseline: '63e8147', rows: ['agent-warm', 'direct'], rounds: 1, blobMb: 128, candidateDir: '/tmp/x' });
     expect(() => parseBenchArgs(['--rows', 'agent-warm,bogus'])).toThrow(/unknown rows: bogus/);
     expect(() => parseBenchArgs(['--rounds', '0'])).toThrow(/positive integer/);
@@ -37,7 +58,14 @@ describe('datapath-stats', () => {
       values: error ? {} : { cpuMsPerMB: cpu },
       error,
     });
-    const samples = [s('baseline', 1, 12), s('baseline', 2, 14), s('baseline', 3, 13), s('candidate', 1, 6), s('candidate', 2, 0, 'curl failed'), s('candidate', 3, 4)];
+    const samples = [
+      s('baseline', 1, 12),
+      s('baseline', 2, 14),
+      s('baseline', 3, 13),
+      s('candidate', 1, 6),
+      s('candidate', 2, 0, 'curl failed'),
+      s('candidate', 3, 4),
+    ];
     const [line] = summarize(samples, ['agent-warm']);
     expect(line).toMatchObject({ row: 'agent-warm', key: 'cpuMsPerMB', baseline: 13, candidate: 5, n: { baseline: 3, candidate: 2 } });
     expect(line.ratio).toBeCloseTo(5 / 13, 9);

@@ -44,9 +44,13 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
   } catch (err) {
     throw new DatapathBenchError(`${(err as Error).message}\n${USAGE}`);
   }
-  const rows = values.rows.split(',').map((r) => r.trim()).filter(Boolean);
+  const rows = values.rows
+    .split(',')
+    .map((r) => r.trim())
+    .filter(Boolean);
   const unknown = rows.filter((r) => !(ROWS as readonly string[]).includes(r));
-  if (unknown.length > 0 || rows.length === 0) throw new DatapathBenchError(`unknown rows: ${unknown.join(',') || '(none given)'}; known: ${ROWS.join(',')}`);
+  if (unknown.length > 0 || rows.length === 0)
+    throw new DatapathBenchError(`unknown rows: ${unknown.join(',') || '(none given)'}; known: ${ROWS.join(',')}`);
   return {
     baseline: values.baseline,
     candidateDir: values['candidate-dir'],
@@ -150,7 +154,9 @@ export function summarize(samples: Sample[], rows: RowName[]): SummaryLine[] {
   return METRICS.filter((m) => rows.includes(m.row)).map((m) => {
     const line: SummaryLine = { row: m.row, metric: m.label, key: m.key, n: {} };
     for (const build of ['baseline', 'candidate'] as const) {
-      const xs = samples.filter((s) => s.row === m.row && s.build === build && !s.error && Number.isFinite(s.values[m.key])).map((s) => s.values[m.key]);
+      const xs = samples
+        .filter((s) => s.row === m.row && s.build === build && !s.error && Number.isFinite(s.values[m.key]))
+        .map((s) => s.values[m.key]);
       if (xs.length === 0) continue;
       line[build] = median(xs);
       line.n[build] = xs.length;
@@ -173,5 +179,7 @@ export function formatTable(lines: SummaryLine[], withBaseline: boolean): string
   });
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
   const fmt = (cells: string[]) => `| ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ')} |`;
-  return [fmt(head), `|${widths.map((w, i) => (i < 2 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`, ...body.map(fmt)].join('\n');
+  return [fmt(head), `|${widths.map((w, i) => (i < 2 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`, ...body.map(fmt)].join(
+    '\n',
+  );
 }

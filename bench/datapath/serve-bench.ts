@@ -59,7 +59,7 @@ async function cpuPerMb(agent: RunningApp, url: string, range: string | undefine
   const before = await cpuTicks(agent.pid);
   await run('curl', ['-sf', '-o', '/dev/null', '-H', `Authorization: ${BASIC}`, ...(range ? ['-r', range] : []), url]);
   const after = await cpuTicks(agent.pid);
-  return (((after.total - before.total) * 1000) / clkTck) / (bytes / MB);
+  return ((after.total - before.total) * 1000) / clkTck / (bytes / MB);
 }
 
 /** Opens `n` blob GETs that never read; resolves with the RSS growth once it has stopped growing. */
@@ -105,7 +105,12 @@ async function main(): Promise<void> {
     for (const build of opts.builds) {
       const dir = join(scratch, build.name);
       await mkdir(dir, { recursive: true });
-      const agent = await startApp(build.dir, 'agent', `agent-${build.name}`, dir, { registry: origin.url, dataDir: join(dir, 'data'), p2pPort: 0, minFreeSpace: '10MB' });
+      const agent = await startApp(build.dir, 'agent', `agent-${build.name}`, dir, {
+        registry: origin.url,
+        dataDir: join(dir, 'data'),
+        p2pPort: 0,
+        minFreeSpace: '10MB',
+      });
       agents.set(build.name, agent);
       // Fill the cache once.
       await run('curl', ['-sf', '-o', '/dev/null', '-H', `Authorization: ${BASIC}`, `${agent.url}${path}`]);

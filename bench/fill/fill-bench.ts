@@ -59,7 +59,17 @@ async function main(): Promise<void> {
       const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50);
       const cpu = process.cpuUsage();
       const started = performance.now();
-      const fill = new BlobFill(cache, { upstream: { base: 'http://127.0.0.1:1', host: '127.0.0.1:1' }, repository: 'a/b', digest, credentials: ClientCredentials.anonymous }, [fetcher], { stallTimeoutMs: 10_000 });
+      const fill = new BlobFill(
+        cache,
+        {
+          upstream: { base: 'http://127.0.0.1:1', host: '127.0.0.1:1' },
+          repository: 'a/b',
+          digest,
+          credentials: ClientCredentials.anonymous,
+        },
+        [fetcher],
+        { stallTimeoutMs: 10_000 },
+      );
       await fill.done;
       fill.release();
       const used = process.cpuUsage(cpu);

@@ -54,6 +54,8 @@ describe('drill 6: the agent data disk fills up (64 MB tmpfs)', () => {
     const again = await pullBlob(agent, layer.digest);
     expect(again).toEqual({ status: 200, digest: layer.digest, bytes: layer.size });
     expect((await checkCache(dataDir)).blobs).toContain(layer.digest.slice(7));
-    console.log(`drill 6: disk full → status ${full.status}, ${full.bytes} B (${full.digest === layer.digest ? 'right digest' : full.digest}); readyz: ${ready.text.slice(0, 160)}; after freeing: cached ${layer.size} B`);
+    console.log(
+      `drill 6: disk full → status ${full.status}, ${full.bytes} B (${full.digest === layer.digest ? 'right digest' : full.digest}); readyz: ${ready.text.slice(0, 160)}; after freeing: cached ${layer.size} B`,
+    );
   }, 120_000);
 });

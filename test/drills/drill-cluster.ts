@@ -62,7 +62,13 @@ export class DrillCluster {
   }
 
   get common() {
-    return { swarmTokenFile: join(this.dir, 'swarm-token'), adminTokenFile: join(this.dir, 'admin-token'), p2pPort: 0, minFreeSpace: '1MB', shutdownGraceSeconds: 2 };
+    return {
+      swarmTokenFile: join(this.dir, 'swarm-token'),
+      adminTokenFile: join(this.dir, 'admin-token'),
+      p2pPort: 0,
+      minFreeSpace: '1MB',
+      shutdownGraceSeconds: 2,
+    };
   }
 
   get trackerUrl(): string {
@@ -79,7 +85,11 @@ export class DrillCluster {
     this.trackerPort = await freePort();
     if (o.tracker !== false) await this.startTracker();
     for (let n = 1; n <= (o.proxies ?? 2); n++) {
-      const p = await startApp('proxy', { ...this.common, registry: this.origin.url, dataDir: join(this.dir, `proxy${n}`), trackers: [this.trackerUrl], ...o.proxy }, { dir: await this.configDir(`proxy${n}`), timeoutMs: START_MS });
+      const p = await startApp(
+        'proxy',
+        { ...this.common, registry: this.origin.url, dataDir: join(this.dir, `proxy${n}`), trackers: [this.trackerUrl], ...o.proxy },
+        { dir: await this.configDir(`proxy${n}`), timeoutMs: START_MS },
+      );
       this.proxies.push(p);
       this.procs.push(p);
     }
@@ -117,7 +127,17 @@ export class DrillCluster {
 
   /** Starts the tracker on the cluster's fixed tracker port (again, after a stop). */
   async startTracker(): Promise<AppProcess> {
-    this.tracker = await startApp('tracker', { swarmTokenFile: this.common.swarmTokenFile, adminTokenFile: this.common.adminTokenFile, shutdownGraceSeconds: 2, port: this.trackerPort, announceRate: 0 }, { dir: this.dir, timeoutMs: START_MS });
+    this.tracker = await startApp(
+      'tracker',
+      {
+        swarmTokenFile: this.common.swarmTokenFile,
+        adminTokenFile: this.common.adminTokenFile,
+        shutdownGraceSeconds: 2,
+        port: this.trackerPort,
+        announceRate: 0,
+      },
+      { dir: this.dir, timeoutMs: START_MS },
+    );
     this.procs.push(this.tracker);
     return this.tracker;
   }
@@ -157,7 +177,10 @@ export function sample(text: string, name: string, labels = ''): number {
     .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
 }
 
-export async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; text: string; headers: Record<string, unknown> }> {
+export async function get(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; text: string; headers: Record<string, unknown> }> {
   const res = await request(url, { headers });
   return { status: res.statusCode, text: await res.body.text(), headers: res.headers };
 }
@@ -167,7 +190,11 @@ export async function metrics(app: AppProcess): Promise<string> {
 }
 
 /** Streams a blob through an agent and returns its sha256 and length. */
-export async function pullBlob(agent: AppProcess, digest: string, repo = 'drill/app'): Promise<{ status: number; digest: string; bytes: number }> {
+export async function pullBlob(
+  agent: AppProcess,
+  digest: string,
+  repo = 'drill/app',
+): Promise<{ status: number; digest: string; bytes: number }> {
   let res;
   try {
     res = await request(`${agent.url}/v2/${repo}/blobs/${digest}`, { headers: { authorization: AUTH } });

@@ -30,7 +30,13 @@ export class LiarDrill {
 
   async start(): Promise<void> {
     // The honest seed (proxy) is slow, the liar is fast and unlimited: the agent will ask it for a lot.
-    this.c = await DrillCluster.start({ proxies: 1, agents: 1, layers: [20 * MB], proxy: { uploadRate: '3MB' }, agent: { stallTimeout: 4 } });
+    this.c = await DrillCluster.start({
+      proxies: 1,
+      agents: 1,
+      layers: [20 * MB],
+      proxy: { uploadRate: '3MB' },
+      agent: { stallTimeout: 4 },
+    });
   }
 
   async stop(): Promise<void> {
@@ -49,12 +55,21 @@ export class LiarDrill {
     const proxy = c.proxies[0];
     const agent = c.agents[0];
     // The liar gets the real torrent the way any cluster member would (swarm token + credentials).
-    const res = await request(`${proxy.url}/v1/blobs/${layer.digest}/torrent?repo=drill/app`, { headers: { 'x-p2p-swarm-token': SWARM, authorization: AUTH } });
+    const res = await request(`${proxy.url}/v1/blobs/${layer.digest}/torrent?repo=drill/app`, {
+      headers: { 'x-p2p-swarm-token': SWARM, authorization: AUTH },
+    });
     if (res.statusCode !== 200) throw new Error(`torrent API answered ${res.statusCode}`);
     const dir = join(c.dir, 'evil');
     await mkdir(dir);
     await writeFile(join(dir, 'blob.torrent'), Buffer.from(await res.body.arrayBuffer()));
-    const evil = spawn(process.execPath, [join(ROOT, 'test/drills/malicious-peer.mjs'), JSON.stringify({ metainfo: join(dir, 'blob.torrent'), dir, trackers: [c.trackerUrl], token: SWARM })], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const evil = spawn(
+      process.execPath,
+      [
+        join(ROOT, 'test/drills/malicious-peer.mjs'),
+        JSON.stringify({ metainfo: join(dir, 'blob.torrent'), dir, trackers: [c.trackerUrl], token: SWARM }),
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     this.evil = evil;
     evil.stdout.on('data', (d: Buffer) => {
       this.evilOut += d.toString();

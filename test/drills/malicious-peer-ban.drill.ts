@@ -13,7 +13,9 @@ describe('drill 5b: a peer whose pieces fail verification is dropped and the swa
 
   it('the liar is disconnected and the honest proxy serves the blob through the swarm', async () => {
     const r = await drill.run();
-    console.log(`drill 5b: liar uploaded ${r.liarUploaded} B; swarm ${r.swarmBytes} B, origin ${r.originBytes} B; liar still connected: ${r.liarStillConnected}`);
+    console.log(
+      `drill 5b: liar uploaded ${r.liarUploaded} B; swarm ${r.swarmBytes} B, origin ${r.originBytes} B; liar still connected: ${r.liarStillConnected}`,
+    );
     expect(r.pulled).toEqual({ status: 200, digest: r.digest, bytes: r.size });
     expect(r.liarStillConnected).toBe(false);
     expect(r.swarmBytes).toBe(r.size);

@@ -40,7 +40,10 @@ await client.seed(metainfo, file);
 emit('seeding', { port });
 setInterval(async () => {
   const text = await metrics.render();
-  const uploaded = text.split('\n').filter((l) => l.startsWith('p2p_swarm_uploaded_bytes_total')).reduce((s, l) => s + Number(l.split(' ').at(-1)), 0);
+  const uploaded = text
+    .split('\n')
+    .filter((l) => l.startsWith('p2p_swarm_uploaded_bytes_total'))
+    .reduce((s, l) => s + Number(l.split(' ').at(-1)), 0);
   emit('uploaded', { bytes: uploaded });
 }, 250);
 const stop = async () => {

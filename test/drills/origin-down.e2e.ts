@@ -25,7 +25,10 @@ describe('drill 4: origin down while blobs are cached', () => {
       expect(await pullBlob(a0, l.digest)).toEqual({ status: 200, digest: l.digest, bytes: l.size });
     }
     // Tags are always resolved at the origin: a clear OCI error, no hang, no 200 with stale bytes.
-    const tag = await get(`${a0.url}/v2/drill/app/manifests/v1`, { authorization: AUTH, accept: 'application/vnd.oci.image.manifest.v1+json' });
+    const tag = await get(`${a0.url}/v2/drill/app/manifests/v1`, {
+      authorization: AUTH,
+      accept: 'application/vnd.oci.image.manifest.v1+json',
+    });
     expect(tag.status).toBe(503);
     expect(ociErrorCode(tag.text)).toBe('UNAVAILABLE');
     const byTag = await skopeoPull(`127.0.0.1:${a0.port}/drill/app:v1`, `${c.dir}/out-tag`, { creds: CREDS });
@@ -36,10 +39,14 @@ describe('drill 4: origin down while blobs are cached', () => {
     // it refuses; the agent falls back to the (down) origin and answers 503 — never unchecked bytes.
     const big = c.image.layers[0];
     const other = await get(`${a1.url}/v2/drill/app/blobs/${big.digest}`, { authorization: AUTH });
-    console.log(`drill 4: cached agent served ${c.image.layers.length + 1} blobs by digest; tag → ${tag.status}; proxy-only blob → ${other.status}`);
+    console.log(
+      `drill 4: cached agent served ${c.image.layers.length + 1} blobs by digest; tag → ${tag.status}; proxy-only blob → ${other.status}`,
+    );
     expect(other.status).toBe(503);
     // Wrong credentials still get nothing, origin down or not.
-    const wrong = await get(`${a0.url}/v2/drill/app/blobs/${big.digest}`, { authorization: `Basic ${Buffer.from('puller:nope').toString('base64')}` });
+    const wrong = await get(`${a0.url}/v2/drill/app/blobs/${big.digest}`, {
+      authorization: `Basic ${Buffer.from('puller:nope').toString('base64')}`,
+    });
     expect(wrong.status).toBeGreaterThanOrEqual(400);
     expect(wrong.text.length).toBeLessThan(1000);
   }, 120_000);

@@ -51,7 +51,13 @@ describe('drill 9: security (loopback cluster: origin with auth, tracker, proxy,
   it('wrong or missing credentials on a cached private blob get 0 blob bytes (GET, HEAD, Range)', async () => {
     const layer = c.image.layers[0];
     const url = `${agent.url}/v2/drill/app/blobs/${layer.digest}`;
-    const bad: Record<string, string>[] = [{}, { authorization: basic('puller', 'wrong') }, { authorization: basic('nobody', 'p2p-secret') }, { authorization: 'Bearer forged' }, { authorization: 'Basic !!!' }];
+    const bad: Record<string, string>[] = [
+      {},
+      { authorization: basic('puller', 'wrong') },
+      { authorization: basic('nobody', 'p2p-secret') },
+      { authorization: 'Bearer forged' },
+      { authorization: 'Basic !!!' },
+    ];
     for (const headers of bad) {
       for (const extra of [{}, { range: 'bytes=0-1023' }] as Record<string, string>[]) {
         const r = await send(url, { headers: { ...headers, ...extra } });
@@ -69,7 +75,12 @@ describe('drill 9: security (loopback cluster: origin with auth, tracker, proxy,
   it('?ns= naming a host that is not accelerated is refused and no request reaches it', async () => {
     const layer = c.image.layers[0];
     for (const path of [`/v2/drill/app/blobs/${layer.digest}`, '/v2/drill/app/manifests/v1', '/v2/drill/app/tags/list']) {
-      for (const ns of [`127.0.0.1:${sentinelPort}`, `localhost:${sentinelPort}`, `127.0.0.1:${sentinelPort}/x`, `user@127.0.0.1:${sentinelPort}`]) {
+      for (const ns of [
+        `127.0.0.1:${sentinelPort}`,
+        `localhost:${sentinelPort}`,
+        `127.0.0.1:${sentinelPort}/x`,
+        `user@127.0.0.1:${sentinelPort}`,
+      ]) {
         const r = await send(`${agent.url}${path}?ns=${encodeURIComponent(ns)}`, { headers: { authorization: AUTH } });
         checks++;
         expect(r.status, `${path} ns=${ns}`).toBeGreaterThanOrEqual(400);
@@ -126,14 +137,23 @@ describe('drill 9: security (loopback cluster: origin with auth, tracker, proxy,
     }
     console.log(statuses.join('\n'));
     // The blob-shaped ones must be 400 exactly.
-    for (const path of [paths[0], paths[2], paths[7], paths[8], paths[9]]) expect((await send(`${agent.url}${path}`, { headers: { authorization: AUTH } })).status).toBe(400);
+    for (const path of [paths[0], paths[2], paths[7], paths[8], paths[9]])
+      expect((await send(`${agent.url}${path}`, { headers: { authorization: AUTH } })).status).toBe(400);
   });
 
   it('admin API without a token is 401, with a wrong one 401/403, on agent, proxy and tracker', async () => {
     for (const app of [agent, proxy, tracker]) {
-      for (const [headers, want] of [[{}, 401], [{ authorization: 'Bearer wrong' }, 401], [{ authorization: `Basic ${Buffer.from(`x:${ADMIN}`).toString('base64')}` }, 401]] as const) {
+      for (const [headers, want] of [
+        [{}, 401],
+        [{ authorization: 'Bearer wrong' }, 401],
+        [{ authorization: `Basic ${Buffer.from(`x:${ADMIN}`).toString('base64')}` }, 401],
+      ] as const) {
         const g = await send(`${app.url}/admin/rate`, { headers: { ...headers } });
-        const p = await send(`${app.url}/admin/rate`, { method: 'PATCH', headers: { ...headers, 'content-type': 'application/json' }, body: '{"uploadRate":"1"}' });
+        const p = await send(`${app.url}/admin/rate`, {
+          method: 'PATCH',
+          headers: { ...headers, 'content-type': 'application/json' },
+          body: '{"uploadRate":"1"}',
+        });
         checks += 2;
         expect([g.status, p.status], `${app.url} ${JSON.stringify(headers)}`).toEqual([want, want]);
       }
@@ -144,13 +164,21 @@ describe('drill 9: security (loopback cluster: origin with auth, tracker, proxy,
   it('a non-JSON admin body is a 400, not a crash (the agent parses other bodies as raw streams)', async () => {
     for (const type of ['application/octet-stream', 'text/plain', 'multipart/form-data', 'application/vnd.oci.image.manifest.v1+json']) {
       for (const app of [agent, proxy, tracker]) {
-        const r = await send(`${app.url}/admin/rate`, { method: 'PATCH', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': type }, body: '[true,null,"x"]' });
+        const r = await send(`${app.url}/admin/rate`, {
+          method: 'PATCH',
+          headers: { authorization: `Bearer ${ADMIN}`, 'content-type': type },
+          body: '[true,null,"x"]',
+        });
         checks++;
         expect([400, 415], `${type} → ${app.url}`).toContain(r.status);
       }
     }
     for (const body of ['[1,2]', 'null', '"1MB"', '1']) {
-      const r = await send(`${agent.url}/admin/rate`, { method: 'PATCH', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body });
+      const r = await send(`${agent.url}/admin/rate`, {
+        method: 'PATCH',
+        headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+        body,
+      });
       checks++;
       expect(r.status, body).toBe(400);
     }
@@ -165,17 +193,26 @@ describe('drill 9: security (loopback cluster: origin with auth, tracker, proxy,
       expect(r.status).toBe(401);
       expect(r.text).not.toContain('pieces');
     }
-    const ok = await send(`${proxy.url}/v1/blobs/${digest}/torrent?repo=drill/app`, { headers: { 'x-p2p-swarm-token': SWARM, authorization: AUTH } });
+    const ok = await send(`${proxy.url}/v1/blobs/${digest}/torrent?repo=drill/app`, {
+      headers: { 'x-p2p-swarm-token': SWARM, authorization: AUTH },
+    });
     expect(ok.status).toBe(200);
     // The relay (blob bytes while the proxy fetches) is guarded the same way: token and the
     // client's own registry credentials, checked at the origin even though the proxy has the blob.
-    for (const headers of [{ authorization: AUTH }, { 'x-p2p-swarm-token': 'wrong', authorization: AUTH }, { 'x-p2p-swarm-token': SWARM }, { 'x-p2p-swarm-token': SWARM, authorization: `Basic ${Buffer.from('puller:wrong').toString('base64')}` }] as Record<string, string>[]) {
+    for (const headers of [
+      { authorization: AUTH },
+      { 'x-p2p-swarm-token': 'wrong', authorization: AUTH },
+      { 'x-p2p-swarm-token': SWARM },
+      { 'x-p2p-swarm-token': SWARM, authorization: `Basic ${Buffer.from('puller:wrong').toString('base64')}` },
+    ] as Record<string, string>[]) {
       const r = await send(`${proxy.url}/v1/blobs/${digest}?repo=drill/app`, { headers });
       checks++;
       expect(r.status, JSON.stringify(Object.keys(headers))).toBe(401);
       expect(r.bytes).toBeLessThan(1024);
     }
-    const relayed = await send(`${proxy.url}/v1/blobs/${digest}?repo=drill/app`, { headers: { 'x-p2p-swarm-token': SWARM, authorization: AUTH, range: 'bytes=10-' } });
+    const relayed = await send(`${proxy.url}/v1/blobs/${digest}?repo=drill/app`, {
+      headers: { 'x-p2p-swarm-token': SWARM, authorization: AUTH, range: 'bytes=10-' },
+    });
     expect(relayed.status).toBe(206);
     expect(relayed.bytes).toBe(c.image.layers[0].size - 10);
 
@@ -183,20 +220,28 @@ describe('drill 9: security (loopback cluster: origin with auth, tracker, proxy,
     const infoHash = '%12'.repeat(20);
     const peerId = '-XX0001-'.padEnd(20, 'a');
     for (const token of ['', '&token=wrong', `&token=${SWARM}x`]) {
-      const r = await send(`${tracker.url}/announce?info_hash=${infoHash}&peer_id=${peerId}&port=6881&uploaded=0&downloaded=0&left=0&compact=1${token}`);
+      const r = await send(
+        `${tracker.url}/announce?info_hash=${infoHash}&peer_id=${peerId}&port=6881&uploaded=0&downloaded=0&left=0&compact=1${token}`,
+      );
       checks++;
       expect(r.text).toContain('failure reason');
       expect(r.text).not.toContain('peers');
     }
     const after = sample(await metrics(tracker), 'p2p_tracker_requests_total', 'result="refused_token"');
     expect(after - before).toBe(3);
-    const good = await send(`${tracker.url}/announce?info_hash=${infoHash}&peer_id=${peerId}&port=6881&uploaded=0&downloaded=0&left=0&compact=1&token=${SWARM}`);
+    const good = await send(
+      `${tracker.url}/announce?info_hash=${infoHash}&peer_id=${peerId}&port=6881&uploaded=0&downloaded=0&left=0&compact=1&token=${SWARM}`,
+    );
     expect(good.text).not.toContain('swarm token');
   });
 
   it('oversized headers and bodies are refused with 4xx, and the apps stay up', async () => {
     for (const app of [agent, proxy, tracker]) {
-      const hugeHeader = await send(`${app.url}/healthz`, { headers: { 'x-junk': 'a'.repeat(64 * 1024) } }).catch(() => ({ status: 431, bytes: 0, text: '' }));
+      const hugeHeader = await send(`${app.url}/healthz`, { headers: { 'x-junk': 'a'.repeat(64 * 1024) } }).catch(() => ({
+        status: 431,
+        bytes: 0,
+        text: '',
+      }));
       checks++;
       expect(hugeHeader.status).toBe(431);
       const hugeBody = await send(`${app.url}/admin/rate`, {
@@ -208,7 +253,9 @@ describe('drill 9: security (loopback cluster: origin with auth, tracker, proxy,
       expect(hugeBody.status).toBe(413);
       expect((await get(`${app.url}/healthz`)).status).toBe(200);
     }
-    const r = await send(`${agent.url}/v2/drill/app/manifests/v1`, { headers: { authorization: AUTH, 'x-junk': 'b'.repeat(64 * 1024) } }).catch(() => ({ status: 431, bytes: 0, text: '' }));
+    const r = await send(`${agent.url}/v2/drill/app/manifests/v1`, {
+      headers: { authorization: AUTH, 'x-junk': 'b'.repeat(64 * 1024) },
+    }).catch(() => ({ status: 431, bytes: 0, text: '' }));
     checks++;
     expect(r.status).toBe(431);
   });

@@ -72,7 +72,9 @@ describe('drills 1, 3, 7, 8: proxy killed, agent killed, stalled peer, client go
     const fdsAfter = (await openFiles(pid, '/')).length;
     expect(fdsAfter - fdsBefore).toBeLessThanOrEqual(4);
     const rssAfter = await rssBytes(pid);
-    console.log(`drill 8: fds ${fdsBefore}→${fdsAfter}, RSS ${(rssBefore / MB).toFixed(0)}→${(rssAfter / MB).toFixed(0)} MB, 12 clients, ${cache.bytes} cache bytes checked`);
+    console.log(
+      `drill 8: fds ${fdsBefore}→${fdsAfter}, RSS ${(rssBefore / MB).toFixed(0)}→${(rssAfter / MB).toFixed(0)} MB, 12 clients, ${cache.bytes} cache bytes checked`,
+    );
     expect(rssAfter - rssBefore).toBeLessThan(100 * MB);
   });
 
@@ -92,7 +94,15 @@ describe('drills 1, 3, 7, 8: proxy killed, agent killed, stalled peer, client go
     } finally {
       for (const p of c.proxies) p.proc.kill('SIGCONT');
     }
-    if (result === 'hung') console.log(agent.output().split('\n').filter((l) => /warn|error|stall|stopped/i.test(l)).slice(-20).join('\n'));
+    if (result === 'hung')
+      console.log(
+        agent
+          .output()
+          .split('\n')
+          .filter((l) => /warn|error|stall|stopped/i.test(l))
+          .slice(-20)
+          .join('\n'),
+      );
     expect(result).toEqual({ status: 200, digest: layer.digest, bytes: layer.size });
     const fromSwarm = (await swarmFetched(agent)) - swarm0;
     const fromOrigin = (await originFetched(agent)) - origin0;
@@ -124,9 +134,15 @@ describe('drills 1, 3, 7, 8: proxy killed, agent killed, stalled peer, client go
     expect(await pullBlob(restarted, layer.digest, 'drill/d3')).toEqual({ status: 200, digest: layer.digest, bytes: layer.size });
     const verified = (await checkCache(c.agentDir(1))).blobs;
     expect(verified).toContain(layer.digest.slice(7));
-    await waitFor(async () => (await torrents(restarted)).some((t) => t.name === layer.digest.slice(7) && t.state === 'seeding'), 10_000, 'seeding');
+    await waitFor(
+      async () => (await torrents(restarted)).some((t) => t.name === layer.digest.slice(7) && t.state === 'seeding'),
+      10_000,
+      'seeding',
+    );
     for (const t of await torrents(restarted)) if (t.state === 'seeding') expect(verified).toContain(t.name);
-    console.log(`drill 3: killed at ${killed.bytes} B streamed; after restart ${verified.length} verified blobs, ${after.tmpFiles.length} temp files`);
+    console.log(
+      `drill 3: killed at ${killed.bytes} B streamed; after restart ${verified.length} verified blobs, ${after.tmpFiles.length} temp files`,
+    );
   });
 
   it('drill 1: the owning proxy is killed mid-pull → both agents finish with the right digest', async () => {
@@ -138,11 +154,15 @@ describe('drills 1, 3, 7, 8: proxy killed, agent killed, stalled peer, client go
     // The first bytes may come relayed from the proxy's origin fetch, before any torrent exists:
     // the owner is the proxy that ends up seeding the blob (it has just fetched it).
     const owners: AppProcess[] = [];
-    await waitFor(async () => {
-      owners.length = 0;
-      for (const p of c.proxies) if ((await torrents(p)).some((t) => t.name === layer.digest.slice(7))) owners.push(p);
-      return owners.length > 0;
-    }, 30_000, 'a proxy seeding the layer');
+    await waitFor(
+      async () => {
+        owners.length = 0;
+        for (const p of c.proxies) if ((await torrents(p)).some((t) => t.name === layer.digest.slice(7))) owners.push(p);
+        return owners.length > 0;
+      },
+      30_000,
+      'a proxy seeding the layer',
+    );
     expect(owners).toHaveLength(1);
     owners[0].proc.kill('SIGKILL');
     await owners[0].exited;
@@ -151,7 +171,11 @@ describe('drills 1, 3, 7, 8: proxy killed, agent killed, stalled peer, client go
     for (const i of [0, 1]) expect((await checkCache(c.agentDir(i))).blobs).toContain(layer.digest.slice(7));
     // The next blob this ring would give the dead proxy goes to the survivor or the origin: still right.
     const next = await c.addImage('d1b', [5 * MB]);
-    expect(await pullBlob(c.agents[0], next.layers[0].digest, 'drill/d1b')).toEqual({ status: 200, digest: next.layers[0].digest, bytes: next.layers[0].size });
+    expect(await pullBlob(c.agents[0], next.layers[0].digest, 'drill/d1b')).toEqual({
+      status: 200,
+      digest: next.layers[0].digest,
+      bytes: next.layers[0].size,
+    });
     console.log(`drill 1: 2 pulls + 1 after the kill, ${2 * layer.size + next.layers[0].size} B checked`);
   });
 });

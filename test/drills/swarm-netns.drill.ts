@@ -21,10 +21,14 @@ async function startIn(host: Host, cmd: string, args: string[], ready: RegExp, t
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
   proc.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
-  await waitFor(() => {
-    if (proc.exitCode !== null) throw new Error(`${cmd} exited in ${host.name}:\n${out}`);
-    return ready.test(out);
-  }, timeoutMs, `${cmd} ready in ${host.name}`);
+  await waitFor(
+    () => {
+      if (proc.exitCode !== null) throw new Error(`${cmd} exited in ${host.name}:\n${out}`);
+      return ready.test(out);
+    },
+    timeoutMs,
+    `${cmd} ready in ${host.name}`,
+  );
   return { proc, out: () => out };
 }
 
@@ -55,10 +59,24 @@ describe(`drill 11b: a ${AGENTS}-host swarm pull (network namespaces, distinct I
     const [originHost, trackerHost, proxyHost] = ['origin', 'tracker', 'proxy'].map((n) => cluster.host(n));
     const originUrl = `http://${originHost.ip}:5000`;
     await mkdir(join(dir, 'storage'));
-    await writeFile(join(dir, 'registry.yml'), `version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'storage')}\nhttp:\n  addr: ${originHost.ip}:5000\n`);
+    await writeFile(
+      join(dir, 'registry.yml'),
+      `version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'storage')}\nhttp:\n  addr: ${originHost.ip}:5000\n`,
+    );
     const origin = await startIn(originHost, 'docker-registry', ['serve', join(dir, 'registry.yml')], /listening on/);
     originLog = origin.out;
-    const push = originHost.run('skopeo', ['copy', '--quiet', '--preserve-digests', '--dest-tls-verify=false', `oci:${layout.dir}:v1`, `docker://${originHost.ip}:5000/drill/app:v1`], { timeoutMs: 120_000 });
+    const push = originHost.run(
+      'skopeo',
+      [
+        'copy',
+        '--quiet',
+        '--preserve-digests',
+        '--dest-tls-verify=false',
+        `oci:${layout.dir}:v1`,
+        `docker://${originHost.ip}:5000/drill/app:v1`,
+      ],
+      { timeoutMs: 120_000 },
+    );
     expect(push.code, push.stderr).toBe(0);
 
     const write = async (name: string, config: Record<string, unknown>) => {
@@ -69,7 +87,19 @@ describe(`drill 11b: a ${AGENTS}-host swarm pull (network namespaces, distinct I
     const app = (host: Host, name: string, file: string) => startIn(host, process.execPath, [BIN, name, '--config', file], /listening on/);
     const trackers = [`http://${trackerHost.ip}:6969/announce`];
     await app(trackerHost, 'tracker', await write('tracker', { host: trackerHost.ip, port: 6969, announceRate: 0 }));
-    await app(proxyHost, 'proxy', await write('proxy', { host: proxyHost.ip, port: 5005, p2pPort: 6882, registry: originUrl, dataDir: join(dir, 'proxy'), trackers, minFreeSpace: '1MB' }));
+    await app(
+      proxyHost,
+      'proxy',
+      await write('proxy', {
+        host: proxyHost.ip,
+        port: 5005,
+        p2pPort: 6882,
+        registry: originUrl,
+        dataDir: join(dir, 'proxy'),
+        trackers,
+        minFreeSpace: '1MB',
+      }),
+    );
     // Agents start two at a time (2 cores).
     for (let i = 0; i < AGENTS; i += 2) {
       const batch = [];
@@ -101,14 +131,24 @@ describe(`drill 11b: a ${AGENTS}-host swarm pull (network namespaces, distinct I
   it('every agent pulls the image right, the big layer leaves the origin once, agents trade, RSS bounded', async () => {
     let peak = 0;
     const sampler = setInterval(() => {
-      for (const a of agents) void rssBytes(a.app.proc.pid!).then((r) => (peak = Math.max(peak, r)), () => undefined);
+      for (const a of agents)
+        void rssBytes(a.app.proc.pid!).then(
+          (r) => (peak = Math.max(peak, r)),
+          () => undefined,
+        );
     }, 200);
     const started = Date.now();
     let codes: (number | null)[];
     try {
       codes = await Promise.all(
         agents.map(({ host }, i) => {
-          const p = host.spawn('skopeo', ['copy', '--quiet', '--src-tls-verify=false', 'docker://127.0.0.1:5004/drill/app:v1', `dir:${join(dir, `out${i}`)}`]);
+          const p = host.spawn('skopeo', [
+            'copy',
+            '--quiet',
+            '--src-tls-verify=false',
+            'docker://127.0.0.1:5004/drill/app:v1',
+            `dir:${join(dir, `out${i}`)}`,
+          ]);
           let err = '';
           p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
           return new Promise<number | null>((res) => p.once('exit', (code) => res(code === 0 ? 0 : (console.log(host.name, err), code))));
@@ -127,7 +167,9 @@ describe(`drill 11b: a ${AGENTS}-host swarm pull (network namespaces, distinct I
       }
     }
     const big = image.layers[0].digest;
-    const originGets = [...originLog().matchAll(/"GET \/v2\/\S+\/blobs\/(sha256:[a-f0-9]{64})\S* HTTP\/1\.1" (\d{3})/g)].filter((m) => m[1] === big && m[2].startsWith('2')).length;
+    const originGets = [...originLog().matchAll(/"GET \/v2\/\S+\/blobs\/(sha256:[a-f0-9]{64})\S* HTTP\/1\.1" (\d{3})/g)].filter(
+      (m) => m[1] === big && m[2].startsWith('2'),
+    ).length;
     let peerBytes = 0;
     let proxyBytes = 0;
     let relayBytes = 0;
@@ -137,7 +179,9 @@ describe(`drill 11b: a ${AGENTS}-host swarm pull (network namespaces, distinct I
       proxyBytes += sample(text, 'p2p_blob_bytes_received_total', 'source="proxy"');
       relayBytes += sample(text, 'p2p_blob_bytes_received_total', 'source="relay"');
     }
-    console.log(`drill 11b: ${agents.length} hosts pulled in ${ms} ms, ${bytes} B checked; big layer origin GETs ${originGets}; swarm bytes from peers ${peerBytes}, from proxy ${proxyBytes}, relayed by the proxy ${relayBytes}; agent peak RSS ${(peak / MB).toFixed(0)} MB`);
+    console.log(
+      `drill 11b: ${agents.length} hosts pulled in ${ms} ms, ${bytes} B checked; big layer origin GETs ${originGets}; swarm bytes from peers ${peerBytes}, from proxy ${proxyBytes}, relayed by the proxy ${relayBytes}; agent peak RSS ${(peak / MB).toFixed(0)} MB`,
+    );
     expect(originGets).toBe(1);
     expect(peerBytes).toBeGreaterThan(0);
     expect(peak).toBeLessThan(600 * MB);

@@ -32,7 +32,9 @@ describe('drill 2: every tracker down before and during a pull, then back', () =
     expect(second).toEqual({ status: 200, digest: layer.digest, bytes: layer.size });
     const uploaded = sample(await metrics(a0), 'p2p_swarm_uploaded_bytes_total') - uploadedBefore;
     const announces = sample(await metrics(tracker), 'p2p_tracker_requests_total', 'result="ok"');
-    console.log(`drill 2: pull without tracker ok; tracker back: ${peersBack} peers, ${announces} announces; agent 1 → agent 2: ${uploaded} B`);
+    console.log(
+      `drill 2: pull without tracker ok; tracker back: ${peersBack} peers, ${announces} announces; agent 1 → agent 2: ${uploaded} B`,
+    );
     expect(uploaded).toBeGreaterThan(0);
     expect(c.origin.blobGets(layer.digest)).toBe(1);
     expect((await get(`${a1.url}/healthz`)).status).toBe(200);

@@ -19,9 +19,14 @@ describe('drill 7b: the only peer trickles at 50 kB/s, below stallMinRate', () =
     const layer = c.image.layers[0];
     const agent = c.agents[0];
     const started = Date.now();
-    const result = await Promise.race([pullBlob(agent, layer.digest), new Promise<'hung'>((r) => setTimeout(() => r('hung'), 40_000).unref())]);
+    const result = await Promise.race([
+      pullBlob(agent, layer.digest),
+      new Promise<'hung'>((r) => setTimeout(() => r('hung'), 40_000).unref()),
+    ]);
     const m = await metrics(agent);
-    console.log(`drill 7b: ${result === 'hung' ? 'not done' : 'done'} after ${Date.now() - started} ms; swarm ${sample(m, 'p2p_blob_bytes_fetched_total', 'fetcher="swarm"')} B, origin ${sample(m, 'p2p_blob_bytes_fetched_total', 'fetcher="origin"')} B`);
+    console.log(
+      `drill 7b: ${result === 'hung' ? 'not done' : 'done'} after ${Date.now() - started} ms; swarm ${sample(m, 'p2p_blob_bytes_fetched_total', 'fetcher="swarm"')} B, origin ${sample(m, 'p2p_blob_bytes_fetched_total', 'fetcher="origin"')} B`,
+    );
     expect(result).toEqual({ status: 200, digest: layer.digest, bytes: layer.size });
     expect(sample(m, 'p2p_blob_bytes_fetched_total', 'fetcher="origin"')).toBeGreaterThan(0);
   }, 120_000);

@@ -156,7 +156,9 @@ describe('config file edits apply live (kubelet ConfigMap swap, real processes)'
     await waitFor(async () => (await admin(agent.url)).downloadRate === 8 * MB, 15_000, 'the agent to apply the edit');
     const seenAfterMs = performance.now() - edited;
     const after = await meter.rateOver(performance.now(), 3000);
-    console.log(`downloadRate 2MB → 8MB by a ConfigMap swap: applied after ${seenAfterMs.toFixed(0)} ms; rate ${(before / MB).toFixed(2)} → ${(after / MB).toFixed(2)} MB/s`);
+    console.log(
+      `downloadRate 2MB → 8MB by a ConfigMap swap: applied after ${seenAfterMs.toFixed(0)} ms; rate ${(before / MB).toFixed(2)} → ${(after / MB).toFixed(2)} MB/s`,
+    );
     expect(before).toBeLessThan(3 * MB);
     expect(after).toBeGreaterThan(2 * before);
     expect(seenAfterMs).toBeLessThan(5000); // directory watch: at once; the 2 s poll is the fallback

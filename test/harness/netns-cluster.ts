@@ -18,7 +18,11 @@ export interface Host {
   /** Starts a long-running command inside the host; it is killed by `destroy()`. */
   spawn(command: string, args: string[], options?: SpawnOptions): ChildProcess;
   /** Runs a command to completion inside the host. */
-  run(command: string, args: string[], options?: { timeoutMs?: number; input?: string }): { code: number | null; stdout: string; stderr: string };
+  run(
+    command: string,
+    args: string[],
+    options?: { timeoutMs?: number; input?: string },
+  ): { code: number | null; stdout: string; stderr: string };
 }
 
 const SUBNET = '10.77.0.0/16';
@@ -159,7 +163,24 @@ function tbf(ns: string, dev: string, bytesPerSec: number): void {
   // 100 ms a host whose upload is saturated (a proxy relaying, an agent seeding) held the ACKs of
   // its own downloads 100 ms behind its bulk data — measured: the proxy's origin fetch fell from
   // 10 to ~1 MB/s (RTT 110 ms) while it relayed. Real hosts' fair-queueing qdiscs let ACKs pass.
-  spawnChecked('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', `${bits}bit`, 'burst', `${burst}`, 'latency', '20ms']);
+  spawnChecked('ip', [
+    'netns',
+    'exec',
+    ns,
+    'tc',
+    'qdisc',
+    'add',
+    'dev',
+    dev,
+    'root',
+    'tbf',
+    'rate',
+    `${bits}bit`,
+    'burst',
+    `${burst}`,
+    'latency',
+    '20ms',
+  ]);
 }
 
 function ip(args: string[]): string {

@@ -124,8 +124,12 @@ describe('k8s ConfigMaps against the apps’ own config validation', () => {
 
   it('a typo or a bad value in a ConfigMap fails the same validation', () => {
     const { text } = mountedConfig(rendered.get('k8s')!, 'agent');
-    expect(() => load('agent', text.replace(/^downloadRate:/m, 'downloadRat:'))).toThrow(/downloadRat: unknown key \(did you mean downloadRate\?\)/);
+    expect(() => load('agent', text.replace(/^downloadRate:/m, 'downloadRat:'))).toThrow(
+      /downloadRat: unknown key \(did you mean downloadRate\?\)/,
+    );
     expect(() => load('agent', text.replace(/^uploadRate: .*$/m, 'uploadRate: fast'))).toThrow(ConfigError);
-    expect(() => load('tracker', mountedConfig(rendered.get('k8s')!, 'tracker').text.replace('port: 6969', 'port: 70000'))).toThrow(/port must not be greater than 65535/);
+    expect(() => load('tracker', mountedConfig(rendered.get('k8s')!, 'tracker').text.replace('port: 6969', 'port: 70000'))).toThrow(
+      /port must not be greater than 65535/,
+    );
   });
 });

@@ -31,7 +31,14 @@ async function hostsToml(mode: 'write' | 'remove', certsDir: string, agentConfig
   expect(container.command!.at(-1)).toBe(mode);
   const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value ?? '']));
   return run('setpriv', [...setprivFor(pod, container), process.execPath, script, mode], {
-    env: { ...process.env, ...env, CERTS_D: certsDir, P2P_AGENT_CONFIG: agentConfig, YAML_FROM: join(ROOT, 'package.json'), ...(mirror ? { MIRROR: mirror } : {}) },
+    env: {
+      ...process.env,
+      ...env,
+      CERTS_D: certsDir,
+      P2P_AGENT_CONFIG: agentConfig,
+      YAML_FROM: join(ROOT, 'package.json'),
+      ...(mirror ? { MIRROR: mirror } : {}),
+    },
   });
 }
 
@@ -115,10 +122,14 @@ describe('containerd-mirror component (hosts.toml writer)', () => {
 
     // A registry dropped from the config loses its file at the next agent start; a cert kept beside it stays.
     writeFileSync(join(certs, 'registry.example.com/ca.crt'), 'cert');
-    await hostsToml('write', certs, agentConfigFile('agent-fewer.yaml', (c) => {
-      c.registry = 'https://registry-1.docker.io';
-      c.registries = [];
-    }));
+    await hostsToml(
+      'write',
+      certs,
+      agentConfigFile('agent-fewer.yaml', (c) => {
+        c.registry = 'https://registry-1.docker.io';
+        c.registries = [];
+      }),
+    );
     expect(existsSync(mine)).toBe(false);
     expect(existsSync(join(certs, 'registry.example.com/ca.crt'))).toBe(true);
 
@@ -189,13 +200,22 @@ describe('containerd reads the generated hosts.toml', () => {
     await new Promise((res) => closed.close(res));
     const mirror = `http://127.0.0.1:${(recorder!.address() as AddressInfo).port}`;
     const certs = join(work, 'certs-ctr');
-    await hostsToml('write', certs, agentConfigFile('agent-ctr.yaml', (c) => {
-      c.registry = `http://${origin}`;
-      c.registries = [];
-    }), mirror);
+    await hostsToml(
+      'write',
+      certs,
+      agentConfigFile('agent-ctr.yaml', (c) => {
+        c.registry = `http://${origin}`;
+        c.registries = [];
+      }),
+      mirror,
+    );
     expect(existsSync(join(certs, origin, 'hosts.toml'))).toBe(true);
 
-    const pull = run('ctr', ['--address', sock, '-n', `k8s-test-${Date.now()}`, 'images', 'pull', '--hosts-dir', certs, `${origin}/team/app:1.0`], { timeout: 30_000 });
+    const pull = run(
+      'ctr',
+      ['--address', sock, '-n', `k8s-test-${Date.now()}`, 'images', 'pull', '--hosts-dir', certs, `${origin}/team/app:1.0`],
+      { timeout: 30_000 },
+    );
     await expect(pull).rejects.toThrow();
     expect(seen).toContain(`HEAD /v2/team/app/manifests/1.0?ns=${encodeURIComponent(origin)}`);
   });
@@ -204,7 +224,11 @@ describe('containerd reads the generated hosts.toml', () => {
     const port = (recorder!.address() as AddressInfo).port;
     const empty = join(work, 'certs-empty');
     mkdirSync(empty, { recursive: true });
-    const pull = run('ctr', ['--address', sock, '-n', `k8s-test-${Date.now()}`, 'images', 'pull', '--hosts-dir', empty, `localhost:${port}/team/app:2.0`], { timeout: 30_000 });
+    const pull = run(
+      'ctr',
+      ['--address', sock, '-n', `k8s-test-${Date.now()}`, 'images', 'pull', '--hosts-dir', empty, `localhost:${port}/team/app:2.0`],
+      { timeout: 30_000 },
+    );
     await expect(pull).rejects.toThrow(/not found/);
     expect(seen).toContain('HEAD /v2/team/app/manifests/2.0');
   });

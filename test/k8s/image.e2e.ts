@@ -18,7 +18,11 @@ interface Instruction {
 function parseDockerfile(text: string): Instruction[][] {
   const args = new Map<string, string>();
   const stages: Instruction[][] = [];
-  const lines = text.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const lines = text
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   for (const line of lines) {
     const [, op, rest] = /^(\w+)\s+(.*)$/.exec(line) ?? [];
     const expanded = rest.replace(/\$\{(\w+)\}/g, (_, name: string) => args.get(name) ?? '');
@@ -39,7 +43,17 @@ function dockerIgnored(patterns: string[], path: string): boolean {
   for (const raw of patterns) {
     const negate = raw.startsWith('!');
     const pattern = (negate ? raw.slice(1) : raw).replace(/^\/+|\/+$/g, '');
-    const re = new RegExp(`^${pattern.split('**').map((p) => p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')).join('.*')}(/.*)?$`);
+    const re = new RegExp(
+      `^${pattern
+        .split('**')
+        .map((p) =>
+          p
+            .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+            .replace(/\*/g, '[^/]*')
+            .replace(/\?/g, '[^/]'),
+        )
+        .join('.*')}(/.*)?$`,
+    );
     if (re.test(path)) ignored = !negate;
   }
   return ignored;
@@ -53,7 +67,8 @@ function jsFiles(dir: string): string[] {
   });
 }
 
-const IMPORT = /(?:^|[;\s])(?:import|export)\s[^'";]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|^import\s+['"]([^'"]+)['"]/gm;
+const IMPORT =
+  /(?:^|[;\s])(?:import|export)\s[^'";]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|^import\s+['"]([^'"]+)['"]/gm;
 
 function importsOf(file: string): string[] {
   return [...readFileSync(file, 'utf8').matchAll(IMPORT)].map((m) => m[1] ?? m[2] ?? m[3]);
@@ -71,7 +86,10 @@ let work: string | undefined;
 
 beforeAll(() => {
   stages = parseDockerfile(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'));
-  ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
 });
 
 afterAll(() => {
@@ -89,7 +107,8 @@ async function runtimeTree(copied: string[]): Promise<string> {
   const app = join(work, 'app');
   mkdirSync(app);
   const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
-  for (const path of copied.filter((p) => p !== 'node_modules')) cpSync(join(ROOT, path), join(app, path), { recursive: true, verbatimSymlinks: true });
+  for (const path of copied.filter((p) => p !== 'node_modules'))
+    cpSync(join(ROOT, path), join(app, path), { recursive: true, verbatimSymlinks: true });
   for (const [path, info] of Object.entries(lock.packages)) {
     if (!path || info.dev || path.split('node_modules/').length !== 2 || !existsSync(join(ROOT, path))) continue;
     cpSync(join(ROOT, path), join(app, path), { recursive: true, verbatimSymlinks: true });
@@ -111,7 +130,14 @@ describe('Dockerfile and .dockerignore (checked offline: no Docker engine here)'
     expect(build[ci].args).not.toMatch(/--omit=dev|--production/); // tsc is a dev dependency
     for (const [name, spec] of Object.entries(pkg.overrides).filter(([, s]) => s.startsWith('file:'))) {
       const dir = spec.slice('file:'.length).replace(/^\.\//, '');
-      const copied = at((i) => i.op === 'COPY' && i.args.split(/\s+/).slice(0, -1).some((src) => dir === src || dir.startsWith(`${src.replace(/\/$/, '')}/`)));
+      const copied = at(
+        (i) =>
+          i.op === 'COPY' &&
+          i.args
+            .split(/\s+/)
+            .slice(0, -1)
+            .some((src) => dir === src || dir.startsWith(`${src.replace(/\/$/, '')}/`)),
+      );
       expect(copied, `override ${name} (${dir}) copied before npm ci`).toBeGreaterThanOrEqual(0);
       expect(copied).toBeLessThan(ci);
     }
@@ -124,13 +150,23 @@ describe('Dockerfile and .dockerignore (checked offline: no Docker engine here)'
   });
 
   it('copies from the context only files that exist and that .dockerignore lets through', () => {
-    const sources = stages.flatMap((s) => s.filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))).flatMap((i) => i.args.split(/\s+/).slice(0, -1));
+    const sources = stages
+      .flatMap((s) => s.filter((i) => i.op === 'COPY' && !i.args.startsWith('--from')))
+      .flatMap((i) => i.args.split(/\s+/).slice(0, -1));
     expect(sources.length).toBeGreaterThan(0);
     for (const src of sources) {
       expect(existsSync(join(ROOT, src)), src).toBe(true);
       expect(dockerIgnored(ignore, src), `${src} is ignored`).toBe(false);
     }
-    for (const secretOrBulk of ['node_modules', 'dist', '.git', '.p2p-data', 'test/support/app-process.ts', 'k8s/kustomization.yaml', 'k8s/config/agent.yaml']) {
+    for (const secretOrBulk of [
+      'node_modules',
+      'dist',
+      '.git',
+      '.p2p-data',
+      'test/support/app-process.ts',
+      'k8s/kustomization.yaml',
+      'k8s/config/agent.yaml',
+    ]) {
       expect(dockerIgnored(ignore, secretOrBulk), secretOrBulk).toBe(true);
     }
   });
@@ -146,7 +182,14 @@ describe('Dockerfile and .dockerignore (checked offline: no Docker engine here)'
 
   it('the runtime stage carries everything the compiled apps import, and only production dependencies are needed', () => {
     const final = stages.at(-1)!;
-    const copied = final.filter((i) => i.op === 'COPY').map((i) => i.args.split(/\s+/).at(-2)!.replace(/^\/app\//, ''));
+    const copied = final
+      .filter((i) => i.op === 'COPY')
+      .map((i) =>
+        i.args
+          .split(/\s+/)
+          .at(-2)!
+          .replace(/^\/app\//, ''),
+      );
     expect(copied).toEqual(expect.arrayContaining(['package.json', 'packages', 'node_modules', 'dist', 'bin']));
     for (const [alias, target] of Object.entries(pkg.imports)) {
       expect(target.default, alias).toMatch(/^\.\/dist\//);
@@ -158,7 +201,8 @@ describe('Dockerfile and .dockerignore (checked offline: no Docker engine here)'
       for (const spec of importsOf(file)) {
         if (spec.startsWith('.')) {
           const target = relative(ROOT, resolve(dirname(file), spec));
-          if (!/^(dist\/(apps|libs)\/|dist\/)/.test(target) || !existsSync(join(ROOT, target))) missing.add(`${relative(ROOT, file)} → ${spec}`);
+          if (!/^(dist\/(apps|libs)\/|dist\/)/.test(target) || !existsSync(join(ROOT, target)))
+            missing.add(`${relative(ROOT, file)} → ${spec}`);
           continue;
         }
         if (spec.startsWith('#') || spec.startsWith('node:') || builtinModules.includes(spec)) continue;
@@ -189,11 +233,32 @@ describe('Dockerfile and .dockerignore (checked offline: no Docker engine here)'
 
   it('the final stage, emulated (its copies, production dependencies only, UID 1000): the apps start', async () => {
     const final = stages.at(-1)!;
-    const copied = final.filter((i) => i.op === 'COPY').map((i) => i.args.split(/\s+/).at(-2)!.replace(/^\/app\//, ''));
+    const copied = final
+      .filter((i) => i.op === 'COPY')
+      .map((i) =>
+        i.args
+          .split(/\s+/)
+          .at(-2)!
+          .replace(/^\/app\//, ''),
+      );
     const [uid, gid = uid] = (final.filter((i) => i.op === 'USER').at(-1)?.args ?? '').split(':');
     const app = await runtimeTree(copied);
     expect(existsSync(join(app, 'node_modules/typescript')), 'dev dependency left in').toBe(false);
-    const asUser = ['--reuid', uid, '--regid', gid, '--clear-groups', '--inh-caps', '-all', '--bounding-set', '-all', '--no-new-privs', '--', process.execPath, join(app, 'bin/p2p')];
+    const asUser = [
+      '--reuid',
+      uid,
+      '--regid',
+      gid,
+      '--clear-groups',
+      '--inh-caps',
+      '-all',
+      '--bounding-set',
+      '-all',
+      '--no-new-privs',
+      '--',
+      process.execPath,
+      join(app, 'bin/p2p'),
+    ];
     const env = { PATH: process.env.PATH, NODE_ENV: 'production' };
     for (const name of APPS) {
       const { stdout } = await run('setpriv', [...asUser, name, '--help'], { cwd: app, env });

@@ -41,7 +41,8 @@ describe('docs/install.md matches the manifests', () => {
   it('lists every node port the workloads open', () => {
     const table = doc.slice(doc.indexOf('## 3.'), doc.indexOf('## 4.'));
     for (const w of workloads(base)) {
-      for (const port of w.spec.template.spec.containers[0].ports ?? []) expect(table, `${w.metadata.name} ${port.containerPort}`).toContain(`| ${port.containerPort}/TCP |`);
+      for (const port of w.spec.template.spec.containers[0].ports ?? [])
+        expect(table, `${w.metadata.name} ${port.containerPort}`).toContain(`| ${port.containerPort}/TCP |`);
     }
   });
 
@@ -64,7 +65,10 @@ describe('docs/install.md matches the manifests', () => {
     for (const [, path] of doc.matchAll(/`(k8s\/[\w/.-]+)`/g)) expect(existsSync(join(ROOT, path)), path).toBe(true);
     const all = [...base, ...mirror];
     for (const [, kind, name] of doc.matchAll(/rollout (?:status|restart) (daemonset|deployment)\/([\w-]+)/g)) {
-      expect(all.some((o) => o.kind.toLowerCase() === kind && o.metadata.name === name), `${kind}/${name}`).toBe(true);
+      expect(
+        all.some((o) => o.kind.toLowerCase() === kind && o.metadata.name === name),
+        `${kind}/${name}`,
+      ).toBe(true);
     }
     const edits = [...doc.matchAll(/edit configmap ([\w-]+)/g)].map((m) => m[1]);
     expect(edits).toContain('p2p-agent');
@@ -79,7 +83,11 @@ describe('docs/install.md matches the manifests', () => {
 
   it('creates the image pull Secret the pods list, and the taint the proxy and tracker tolerate', () => {
     const pull = /kubectl -n kube-system create secret docker-registry (\S+)/.exec(doc)?.[1];
-    for (const w of workloads(base)) expect(w.spec.template.spec.imagePullSecrets?.map((s) => s.name), w.metadata.name).toEqual([pull]);
+    for (const w of workloads(base))
+      expect(
+        w.spec.template.spec.imagePullSecrets?.map((s) => s.name),
+        w.metadata.name,
+      ).toEqual([pull]);
     expect(doc).toMatch(new RegExp(`delete secret .*\\b${pull}\\b`));
     const [key, value, effect] = /kubectl taint nodes \S+ ([\w-]+)=([\w-]+):(\w+)\s/.exec(doc)!.slice(1);
     for (const app of ['proxy', 'tracker'] as const) {
@@ -96,7 +104,11 @@ describe('docs/install.md matches the manifests', () => {
     const uninstall = doc.slice(doc.indexOf('## 12. Uninstall'));
     expect(uninstall).toMatch(/localhost:5004/);
     expect(uninstall).toMatch(/containerd-mirror-off/);
-    const agent = find<Workload & { spec: { updateStrategy: { rollingUpdate: { maxUnavailable: string } } } }>(base, 'DaemonSet', 'p2p-agent');
+    const agent = find<Workload & { spec: { updateStrategy: { rollingUpdate: { maxUnavailable: string } } } }>(
+      base,
+      'DaemonSet',
+      'p2p-agent',
+    );
     expect(agent.spec.updateStrategy.rollingUpdate.maxUnavailable).toBe('10%');
   });
 

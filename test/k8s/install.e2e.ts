@@ -24,7 +24,11 @@ interface Kustomization {
   replicas: { name: string; count: number }[];
   components?: string[] | null;
   resources: string[];
-  configMapGenerator: { name: string; files: string[]; options?: { disableNameSuffixHash?: boolean; annotations?: Record<string, string> } }[];
+  configMapGenerator: {
+    name: string;
+    files: string[];
+    options?: { disableNameSuffixHash?: boolean; annotations?: Record<string, string> };
+  }[];
 }
 
 const HASH_ANNOTATION = 'p2p-image-accelerator/config-hash';
@@ -60,14 +64,18 @@ describe('`kubectl apply -k k8s/` is the install, set in one place', () => {
 
   it('renders the image the kustomization names in every container', () => {
     const { newName, newTag } = kustomization().images[0];
-    for (const w of workloads(shipped)) for (const c of allContainers(w.spec.template.spec)) expect(c.image, `${w.metadata.name}/${c.name}`).toBe(`${newName}:${newTag}`);
+    for (const w of workloads(shipped))
+      for (const c of allContainers(w.spec.template.spec)) expect(c.image, `${w.metadata.name}/${c.name}`).toBe(`${newName}:${newTag}`);
   });
 
   it('the image entry sets every container, mirror mode’s init container included', async () => {
     const { newName } = kustomization().images[0];
     const objects = await renderInstall({
       components: ['containerd-mirror'],
-      files: { 'kustomization.yaml': (t) => t.replace(`newName: ${newName}`, 'newName: registry.internal:5000/ops/p2p').replace(/newTag: "[^"]+"/, 'newTag: "0.2.0"') },
+      files: {
+        'kustomization.yaml': (t) =>
+          t.replace(`newName: ${newName}`, 'newName: registry.internal:5000/ops/p2p').replace(/newTag: "[^"]+"/, 'newTag: "0.2.0"'),
+      },
     });
     const images = workloads(objects).flatMap((w) => allContainers(w.spec.template.spec).map((c) => c.image));
     expect(images.length).toBeGreaterThanOrEqual(6);
@@ -90,7 +98,10 @@ describe('`kubectl apply -k k8s/` is the install, set in one place', () => {
 
   it('replicas set the proxy and tracker counts', async () => {
     const objects = await renderInstall({
-      files: { 'kustomization.yaml': (t) => t.replace(/(name: p2p-proxy\n\s+count:) \d+/, '$1 3').replace(/(name: p2p-tracker\n\s+count:) \d+/, '$1 2') },
+      files: {
+        'kustomization.yaml': (t) =>
+          t.replace(/(name: p2p-proxy\n\s+count:) \d+/, '$1 3').replace(/(name: p2p-tracker\n\s+count:) \d+/, '$1 2'),
+      },
     });
     const count = (o: K8sObject[], name: string) => find<Workload & { spec: { replicas?: number } }>(o, 'Deployment', name).spec.replicas;
     expect([count(shipped, 'p2p-proxy'), count(shipped, 'p2p-tracker')]).toEqual([1, 1]);
@@ -100,13 +111,18 @@ describe('`kubectl apply -k k8s/` is the install, set in one place', () => {
   it('registries and rates set in config/ are what the apps read', async () => {
     const objects = await renderInstall({
       files: {
-        'config/agent.yaml': (t) => t.replace('registries: []', 'registries:\n  - https://registry.internal').replace(/^downloadRate: .*$/m, 'downloadRate: 20MB'),
+        'config/agent.yaml': (t) =>
+          t.replace('registries: []', 'registries:\n  - https://registry.internal').replace(/^downloadRate: .*$/m, 'downloadRate: 20MB'),
         'config/proxy.yaml': (t) => t.replace('registries: []', 'registries:\n  - https://registry.internal'),
       },
     });
     const agent = parse(mountedConfig(objects, 'agent').text) as { registries: string[]; downloadRate: string };
     const proxy = parse(mountedConfig(objects, 'proxy').text) as { registries: string[] };
-    expect([agent.registries, agent.downloadRate, proxy.registries]).toEqual([['https://registry.internal'], '20MB', ['https://registry.internal']]);
+    expect([agent.registries, agent.downloadRate, proxy.registries]).toEqual([
+      ['https://registry.internal'],
+      '20MB',
+      ['https://registry.internal'],
+    ]);
   });
 });
 

@@ -101,7 +101,7 @@ export async function renderInstall(change: InstallChange = {}): Promise<K8sObje
 
 /** The renders every generic check runs on: the install as shipped, and with each component on. */
 export const INSTALLS: Record<string, InstallChange> = {
-  'k8s': {},
+  k8s: {},
   'k8s + containerd-mirror': { components: ['containerd-mirror'] },
   'k8s + containerd-mirror-off': { components: ['containerd-mirror-off'] },
   'k8s + proxy-tls': { components: ['proxy-tls'] },
@@ -151,7 +151,12 @@ export function portNumber(container: IContainer, port: string | number): number
  * The file `path` as `container` sees it, when it comes from a ConfigMap mounted as a directory
  * (no subPath: kubelet never updates subPath mounts, so live edits would never reach the app).
  */
-export function configMapFile(objects: K8sObject[], pod: IPodSpec, container: IContainer, path: string): { text: string; configMap: string; mountPath: string } {
+export function configMapFile(
+  objects: K8sObject[],
+  pod: IPodSpec,
+  container: IContainer,
+  path: string,
+): { text: string; configMap: string; mountPath: string } {
   const mount = container.volumeMounts?.find((m) => m.mountPath === dirname(path));
   if (!mount) throw new Error(`${container.name}: no volume mounted at ${dirname(path)} (the directory of ${path})`);
   if (mount.subPath) throw new Error(`${container.name}: ${mount.mountPath} is a subPath mount, which kubelet never updates`);
@@ -178,13 +183,23 @@ export function secretMount(objects: K8sObject[], app: AppName): { secretName: s
   const pod = workloadOf(objects, app).spec.template.spec;
   for (const mount of pod.containers[0].volumeMounts ?? []) {
     const secret = pod.volumes?.find((v) => v.name === mount.name)?.secret;
-    if (secret?.secretName === 'p2p-tokens') return { secretName: secret.secretName, optional: secret.optional === true, mountPath: mount.mountPath };
+    if (secret?.secretName === 'p2p-tokens')
+      return { secretName: secret.secretName, optional: secret.optional === true, mountPath: mount.mountPath };
   }
   throw new Error(`${app}: no token Secret (p2p-tokens) mounted`);
 }
 
 const SUFFIXES: Record<string, number> = {
-  '': 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40,
+  '': 1,
+  m: 1e-3,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
 };
 
 /** Kubernetes quantity ("200m", "4", "2Gi") as a plain number. */
@@ -221,11 +236,15 @@ export function setprivFor(pod: IPodSpec, container: IContainer): string[] {
   const fsGroup = pod.securityContext?.fsGroup;
   const caps = (sc.capabilities?.add ?? []).map((c) => `+${c.toLowerCase()}`);
   return [
-    '--reuid', String(uid),
-    '--regid', String(gid),
+    '--reuid',
+    String(uid),
+    '--regid',
+    String(gid),
     ...(fsGroup !== undefined ? ['--groups', String(fsGroup)] : ['--clear-groups']),
-    '--inh-caps', '-all',
-    '--bounding-set', ['-all', ...caps].join(','),
+    '--inh-caps',
+    '-all',
+    '--bounding-set',
+    ['-all', ...caps].join(','),
     ...(sc.allowPrivilegeEscalation === false ? ['--no-new-privs'] : []),
     '--',
   ];

@@ -37,9 +37,30 @@ const SCHEMAS: Record<string, Model> = {
 const GiB = 2 ** 30;
 /** The product's figures ("0.2 G" read as GiB; the manifests write 200Mi, 512Mi, 2Gi, 4Gi). */
 const PRODUCT = {
-  agent: { kind: 'DaemonSet', name: 'p2p-agent', requests: [0.2, 0.2 * GiB], limits: [4, 2 * GiB], ports: [5004, 6881], hostPath: '/p2p_agent_data' },
-  proxy: { kind: 'Deployment', name: 'p2p-proxy', requests: [0.5, 0.5 * GiB], limits: [4, 4 * GiB], ports: [5005, 6882], hostPath: '/p2p_proxy_data' },
-  tracker: { kind: 'Deployment', name: 'p2p-tracker', requests: [0.5, 0.5 * GiB], limits: [2, 4 * GiB], ports: [6969], hostPath: undefined },
+  agent: {
+    kind: 'DaemonSet',
+    name: 'p2p-agent',
+    requests: [0.2, 0.2 * GiB],
+    limits: [4, 2 * GiB],
+    ports: [5004, 6881],
+    hostPath: '/p2p_agent_data',
+  },
+  proxy: {
+    kind: 'Deployment',
+    name: 'p2p-proxy',
+    requests: [0.5, 0.5 * GiB],
+    limits: [4, 4 * GiB],
+    ports: [5005, 6882],
+    hostPath: '/p2p_proxy_data',
+  },
+  tracker: {
+    kind: 'Deployment',
+    name: 'p2p-tracker',
+    requests: [0.5, 0.5 * GiB],
+    limits: [2, 4 * GiB],
+    ports: [6969],
+    hostPath: undefined,
+  },
 } as const;
 
 /** Init containers allowed to run as root, with the capabilities each may add (reasons in the manifests). */
@@ -106,7 +127,10 @@ describe('k8s manifests (offline)', () => {
         // Selectors are immutable: nothing that changes per release may be in them.
         expect(Object.keys(w.spec.selector.matchLabels ?? {})).not.toContain('app.kubernetes.io/version');
         const others = pods.filter((p) => p !== w);
-        expect(others.some((p) => sameLabels(w.spec.selector.matchLabels, p.spec.template.metadata?.labels)), `${w.metadata.name} selects foreign pods`).toBe(false);
+        expect(
+          others.some((p) => sameLabels(w.spec.selector.matchLabels, p.spec.template.metadata?.labels)),
+          `${w.metadata.name} selects foreign pods`,
+        ).toBe(false);
       }
       for (const o of objectsOf(dir).filter((x) => x.kind === 'Service' || x.kind === 'PodDisruptionBudget')) {
         const spec = o.spec as { selector: Record<string, string> & { matchLabels?: Record<string, string> } };
@@ -161,11 +185,19 @@ describe('k8s manifests (offline)', () => {
       const main = pod.containers[0];
       const r = main.resources!;
       const close = (got: number, expected: number) => Math.abs(got - expected) / expected < 0.03;
-      expect(close(quantity(r.requests!.cpu), want.requests[0]) && close(quantity(r.requests!.memory), want.requests[1]), `${app} requests ${JSON.stringify(r.requests)}`).toBe(true);
-      expect(close(quantity(r.limits!.cpu), want.limits[0]) && close(quantity(r.limits!.memory), want.limits[1]), `${app} limits ${JSON.stringify(r.limits)}`).toBe(true);
+      expect(
+        close(quantity(r.requests!.cpu), want.requests[0]) && close(quantity(r.requests!.memory), want.requests[1]),
+        `${app} requests ${JSON.stringify(r.requests)}`,
+      ).toBe(true);
+      expect(
+        close(quantity(r.limits!.cpu), want.limits[0]) && close(quantity(r.limits!.memory), want.limits[1]),
+        `${app} limits ${JSON.stringify(r.limits)}`,
+      ).toBe(true);
       // hostNetwork: container ports are node ports, so each is declared as the same hostPort.
       expect(pod.hostNetwork).toBe(true);
-      expect(main.ports!.map((p) => [p.containerPort, p.hostPort ?? p.containerPort, p.protocol ?? 'TCP'])).toEqual(want.ports.map((p) => [p, p, 'TCP']));
+      expect(main.ports!.map((p) => [p.containerPort, p.hostPort ?? p.containerPort, p.protocol ?? 'TCP'])).toEqual(
+        want.ports.map((p) => [p, p, 'TCP']),
+      );
       // The app's own hostPath, mounted where the node keeps it (overlays may add others to init containers).
       const hostMounts = (main.volumeMounts ?? []).flatMap((m) => {
         const path = pod.volumes?.find((v) => v.name === m.name)?.hostPath?.path;
@@ -186,7 +218,8 @@ describe('k8s manifests (offline)', () => {
     });
 
     it('every pod lists the optional pull Secret for the product’s own image', () => {
-      for (const w of workloads(objectsOf(dir))) expect(w.spec.template.spec.imagePullSecrets, w.metadata.name).toEqual([{ name: 'p2p-image-pull' }]);
+      for (const w of workloads(objectsOf(dir)))
+        expect(w.spec.template.spec.imagePullSecrets, w.metadata.name).toEqual([{ name: 'p2p-image-pull' }]);
       // Optional by nature: kubelet pulls anonymously while it is missing, so the install does not ship it.
       expect(objectsOf(dir).some((o) => o.kind === 'Secret')).toBe(false);
     });
@@ -196,7 +229,8 @@ describe('k8s manifests (offline)', () => {
         const pod = w.spec.template.spec;
         for (const c of allContainers(pod)) {
           for (const m of c.volumeMounts ?? []) {
-            if (pod.volumes?.find((v) => v.name === m.name)?.configMap) expect(m.subPath, `${w.metadata.name}/${c.name} ${m.mountPath}`).toBeUndefined();
+            if (pod.volumes?.find((v) => v.name === m.name)?.configMap)
+              expect(m.subPath, `${w.metadata.name}/${c.name} ${m.mountPath}`).toBeUndefined();
           }
         }
       }
@@ -214,8 +248,16 @@ describe('k8s manifests (offline)', () => {
       expect(pod.priorityClassName).toBe('system-cluster-critical');
       expect(pod.tolerations).toEqual([{ key: 'dedicated', operator: 'Equal', value: 'p2p', effect: 'NoSchedule' }]);
       const anti = pod.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution ?? [];
-      expect(anti.some((t) => t.topologyKey === 'kubernetes.io/hostname' && sameLabels(t.labelSelector?.matchLabels, w.spec.template.metadata?.labels))).toBe(true);
-      const pdb = find<K8sObject & { spec: { maxUnavailable?: number | string; minAvailable?: number | string } }>(objects, 'PodDisruptionBudget', name);
+      expect(
+        anti.some(
+          (t) => t.topologyKey === 'kubernetes.io/hostname' && sameLabels(t.labelSelector?.matchLabels, w.spec.template.metadata?.labels),
+        ),
+      ).toBe(true);
+      const pdb = find<K8sObject & { spec: { maxUnavailable?: number | string; minAvailable?: number | string } }>(
+        objects,
+        'PodDisruptionBudget',
+        name,
+      );
       // A single replica must not block node drains forever.
       expect(pdb.spec.maxUnavailable ?? 0).not.toBe(0);
       const svc = find<K8sObject & { spec: { clusterIP?: string } }>(objects, 'Service', name);
@@ -227,8 +269,15 @@ describe('k8s manifests (offline)', () => {
     const plain = workloadOf(objectsOf('k8s'), 'agent').spec.template.spec;
     const mirror = workloadOf(objectsOf('k8s + containerd-mirror'), 'agent').spec.template.spec;
     expect(mirror.containers).toEqual(plain.containers);
-    expect(mirror.initContainers!.map((c) => c.name).sort()).toEqual([...plain.initContainers!.map((c) => c.name), 'containerd-hosts'].sort());
-    expect(mirror.volumes!.filter((v) => v.hostPath).map((v) => v.hostPath!.path).sort()).toEqual(['/etc/containerd/certs.d', '/p2p_agent_data']);
+    expect(mirror.initContainers!.map((c) => c.name).sort()).toEqual(
+      [...plain.initContainers!.map((c) => c.name), 'containerd-hosts'].sort(),
+    );
+    expect(
+      mirror
+        .volumes!.filter((v) => v.hostPath)
+        .map((v) => v.hostPath!.path)
+        .sort(),
+    ).toEqual(['/etc/containerd/certs.d', '/p2p_agent_data']);
     find(objectsOf('k8s + containerd-mirror'), 'ConfigMap', 'p2p-containerd-mirror');
     expect(objectsOf('k8s').some((o) => o.metadata.name === 'p2p-containerd-mirror')).toBe(false);
   });

@@ -3,7 +3,17 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { startApp, tempDir, type AppProcess } from '../support/app-process.js';
-import { APPS, documentedSecret, mountedConfig, portNumber, render, secretMount, workloadOf, type AppName, type K8sObject } from './k8s-manifests.js';
+import {
+  APPS,
+  documentedSecret,
+  mountedConfig,
+  portNumber,
+  render,
+  secretMount,
+  workloadOf,
+  type AppName,
+  type K8sObject,
+} from './k8s-manifests.js';
 
 let objects: K8sObject[];
 let work: string;

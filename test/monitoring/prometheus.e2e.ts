@@ -55,22 +55,37 @@ describe('monitoring: a real Prometheus evaluates the shipped dashboard and aler
       global: { scrape_interval: '1s', evaluation_interval: '1s' },
       rule_files: [RULES],
       scrape_configs: [
-        job('p2p-agent', cluster.agents.map((a) => a.url)),
-        job('p2p-proxy', cluster.proxies.map((p) => p.url)),
+        job(
+          'p2p-agent',
+          cluster.agents.map((a) => a.url),
+        ),
+        job(
+          'p2p-proxy',
+          cluster.proxies.map((p) => p.url),
+        ),
         job('p2p-tracker', [cluster.tracker.url]),
       ],
     };
     const configFile = join(cluster.dir, 'prometheus.yml');
     await writeFile(configFile, JSON.stringify(config));
-    prom = spawn('prometheus', [`--config.file=${configFile}`, `--storage.tsdb.path=${join(cluster.dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${port}`], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    prom = spawn(
+      'prometheus',
+      [`--config.file=${configFile}`, `--storage.tsdb.path=${join(cluster.dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${port}`],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     let promLog = '';
     prom.stderr?.on('data', (d: Buffer) => (promLog = (promLog + d.toString()).slice(-4000)));
     await waitFor(
       async () => {
         if (prom.exitCode !== null) throw new Error(`prometheus exited ${prom.exitCode}: ${promLog}`);
-        return (await request(`${promUrl}/-/ready`).then((r) => (r.body.dump(), r.statusCode), () => 0)) === 200;
+        return (
+          (await request(`${promUrl}/-/ready`).then(
+            (r) => (r.body.dump(), r.statusCode),
+            () => 0,
+          )) === 200
+        );
       },
       30_000,
       'prometheus ready',
@@ -86,7 +101,11 @@ describe('monitoring: a real Prometheus evaluates the shipped dashboard and aler
       expect(pulled.ok, pulled.stderr).toBe(true);
     }
     // Both pulls are in Prometheus once each agent's served bytes show in a rate.
-    await waitFor(async () => (await query('sum by (instance) (rate(p2p_blob_bytes_served_total{app="agent"}[1m])) > 0')).data.result.length === 2, 30_000, 'both pulls scraped');
+    await waitFor(
+      async () => (await query('sum by (instance) (rate(p2p_blob_bytes_served_total{app="agent"}[1m])) > 0')).data.result.length === 2,
+      30_000,
+      'both pulls scraped',
+    );
   }, 180_000);
 
   afterAll(async () => {
@@ -134,13 +153,28 @@ describe('monitoring: a real Prometheus evaluates the shipped dashboard and aler
     for (const s of sources) expect(['origin', 'proxy', 'peer', 'relay']).toContain(s);
     await positive('Proxy origin traffic');
     const limits = await values('Current limits');
-    expect(limits.map((s) => `${s.labels.app}/${s.labels.limit}`).sort()).toEqual(['agent/downloadRate', 'agent/uploadRate', 'proxy/originRate', 'proxy/uploadRate']);
+    expect(limits.map((s) => `${s.labels.app}/${s.labels.limit}`).sort()).toEqual([
+      'agent/downloadRate',
+      'agent/uploadRate',
+      'proxy/originRate',
+      'proxy/uploadRate',
+    ]);
     // Series present (their values depend on the moment: a hit ratio of 0 is a right answer here).
-    for (const title of ['Cache hit ratio (bytes served from the cache)', 'Disk write and read rate per node', 'Swarm peers per node', 'Not ready (per app and instance)', 'Data dir free space / floor', 'CPU', 'Memory (RSS)']) {
+    for (const title of [
+      'Cache hit ratio (bytes served from the cache)',
+      'Disk write and read rate per node',
+      'Swarm peers per node',
+      'Not ready (per app and instance)',
+      'Data dir free space / floor',
+      'CPU',
+      'Memory (RSS)',
+    ]) {
       expect((await values(title)).length, title).toBeGreaterThan(0);
     }
     // The node variable lists both agents.
-    const nodes = (await (await request(`${promUrl}/api/v1/series?match[]=${encodeURIComponent('p2p_ready{app="agent"}')}`)).body.json()) as PromAnswer<{ instance: string }[]>;
+    const nodes = (await (
+      await request(`${promUrl}/api/v1/series?match[]=${encodeURIComponent('p2p_ready{app="agent"}')}`)
+    ).body.json()) as PromAnswer<{ instance: string }[]>;
     expect(new Set(nodes.data.map((s) => s.instance)).size).toBe(2);
   });
 
@@ -148,7 +182,9 @@ describe('monitoring: a real Prometheus evaluates the shipped dashboard and aler
     const groups = parse(await readFile(RULES, 'utf8')) as { groups: { rules: { alert: string; expr: string }[] }[] };
     const names = groups.groups.flatMap((g) => g.rules.map((r) => r.alert));
     expect(names).toEqual(expect.arrayContaining(['P2PAgentNotReady', 'P2POriginFallbacksRising', 'P2PCacheFloorReached', 'P2PProxyDown']));
-    type Rules = PromAnswer<{ groups: { rules: { name: string; health: string; lastError?: string; state: string; lastEvaluation: string }[] }[] }>;
+    type Rules = PromAnswer<{
+      groups: { rules: { name: string; health: string; lastError?: string; state: string; lastEvaluation: string }[] }[];
+    }>;
     let rules: Rules['data']['groups'][number]['rules'] = [];
     await waitFor(
       async () => {
@@ -170,6 +206,10 @@ describe('monitoring: a real Prometheus evaluates the shipped dashboard and aler
     const rules = parse(await readFile(RULES, 'utf8')) as { groups: { rules: { alert: string; expr: string }[] }[] };
     const expr = rules.groups[0].rules.find((r) => r.alert === 'P2PAgentNotReady')!.expr;
     await second.stop();
-    await waitFor(async () => (await query(expr)).data.result.some((r) => r.metric.instance === new URL(second.url).host), 30_000, 'P2PAgentNotReady expression true for the stopped agent');
+    await waitFor(
+      async () => (await query(expr)).data.result.some((r) => r.metric.instance === new URL(second.url).host),
+      30_000,
+      'P2PAgentNotReady expression true for the stopped agent',
+    );
   });
 });

@@ -7,7 +7,11 @@ import { admin, CREDS, metrics, pushLayer, sample, startLoopbackCluster, until, 
 const MB = 1_000_000;
 const MiB = 1024 * 1024;
 
-const exists = (path: string) => access(path).then(() => true, () => false);
+const exists = (path: string) =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
 
 // Issue #12 item 2(a): a corrupted piece in an agent's seeded cache file (a disk fault on one node).
 describe('a corrupted piece in an agent’s cached blob (real processes, loopback)', () => {
@@ -68,8 +72,11 @@ describe('a corrupted piece in an agent’s cached blob (real processes, loopbac
     expect(sample(m1, 'p2p_swarm_peers_banned_total')).toBe(0);
     // Bounded work: everything agent 2 received, from every source, is at most twice the blob.
     const received = sample(m2, 'p2p_blob_bytes_fetched_total');
-    const swarmBytes = sample(m2, 'p2p_blob_bytes_received_total', 'source="peer"') + sample(m2, 'p2p_blob_bytes_received_total', 'source="proxy"');
-    console.log(`agent-corrupt-seed: blob ${layer.size} B; agent 2 fetched ${received} B (${swarmBytes} B verified swarm pieces); agent 1 uploaded ${agent1Uploaded} B before evicting`);
+    const swarmBytes =
+      sample(m2, 'p2p_blob_bytes_received_total', 'source="peer"') + sample(m2, 'p2p_blob_bytes_received_total', 'source="proxy"');
+    console.log(
+      `agent-corrupt-seed: blob ${layer.size} B; agent 2 fetched ${received} B (${swarmBytes} B verified swarm pieces); agent 1 uploaded ${agent1Uploaded} B before evicting`,
+    );
     expect(received).toBeGreaterThanOrEqual(layer.size);
     expect(received).toBeLessThanOrEqual(2 * layer.size);
     expect(cluster.origin.blobGets(layer.digest)).toBe(1);

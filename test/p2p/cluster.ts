@@ -86,7 +86,12 @@ export async function metrics(app: AppProcess): Promise<string> {
   return res.body.text();
 }
 
-export async function admin(app: AppProcess, method: 'GET' | 'PATCH', path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
+export async function admin(
+  app: AppProcess,
+  method: 'GET' | 'PATCH',
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: unknown }> {
   const res = await request(`${app.url}${path}`, {
     method,
     headers: { authorization: `Bearer ${ADMIN}`, ...(body ? { 'content-type': 'application/json' } : {}) },

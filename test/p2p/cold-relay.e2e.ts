@@ -15,7 +15,12 @@ describe('cold blob: relay from the proxy while it fetches, then the swarm (real
   it('streams bytes to the client before the proxy has the whole blob, joins the swarm at its offset, origin once', async () => {
     // The proxy fetches at 8 MB/s (≈5 s for 40 MB); the agent takes at most 4 MB/s, so when the
     // torrent exists it holds about half the blob and must get the rest over BitTorrent.
-    cluster = await startLoopbackCluster({ proxies: 1, agents: 1, proxyConfig: { originRate: '8MB' }, agentConfig: { downloadRate: '4MB' } });
+    cluster = await startLoopbackCluster({
+      proxies: 1,
+      agents: 1,
+      proxyConfig: { originRate: '8MB' },
+      agentConfig: { downloadRate: '4MB' },
+    });
     const c = cluster;
     const layer = await pushLayer(c, 'relay/cold', 40 * MB);
     const out = join(c.dir, 'out-relay');
@@ -31,7 +36,8 @@ describe('cold blob: relay from the proxy while it fetches, then the swarm (real
     let path = '';
     const joined = await until(async () => {
       const agent = await admin(c.agents[0], 'GET', '/admin/torrents');
-      path = (agent.json as { torrents: { name: string; path: string }[] }).torrents.find((t) => t.name === layer.digest.slice(7))?.path ?? '';
+      path =
+        (agent.json as { torrents: { name: string; path: string }[] }).torrents.find((t) => t.name === layer.digest.slice(7))?.path ?? '';
       return path !== '';
     }, 30_000);
     expect(joined).toBe(true);

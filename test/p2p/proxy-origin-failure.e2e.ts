@@ -66,7 +66,9 @@ describe('issue #12 item 6: the origin drops while the proxy fills (real process
     expect(await fileDigest(join(out, one.digest.slice(7)))).toBe(one.digest);
     expect(cut.cuts.length).toBeGreaterThanOrEqual(1);
     const afterCut = done - cut.cuts[0];
-    console.log(`item 6: origin cut under the proxy's fill; the agent's pull completed ${afterCut} ms later (stallTimeout ${STALL_SECONDS * 1000} ms)`);
+    console.log(
+      `item 6: origin cut under the proxy's fill; the agent's pull completed ${afterCut} ms later (stallTimeout ${STALL_SECONDS * 1000} ms)`,
+    );
     // The relay's failure reaches the fill at once: no wait for the stall rule.
     expect(afterCut).toBeLessThan((STALL_SECONDS * 1000) / 2);
     // The rest came from the origin directly (the agent's own fetch, by Range).

@@ -22,13 +22,43 @@ async function makeCerts(dir: string) {
   const file = (name: string) => join(dir, name);
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   for (const ca of ['ca', 'other-ca']) {
-    await exec('openssl', ['req', '-x509', ...ec, '-keyout', file(`${ca}.key`), '-out', file(`${ca}.crt`), '-days', '2', '-subj', `/CN=p2p test ${ca}`,
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+    await exec('openssl', [
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      file(`${ca}.key`),
+      '-out',
+      file(`${ca}.crt`),
+      '-days',
+      '2',
+      '-subj',
+      `/CN=p2p test ${ca}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ]);
   }
   await exec('openssl', ['req', ...ec, '-keyout', file('proxy.key'), '-out', file('proxy.csr'), '-subj', '/CN=p2p-proxy']);
   await writeFile(file('proxy.ext'), 'subjectAltName=DNS:localhost,DNS:p2p-proxy\nextendedKeyUsage=serverAuth\n');
-  await exec('openssl', ['x509', '-req', '-in', file('proxy.csr'), '-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial',
-    '-out', file('proxy.crt'), '-days', '2', '-extfile', file('proxy.ext')]);
+  await exec('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    file('proxy.csr'),
+    '-CA',
+    file('ca.crt'),
+    '-CAkey',
+    file('ca.key'),
+    '-CAcreateserial',
+    '-out',
+    file('proxy.crt'),
+    '-days',
+    '2',
+    '-extfile',
+    file('proxy.ext'),
+  ]);
   return { ca: file('ca.crt'), otherCa: file('other-ca.crt'), cert: file('proxy.crt'), key: file('proxy.key') };
 }
 
@@ -107,14 +137,19 @@ describe('issue #12 item 9: TLS between agents and proxies (real processes, open
     expect(p2pBytes(viaTls)).toBeGreaterThanOrEqual(layer.size);
     expect(originBytes(viaTls)).toBeLessThan(64 * 1024);
 
-    for (const [a, name] of [[wrong, 'wrong'], [none, 'none']] as const) {
+    for (const [a, name] of [
+      [wrong, 'wrong'],
+      [none, 'none'],
+    ] as const) {
       const text = await pull(a, name);
       expect(p2pBytes(text), name).toBe(0);
       expect(originBytes(text), name).toBeGreaterThanOrEqual(layer.size);
       // Why: the certificate did not verify (no request was sent, so no credentials went out).
       expect(a.output(), name).toMatch(/certificate/i);
     }
-    console.log(`item 9: TLS pull via proxy ${p2pBytes(viaTls)} B; wrong CA and no CA → origin; reasons: ${/self[- ]signed[^"\\]*|unable to [^"\\]*/i.exec(wrong.output())?.[0]}`);
+    console.log(
+      `item 9: TLS pull via proxy ${p2pBytes(viaTls)} B; wrong CA and no CA → origin; reasons: ${/self[- ]signed[^"\\]*|unable to [^"\\]*/i.exec(wrong.output())?.[0]}`,
+    );
   });
 
   it('credentials and the swarm token reach a proxy port only inside TLS: a capture sees a ClientHello, never them; over http:// it sees both', async () => {
@@ -128,7 +163,10 @@ describe('issue #12 item 9: TLS between agents and proxies (real processes, open
     expect(overTls.output()).not.toMatch(/plain HTTP/);
 
     await pushLayer(cluster, 'tls/capture', 4 * MB);
-    for (const [a, name] of [[overTls, 'tls'], [overPlain, 'plain']] as const) {
+    for (const [a, name] of [
+      [overTls, 'tls'],
+      [overPlain, 'plain'],
+    ] as const) {
       const res = await skopeoPull(`127.0.0.1:${a.port}/tls/capture:v1`, join(dir, `out-${name}`), { creds: CREDS });
       expect(res.ok, res.stderr).toBe(true);
     }
@@ -154,7 +192,11 @@ describe('issue #12 item 9: TLS between agents and proxies (real processes, open
     const half = await runCli(['proxy', '--config', halfFile]);
     expect(half.code).toBe(1);
     expect(half.stderr).toMatch(/tlsKeyFile must be set with tlsCertFile/);
-    const missingFile = await writeConfig(dir, { dataDir: join(dir, 'p'), tlsCertFile: join(dir, 'nope.crt'), tlsKeyFile: certs.key }, 'missing.yaml');
+    const missingFile = await writeConfig(
+      dir,
+      { dataDir: join(dir, 'p'), tlsCertFile: join(dir, 'nope.crt'), tlsKeyFile: certs.key },
+      'missing.yaml',
+    );
     const missing = await runCli(['proxy', '--config', missingFile]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/tlsCertFile: cannot read .*nope\.crt.* \(ENOENT\)/);

@@ -61,7 +61,8 @@ describe('P2P path: origin + tracker + 2 proxies + 3 agents (real processes, loo
   });
 
   it('lists seeded torrents on /admin/torrents of agents and proxies', async () => {
-    const seeding = async (p: AppProcess) => ((await admin(p, 'GET', '/admin/torrents')).json as { torrents: { name: string; state: string }[] }).torrents;
+    const seeding = async (p: AppProcess) =>
+      ((await admin(p, 'GET', '/admin/torrents')).json as { torrents: { name: string; state: string }[] }).torrents;
     for (const a of cluster.agents) {
       const names = (await seeding(a)).filter((t) => t.state === 'seeding').map((t) => t.name);
       expect(names.sort()).toEqual([image.layers[0].digest.slice(7), image.layers[1].digest.slice(7)].sort());

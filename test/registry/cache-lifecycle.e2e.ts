@@ -35,7 +35,11 @@ async function startTamperingProxy(target: string, corrupt: Set<string>): Promis
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
-    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }
 
@@ -99,7 +103,13 @@ describe('agent blob cache: restart, quota, verification, failures', () => {
 
   it('evicts least recently used blobs to stay under the quota', async () => {
     const data = join(dir, 'quota-data');
-    const agent = await start({ registry: origin.url, dataDir: data, cacheMaxBytes: 8 * 2 ** 20, cacheHighWatermark: 0.9, cacheLowWatermark: 0.5 });
+    const agent = await start({
+      registry: origin.url,
+      dataDir: data,
+      cacheMaxBytes: 8 * 2 ** 20,
+      cacheHighWatermark: 0.9,
+      cacheLowWatermark: 0.5,
+    });
     const r = await skopeoPull(`127.0.0.1:${agent.port}/lib/quota:v1`, join(dir, 'q1'), { creds: CREDS });
     expect(r.ok, r.stderr).toBe(true);
     const blobs = join(data, 'blobs', 'sha256');
@@ -149,7 +159,11 @@ describe('agent blob cache: restart, quota, verification, failures', () => {
   });
 
   it('answers 503 with an OCI body when the origin is unreachable', async () => {
-    const agent = await start({ registry: `http://127.0.0.1:${await freePort()}`, dataDir: join(dir, 'down-data'), upstreamConnectTimeout: '2s' });
+    const agent = await start({
+      registry: `http://127.0.0.1:${await freePort()}`,
+      dataDir: join(dir, 'down-data'),
+      upstreamConnectTimeout: '2s',
+    });
     for (const path of [`/v2/lib/app/blobs/${image.layers[0].digest}`, '/v2/lib/app/manifests/v1', '/v2/lib/app/tags/list', '/v2/']) {
       const res = await fetch(`${agent.url}${path}`, { headers: { authorization: AUTH } });
       expect(res.status, path).toBe(503);

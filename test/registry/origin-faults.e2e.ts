@@ -18,7 +18,11 @@ const MB = 2 ** 20;
 
 /** `curl -sS -v` with the agent's credentials; resolves with the status curl saw and its verbose log. */
 async function curl(args: string[]): Promise<{ status: number; headers: string; body: string }> {
-  const { stdout, stderr } = await exec('curl', ['-sS', '-v', '-u', CREDS, '-o', '-', '-w', '\n%{http_code}', '--max-time', '60', ...args], { maxBuffer: 64 * MB });
+  const { stdout, stderr } = await exec(
+    'curl',
+    ['-sS', '-v', '-u', CREDS, '-o', '-', '-w', '\n%{http_code}', '--max-time', '60', ...args],
+    { maxBuffer: 64 * MB },
+  );
   const nl = stdout.lastIndexOf('\n');
   return { status: Number(stdout.slice(nl + 1)), body: stdout.slice(0, nl), headers: stderr };
 }
@@ -47,7 +51,14 @@ describe('agent pass-through with curl pushes and a stopped origin (docker-regis
     // "disk full" path of the issue. Short origin timeouts keep the test quick; decisions stay cached.
     agent = await startApp(
       'agent',
-      { registry: origin.url, dataDir: join(dir, 'data'), minFreeSpace: '1000TB', upstreamHeadersTimeout: 2, upstreamBodyTimeout: 2, authCacheTtl: 600 },
+      {
+        registry: origin.url,
+        dataDir: join(dir, 'data'),
+        minFreeSpace: '1000TB',
+        upstreamHeadersTimeout: 2,
+        upstreamBodyTimeout: 2,
+        authCacheTtl: 600,
+      },
       { dir },
     );
   });
@@ -83,11 +94,21 @@ describe('agent pass-through with curl pushes and a stopped origin (docker-regis
       }
       if (mode === 'monolithic') expect(put.headers).toMatch(/^> Expect: 100-continue/im);
       expect(put.status, `${mode}: ${put.body}`).toBe(201);
-      const atOrigin = await request(`${origin.url}/v2/faults/pushed/blobs/${digest}`, { method: 'HEAD', headers: { authorization: AUTH } });
+      const atOrigin = await request(`${origin.url}/v2/faults/pushed/blobs/${digest}`, {
+        method: 'HEAD',
+        headers: { authorization: AUTH },
+      });
       expect([atOrigin.statusCode, atOrigin.headers['content-length']]).toEqual([200, String(blob.length)]);
     }
     // Reads with the header are no 503 either.
-    const head = await curl(['-I', '-H', 'Expect: 100-continue', `${agent.url}/v2/faults/app/manifests/v1`, '-H', 'accept: application/vnd.oci.image.manifest.v1+json']);
+    const head = await curl([
+      '-I',
+      '-H',
+      'Expect: 100-continue',
+      `${agent.url}/v2/faults/app/manifests/v1`,
+      '-H',
+      'accept: application/vnd.oci.image.manifest.v1+json',
+    ]);
     expect(head.status).toBe(200);
     const tags = await curl(['-H', 'Expect: 100-continue', `${agent.url}/v2/faults/app/tags/list`]);
     expect([tags.status, tags.body]).toEqual([200, JSON.stringify({ name: 'faults/app', tags: ['v1'] }) + '\n']);
@@ -128,7 +149,10 @@ describe('agent pass-through with curl pushes and a stopped origin (docker-regis
     const ac = new AbortController();
     const guard = setTimeout(() => ac.abort(new Error('hung: no end and no error for 60 s')), 60_000);
     try {
-      const res = await request(`${agent.url}/v2/faults/app/blobs/${layer.digest}`, { headers: { authorization: AUTH }, signal: ac.signal });
+      const res = await request(`${agent.url}/v2/faults/app/blobs/${layer.digest}`, {
+        headers: { authorization: AUTH },
+        signal: ac.signal,
+      });
       expect(res.statusCode).toBe(200);
       const it = res.body[Symbol.asyncIterator]();
       let received = ((await it.next()).value as Buffer).length;

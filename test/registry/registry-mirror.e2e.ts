@@ -38,7 +38,14 @@ describe('agent registry mirror (docker-registry origin, skopeo client)', () => 
   });
 
   afterAll(async () => {
-    if (process.env.SHOW_AGENT_LOG) console.log(agent?.output().split('\n').filter((l) => /error|warn/i.test(l)).join('\n'));
+    if (process.env.SHOW_AGENT_LOG)
+      console.log(
+        agent
+          ?.output()
+          .split('\n')
+          .filter((l) => /error|warn/i.test(l))
+          .join('\n'),
+      );
     await agent?.stop();
     await origin?.stop();
     await rm(dir, { recursive: true, force: true });
@@ -102,7 +109,11 @@ describe('agent registry mirror (docker-registry origin, skopeo client)', () => 
     const ok = await fetch(url, { headers: { authorization: AUTH } });
     expect(ok.status).toBe(200);
     expect((await ok.arrayBuffer()).byteLength).toBe(layer.size);
-    const attempts: Record<string, string>[] = [{}, { authorization: basic('alice', 'wrong') }, { authorization: basic('mallory', 's3cret') }];
+    const attempts: Record<string, string>[] = [
+      {},
+      { authorization: basic('alice', 'wrong') },
+      { authorization: basic('mallory', 's3cret') },
+    ];
     for (const headers of attempts) {
       const res = await fetch(url, { headers });
       expect(res.status).toBe(401);
@@ -151,7 +162,9 @@ describe('agent registry mirror (docker-registry origin, skopeo client)', () => 
       [cold.length - 1, cold.length - 1],
     ];
     const parts = await Promise.all(
-      ranges.map(async ([s, e]) => Buffer.from(await (await fetch(coldUrl, { headers: { authorization: AUTH, range: `bytes=${s}-${e}` } })).arrayBuffer())),
+      ranges.map(async ([s, e]) =>
+        Buffer.from(await (await fetch(coldUrl, { headers: { authorization: AUTH, range: `bytes=${s}-${e}` } })).arrayBuffer()),
+      ),
     );
     ranges.forEach(([s, e], i) => expect(parts[i].equals(cold.subarray(s, e + 1))).toBe(true));
     expect(origin.blobGets(multiLayer.digest) - getsBefore).toBeLessThanOrEqual(1);
@@ -164,7 +177,10 @@ describe('agent registry mirror (docker-registry origin, skopeo client)', () => 
     for (const r of results) expect(r.ok, r.stderr).toBe(true);
     const first = await dirSummary(join(dir, 'conc-0'));
     for (let i = 1; i < 10; i++) expect(await dirSummary(join(dir, `conc-${i}`))).toEqual(first);
-    const manifest = JSON.parse(await readFile(join(dir, 'conc-0', 'manifest.json'), 'utf8')) as { config: { digest: string }; layers: { digest: string }[] };
+    const manifest = JSON.parse(await readFile(join(dir, 'conc-0', 'manifest.json'), 'utf8')) as {
+      config: { digest: string };
+      layers: { digest: string }[];
+    };
     for (const d of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)]) expect(origin.blobGets(d), d).toBe(1);
   });
 
@@ -204,7 +220,9 @@ describe('agent registry mirror (docker-registry origin, skopeo client)', () => 
     } finally {
       sentinel.close();
     }
-    const viaNs = await fetch(`${agent.url}/v2/team/app/web/manifests/v1?ns=${encodeURIComponent(origin.host)}`, { headers: { authorization: AUTH, accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const viaNs = await fetch(`${agent.url}/v2/team/app/web/manifests/v1?ns=${encodeURIComponent(origin.host)}`, {
+      headers: { authorization: AUTH, accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     expect(viaNs.status).toBe(200);
     expect(viaNs.headers.get('docker-content-digest')).toBe(image.digest);
   });

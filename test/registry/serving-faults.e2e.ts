@@ -80,7 +80,7 @@ describe('agent serving path: corrupt cache files, idle readers, disconnecting c
     await origin.stop();
   });
 
-  it('a byte corrupted in a running agent\'s cached blob is never served; it is evicted and fetched again (origin GETs +1)', async () => {
+  it("a byte corrupted in a running agent's cached blob is never served; it is evicted and fetched again (origin GETs +1)", async () => {
     const data = join(dir, 'corrupt-data');
     const agent = await start({ dataDir: data });
     const layer = image.layers[1];
@@ -172,7 +172,10 @@ describe('agent serving path: corrupt cache files, idle readers, disconnecting c
     socket.resume();
     await closed;
     expect(received).toBeLessThan(layer.size);
-    const line = agent.output().split('\n').find((l) => l.includes('outcome=cut:idle'))!;
+    const line = agent
+      .output()
+      .split('\n')
+      .find((l) => l.includes('outcome=cut:idle'))!;
     expect(line).toContain(`blob ${layer.digest} repo=lib/app status=200 outcome=cut:idle`);
     expect(line).toContain('source=cache');
     const accepted = Number(/bytes=(\d+)\//.exec(line)![1]);
@@ -193,14 +196,18 @@ describe('agent serving path: corrupt cache files, idle readers, disconnecting c
     const sockets = Array.from({ length: 150 }, () => silentGet(agent, layer.digest));
     // Settled: every response is open and the bytes read for them no longer grow.
     let last = -1;
-    await waitFor(async () => {
-      const m = await metrics(agent);
-      const served = metric(m, 'p2p_blob_bytes_served_total', 'cache="hit"');
-      const settled = served === last && served > 150 * 64 * 1024;
-      last = served;
-      if (!settled) await new Promise((r) => setTimeout(r, 250));
-      return settled;
-    }, 60_000, 'slow responses to settle');
+    await waitFor(
+      async () => {
+        const m = await metrics(agent);
+        const served = metric(m, 'p2p_blob_bytes_served_total', 'cache="hit"');
+        const settled = served === last && served > 150 * 64 * 1024;
+        last = served;
+        if (!settled) await new Promise((r) => setTimeout(r, 250));
+        return settled;
+      },
+      60_000,
+      'slow responses to settle',
+    );
     const grew = (await rssOf(agent.proc.pid!)) - before;
     for (const s of sockets) s.destroy();
     // Two 1 MiB buffers per response made this ~270 MB; one bounded chunk each stays far below.
@@ -219,7 +226,8 @@ describe('agent serving path: corrupt cache files, idle readers, disconnecting c
       s.on('error', () => undefined);
       return once(s, 'close');
     };
-    const head = (method: string, path: string, extra = '') => `${method} ${path} HTTP/1.1\r\nHost: t\r\nAuthorization: ${AUTH}\r\nConnection: close\r\n${extra}\r\n`;
+    const head = (method: string, path: string, extra = '') =>
+      `${method} ${path} HTTP/1.1\r\nHost: t\r\nAuthorization: ${AUTH}\r\nConnection: close\r\n${extra}\r\n`;
     const closes: Promise<unknown>[] = [];
     for (let i = 0; i < 20; i++) {
       // Mid-body: read 100 kB of the blob, then hang up.
@@ -235,12 +243,18 @@ describe('agent serving path: corrupt cache files, idle readers, disconnecting c
       // Before the response: hang up right after the request (blob, manifest, an upload body).
       closes.push(raw(head('GET', `/v2/lib/app/blobs/${layer.digest}`), (s) => setImmediate(() => s.destroy())));
       closes.push(raw(head('GET', '/v2/lib/app/manifests/v1'), (s) => setImmediate(() => s.destroy())));
-      closes.push(raw(head('PATCH', '/v2/lib/app/blobs/uploads/x', 'Content-Length: 100000\r\n') + 'partial', (s) => setTimeout(() => s.destroy(), 20)));
+      closes.push(
+        raw(head('PATCH', '/v2/lib/app/blobs/uploads/x', 'Content-Length: 100000\r\n') + 'partial', (s) =>
+          setTimeout(() => s.destroy(), 20),
+        ),
+      );
     }
     await Promise.all(closes);
     await waitFor(() => (agent.output().match(/outcome=client-gone/g) ?? []).length >= 20, 10_000, 'client-gone lines');
     const m = await metrics(agent);
-    const gone = metric(m, 'p2p_client_disconnects_total', 'phase="during_body"') + metric(m, 'p2p_client_disconnects_total', 'phase="before_response"');
+    const gone =
+      metric(m, 'p2p_client_disconnects_total', 'phase="during_body"') +
+      metric(m, 'p2p_client_disconnects_total', 'phase="before_response"');
     expect(gone).toBeGreaterThanOrEqual(20);
     expect(metric(m, 'p2p_blob_responses_total', 'outcome="client_gone"')).toBeGreaterThanOrEqual(20);
     const out = agent.output();

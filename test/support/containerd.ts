@@ -18,7 +18,10 @@ export interface Containerd {
    * `ctr -n <namespace> images pull --plain-http --hosts-dir <hostsDir> <ref>` (a fresh namespace per
    * call forces a real download). Resolves with ctr's exit status and output.
    */
-  pull(ref: string, options: { hostsDir: string; user?: string; namespace?: string; unpack?: boolean }): Promise<{ ok: boolean; output: string }>;
+  pull(
+    ref: string,
+    options: { hostsDir: string; user?: string; namespace?: string; unpack?: boolean },
+  ): Promise<{ ok: boolean; output: string }>;
   /** Kills containerd by PID, waits for it and removes its dir. */
   stop(): Promise<void>;
 }

@@ -37,7 +37,10 @@ export async function startCuttingTcpProxy(target: () => number): Promise<Cuttin
       if (armed && cutAt === undefined && text.startsWith('GET ') && text.includes(`/blobs/${armed.digest}`) && !/\r\nrange:/i.test(text)) {
         cutAt = answered + armed.afterBytes;
         if (--armed.times <= 0) armed = undefined;
-        if (cutAt === answered) { cut(); return; }
+        if (cutAt === answered) {
+          cut();
+          return;
+        }
       }
       upstream.write(chunk);
     });

@@ -111,12 +111,16 @@ export class OciLayout {
     const tmp = join(this.dir, `.layer-${process.pid}-${Math.random().toString(36).slice(2)}`);
     const hash = createHash('sha256');
     const out = createWriteStream(tmp);
-    await pipeline(tarStream(fileName, size), async function* (source: AsyncIterable<Buffer>) {
-      for await (const chunk of source) {
-        hash.update(chunk);
-        yield chunk;
-      }
-    }, out);
+    await pipeline(
+      tarStream(fileName, size),
+      async function* (source: AsyncIterable<Buffer>) {
+        for await (const chunk of source) {
+          hash.update(chunk);
+          yield chunk;
+        }
+      },
+      out,
+    );
     const digest = `sha256:${hash.digest('hex')}`;
     await rename(tmp, this.blobPath(digest));
     return { mediaType: LAYER_TAR, digest, size: (await stat(this.blobPath(digest))).size };
@@ -159,10 +163,23 @@ function tarHeader(name: string, size: number): Buffer {
 }
 
 /** `skopeo copy --preserve-digests` of `oci:DIR:TAG` to `docker://HOST/REPO:TAG` over plain HTTP (all platforms; layers stay uncompressed so digests match the layout). */
-export async function pushImage(layoutDir: string, tag: string, dest: { host: string; repo: string; tag?: string; creds?: string }): Promise<void> {
+export async function pushImage(
+  layoutDir: string,
+  tag: string,
+  dest: { host: string; repo: string; tag?: string; creds?: string },
+): Promise<void> {
   await exec(
     'skopeo',
-    ['copy', '--all', '--quiet', '--preserve-digests', '--dest-tls-verify=false', ...(dest.creds ? ['--dest-creds', dest.creds] : []), `oci:${layoutDir}:${tag}`, `docker://${dest.host}/${dest.repo}:${dest.tag ?? tag}`],
+    [
+      'copy',
+      '--all',
+      '--quiet',
+      '--preserve-digests',
+      '--dest-tls-verify=false',
+      ...(dest.creds ? ['--dest-creds', dest.creds] : []),
+      `oci:${layoutDir}:${tag}`,
+      `docker://${dest.host}/${dest.repo}:${dest.tag ?? tag}`,
+    ],
     { maxBuffer: 16 * 1024 * 1024 },
   );
 }
@@ -176,10 +193,22 @@ export async function skopeoPull(
   await rm(out, { recursive: true, force: true });
   await mkdir(join(out, '..'), { recursive: true });
   try {
-    await exec('skopeo', ['copy', '--quiet', '--src-tls-verify=false', ...(options.all ? ['--all'] : []), ...(options.creds ? ['--src-creds', options.creds] : []), `docker://${src}`, `dir:${out}`], {
-      maxBuffer: 16 * 1024 * 1024,
-      timeout: 120_000,
-    });
+    await exec(
+      'skopeo',
+      [
+        'copy',
+        '--quiet',
+        '--src-tls-verify=false',
+        ...(options.all ? ['--all'] : []),
+        ...(options.creds ? ['--src-creds', options.creds] : []),
+        `docker://${src}`,
+        `dir:${out}`,
+      ],
+      {
+        maxBuffer: 16 * 1024 * 1024,
+        timeout: 120_000,
+      },
+    );
     return { ok: true, stderr: '' };
   } catch (err) {
     return { ok: false, stderr: String((err as { stderr?: string }).stderr ?? err) };

@@ -46,7 +46,21 @@ export async function startTokenOrigin(options: TokenOriginOptions): Promise<Tok
   await mkdir(join(dir, 'storage'), { recursive: true });
   const keyFile = join(dir, 'key.pem');
   const certFile = join(dir, 'cert.pem');
-  await exec('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=p2p-test-token-issuer']);
+  await exec('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
+    '-days',
+    '2',
+    '-subj',
+    '/CN=p2p-test-token-issuer',
+  ]);
   const key = await readFile(keyFile, 'utf8');
   const certDer = (await readFile(certFile, 'utf8')).replace(/-----[^-]+-----|\s/g, '');
   const publicPrefix = options.publicPrefix ?? 'public/';
@@ -63,7 +77,9 @@ export async function startTokenOrigin(options: TokenOriginOptions): Promise<Tok
     });
     const now = Math.floor(Date.now() / 1000);
     const header = b64url(JSON.stringify({ typ: 'JWT', alg: 'RS256', x5c: [certDer] }));
-    const claims = b64url(JSON.stringify({ iss: ISSUER, sub: user ?? '', aud: SERVICE, exp: now + 300, nbf: now - 10, iat: now, jti: randomUUID(), access }));
+    const claims = b64url(
+      JSON.stringify({ iss: ISSUER, sub: user ?? '', aud: SERVICE, exp: now + 300, nbf: now - 10, iat: now, jti: randomUUID(), access }),
+    );
     const signature = b64url(sign('RSA-SHA256', Buffer.from(`${header}.${claims}`), key));
     return `${header}.${claims}.${signature}`;
   };
@@ -79,7 +95,9 @@ export async function startTokenOrigin(options: TokenOriginOptions): Promise<Tok
     tokenRequests.push({ auth: kind, user: kind === 'valid' ? options.user.username : undefined, scope: scopes.join(' ') || null, status });
     if (status === 401) return res.writeHead(401, { 'www-authenticate': 'Basic realm="token"' }).end();
     const t = token(kind === 'valid' ? options.user.username : undefined, scopes);
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: t, access_token: t, expires_in: 300, issued_at: new Date().toISOString() }));
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ token: t, access_token: t, expires_in: 300, issued_at: new Date().toISOString() }));
   });
   await new Promise<void>((r) => tokenServer.listen(0, '127.0.0.1', r));
   const realm = `http://127.0.0.1:${(tokenServer.address() as { port: number }).port}/token`;

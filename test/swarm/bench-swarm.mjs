@@ -48,7 +48,7 @@ try {
   const hash = createHash('sha256');
   const tmp = join(dir, 'blob.tmp');
   const fh = await open(tmp, 'w');
-  for (let left = sizeMB * 1e6; left > 0; ) {
+  for (let left = sizeMB * 1e6; left > 0;) {
     const chunk = randomBytes(Math.min(left, 16 * 1024 * 1024));
     hash.update(chunk);
     await fh.write(chunk);
@@ -65,7 +65,15 @@ try {
   const { port } = await seeder.waitFor('seeding');
   console.log(`seeder ready (torrent made, ${sizeMB} MB hashed) in ${Date.now() - t} ms`);
   t = Date.now();
-  const leecher = run({ mode: 'download', metainfo: join(dir, 'blob.torrent'), dir: join(dir, 'dl'), peers: [`127.0.0.1:${port}`], trackers: [], progressEveryMs: 100000, noStream });
+  const leecher = run({
+    mode: 'download',
+    metainfo: join(dir, 'blob.torrent'),
+    dir: join(dir, 'dl'),
+    peers: [`127.0.0.1:${port}`],
+    trackers: [],
+    progressEveryMs: 100000,
+    noStream,
+  });
   const firstP = noStream ? undefined : leecher.waitFor('first-byte');
   const done = await leecher.waitFor('done');
   if (!noStream && done.sha256 !== hex) throw new Error('digest mismatch');

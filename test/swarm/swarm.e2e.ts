@@ -72,7 +72,13 @@ describe('SwarmClient over the tracker app (separate processes)', () => {
     await writeFile(join(dir, 'swarm-token'), SWARM_TOKEN);
     tracker = await startApp('tracker', { swarmTokenFile: join(dir, 'swarm-token'), announceInterval: '2s' }, { dir });
     announce = `${tracker.url}/announce`;
-    seeder = peer({ mode: 'seed', file: join(dir, 'seed', hex), metainfoOut: join(dir, 'blob.torrent'), trackers: [announce], token: SWARM_TOKEN });
+    seeder = peer({
+      mode: 'seed',
+      file: join(dir, 'seed', hex),
+      metainfoOut: join(dir, 'blob.torrent'),
+      trackers: [announce],
+      token: SWARM_TOKEN,
+    });
     seederPort = (await seeder.waitFor('seeding')).port as number;
   });
 
@@ -92,7 +98,9 @@ describe('SwarmClient over the tracker app (separate processes)', () => {
     for (const done of [slowDone, fastDone]) {
       expect(done.sha256).toBe(hex);
       expect(done.streamed).toBe(SIZE);
-      const onDisk = createHash('sha256').update(await readFile(done.path as string)).digest('hex');
+      const onDisk = createHash('sha256')
+        .update(await readFile(done.path as string))
+        .digest('hex');
       expect(onDisk).toBe(hex);
     }
     // Bytes by source: the seeder runs as a proxy (peer id prefix), so the unthrottled client's

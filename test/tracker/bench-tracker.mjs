@@ -22,10 +22,15 @@ const port = await new Promise((resolve) => {
   });
 });
 await writeFile(join(dir, 'token'), TOKEN);
-await writeFile(join(dir, 'tracker.yaml'), `port: ${port}\nhost: 127.0.0.1\nannounceRate: 0\nlogLevel: warn\nswarmTokenFile: ${join(dir, 'token')}\n`);
+await writeFile(
+  join(dir, 'tracker.yaml'),
+  `port: ${port}\nhost: 127.0.0.1\nannounceRate: 0\nlogLevel: warn\nswarmTokenFile: ${join(dir, 'token')}\n`,
+);
 // BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the tracker process.
 const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-const proc = spawn(process.execPath, [...nodeArgs, join(root, 'bin/p2p'), 'tracker', '--config', join(dir, 'tracker.yaml')], { stdio: 'inherit' });
+const proc = spawn(process.execPath, [...nodeArgs, join(root, 'bin/p2p'), 'tracker', '--config', join(dir, 'tracker.yaml')], {
+  stdio: 'inherit',
+});
 const base = `http://127.0.0.1:${port}`;
 const agent = new Agent({ connections: concurrency, pipelining: 1 });
 try {
@@ -57,8 +62,35 @@ try {
   await Promise.all(Array.from({ length: concurrency }, worker));
   const secs = (Date.now() - t0) / 1000;
   const metrics = await (await request(`${base}/metrics`, { dispatcher: agent })).body.text();
-  const gauge = (n) => Number(metrics.split('\n').find((l) => l.startsWith(`p2p_${n}{`))?.split(' ').at(-1));
-  console.log(JSON.stringify({ swarms, peersPerSwarm: peersPer, announces: total, failed, seconds: secs, announcesPerSecond: Math.round(total / secs), trackerSwarms: gauge('tracker_swarms'), trackerPeers: gauge('tracker_peers'), trackerRssMB: Math.round(Number(metrics.split('\n').find((l) => l.startsWith('process_resident_memory_bytes{'))?.split(' ').at(-1)) / 1e6) }));
+  const gauge = (n) =>
+    Number(
+      metrics
+        .split('\n')
+        .find((l) => l.startsWith(`p2p_${n}{`))
+        ?.split(' ')
+        .at(-1),
+    );
+  console.log(
+    JSON.stringify({
+      swarms,
+      peersPerSwarm: peersPer,
+      announces: total,
+      failed,
+      seconds: secs,
+      announcesPerSecond: Math.round(total / secs),
+      trackerSwarms: gauge('tracker_swarms'),
+      trackerPeers: gauge('tracker_peers'),
+      trackerRssMB: Math.round(
+        Number(
+          metrics
+            .split('\n')
+            .find((l) => l.startsWith('process_resident_memory_bytes{'))
+            ?.split(' ')
+            .at(-1),
+        ) / 1e6,
+      ),
+    }),
+  );
 } finally {
   proc.kill('SIGTERM');
   await new Promise((r) => proc.once('exit', r));

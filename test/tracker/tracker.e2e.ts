@@ -10,7 +10,11 @@ const SWARM_TOKEN = 'swarm-token-for-tests';
 const ADMIN_TOKEN = 'admin-token-for-tests';
 
 /** Raw HTTP announce as a BitTorrent client sends it (binary info_hash/peer_id, %-encoded). */
-async function announce(base: string, infoHash: string, opts: { token?: string; port?: number; peerId?: Buffer } = {}): Promise<Record<string, unknown>> {
+async function announce(
+  base: string,
+  infoHash: string,
+  opts: { token?: string; port?: number; peerId?: Buffer } = {},
+): Promise<Record<string, unknown>> {
   const enc = (b: Buffer) => [...b].map((x) => `%${x.toString(16).padStart(2, '0')}`).join('');
   const q = [
     `info_hash=${enc(Buffer.from(infoHash, 'hex'))}`,
@@ -54,7 +58,11 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
 }
 
 /** One bittorrent-tracker Client announce: resolves with 'update' or the warning/error message. */
-function clientAnnounce(url: string, infoHash: string, port: number): Promise<{ ok: boolean; message?: string; client: Client; peers: string[] }> {
+function clientAnnounce(
+  url: string,
+  infoHash: string,
+  port: number,
+): Promise<{ ok: boolean; message?: string; client: Client; peers: string[] }> {
   const client = new Client({ infoHash, peerId: randomBytes(20).toString('hex'), announce: [url], port });
   const peers: string[] = [];
   client.on('peer', (p: string) => peers.push(p));
@@ -162,7 +170,9 @@ describe('tracker app', () => {
     const infoHash = randomBytes(20).toString('hex');
     // Drain the bucket left by earlier tests, then flood: 40 announces with a 5/s limit.
     const flood = async () => {
-      const results = await Promise.all(Array.from({ length: 40 }, (_, i) => announce(tracker.url, infoHash, { token: SWARM_TOKEN, port: 8000 + i })));
+      const results = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => announce(tracker.url, infoHash, { token: SWARM_TOKEN, port: 8000 + i })),
+      );
       return results.filter((r) => typeof r['failure reason'] === 'string' && /too many announces/.test(r['failure reason'])).length;
     };
     const limited = await flood();

@@ -42,7 +42,8 @@ export const mirrorProviders: Provider[] = [
     // How blob bodies go out: idle clients cut after clientIdleTimeout, one outcome line per blob.
     provide: BlobDelivery,
     inject: [AgentConfig, RegistryMetrics],
-    useFactory: (config: AgentConfig, metrics: RegistryMetrics) => new BlobDelivery({ clientIdleTimeoutMs: config.clientIdleTimeout * 1000 }, metrics),
+    useFactory: (config: AgentConfig, metrics: RegistryMetrics) =>
+      new BlobDelivery({ clientIdleTimeoutMs: config.clientIdleTimeout * 1000 }, metrics),
   },
   {
     provide: RegistryMirror,

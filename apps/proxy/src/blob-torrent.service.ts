@@ -88,7 +88,8 @@ export class BlobTorrentService {
   /** `err` as a typed OCI error; failures of the blob's fill get one log line (no stack: they are the origin's). */
   private failed(digest: string, what: string, err: unknown): OciError {
     const typed = blobFailure(err, digest);
-    if (typed !== err) this.logger.warn(`${what} of ${digest} failed: ${err instanceof Error ? err.message : String(err)} → ${typed.status}`);
+    if (typed !== err)
+      this.logger.warn(`${what} of ${digest} failed: ${err instanceof Error ? err.message : String(err)} → ${typed.status}`);
     return typed;
   }
 

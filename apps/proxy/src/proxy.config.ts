@@ -34,7 +34,11 @@ export class ProxyConfig extends CacheNodeConfig {
   @IsString()
   tlsCertFile = '';
 
-  @ConfigKey({ kind: 'string', doc: "PEM private key of tlsCertFile (mounted from a Kubernetes TLS Secret's tls.key). Read at start.", defaultText: '""' })
+  @ConfigKey({
+    kind: 'string',
+    doc: "PEM private key of tlsCertFile (mounted from a Kubernetes TLS Secret's tls.key). Read at start.",
+    defaultText: '""',
+  })
   @ValidateIf((c: ProxyConfig) => c.tlsCertFile !== '' || c.tlsKeyFile !== '')
   @IsNotEmpty({ message: 'tlsKeyFile must be set with tlsCertFile (TLS needs both)' })
   @IsString()

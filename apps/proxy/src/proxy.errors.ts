@@ -22,7 +22,8 @@ class BlobFillFailedError extends OciError {
  */
 export function blobFailure(err: unknown, digest: string): OciError {
   if (err instanceof OciError) return err;
-  if (err instanceof DigestMismatchError) return new OciError(502, 'UNKNOWN', 'origin sent content that does not match its digest', { digest });
+  if (err instanceof DigestMismatchError)
+    return new OciError(502, 'UNKNOWN', 'origin sent content that does not match its digest', { digest });
   const e = err as (Error & { code?: string }) | undefined;
   const reason = e?.message ?? String(err);
   if (e?.code && LOCAL_ERRNO.has(e.code)) return new BlobFillFailedError(503, 'proxy cannot store the blob', digest, e.code);

@@ -9,7 +9,10 @@ export async function scrapeProbe(health: HealthIndicatorService, port: number, 
   const session = health.check('announce');
   try {
     const auth = token ? `&token=${encodeURIComponent(token)}` : '';
-    const res = await request(`http://127.0.0.1:${port}/scrape?info_hash=${PROBE_HASH}${auth}`, { headersTimeout: 2000, bodyTimeout: 2000 });
+    const res = await request(`http://127.0.0.1:${port}/scrape?info_hash=${PROBE_HASH}${auth}`, {
+      headersTimeout: 2000,
+      bodyTimeout: 2000,
+    });
     const body = await res.body.text();
     if (res.statusCode === 200 && body.startsWith('d') && !body.includes('failure reason')) return session.up();
     return session.down({ reason: `scrape answered ${res.statusCode}` });

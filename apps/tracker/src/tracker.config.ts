@@ -22,7 +22,11 @@ export class TrackerConfig extends BaseAppConfig {
   @Max(1_000_000)
   peersCacheLength = 5000;
 
-  @ConfigKey({ kind: 'duration', doc: 'A peer that has not announced for this long is dropped from its swarm.', defaultText: '3× announceInterval when 0' })
+  @ConfigKey({
+    kind: 'duration',
+    doc: 'A peer that has not announced for this long is dropped from its swarm.',
+    defaultText: '3× announceInterval when 0',
+  })
   @IsDuration()
   peersCacheTtl = 0;
 

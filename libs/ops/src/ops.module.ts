@@ -17,7 +17,6 @@ import { OpsMetrics } from './metrics/ops.metrics.js';
 import { ThrottleService, type LimitSpec } from './throttle/throttle.service.js';
 import { APP_CONFIG, SWARM_TOKEN } from './tokens.js';
 
-
 export interface OpsModuleOptions {
   appName: string;
   config: BaseAppConfig;
@@ -69,7 +68,13 @@ export class OpsModule {
       global: true,
       imports: [
         TerminusModule.forRoot({ errorLogStyle: 'json', gracefulShutdownTimeoutMs: 0 }),
-        ConfigModule.forRoot({ ignoreEnvFile: true, isGlobal: true, load: [() => ({ ...options.config })] /* eslint-disable-line @typescript-eslint/no-misused-spread -- ConfigModule wants the plain values; the class prototype is deliberately left behind */ }),
+        ConfigModule.forRoot({
+          ignoreEnvFile: true,
+          isGlobal: true,
+          // ConfigModule wants the plain values; the class prototype is deliberately left behind.
+          // eslint-disable-next-line @typescript-eslint/no-misused-spread
+          load: [() => ({ ...options.config })],
+        }),
       ],
       controllers: [HealthController, MetricsController, rateControllerFor(Object.keys(options.limits))],
       providers,

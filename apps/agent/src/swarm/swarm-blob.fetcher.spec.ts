@@ -80,7 +80,10 @@ describe(SwarmBlobFetcher.name, () => {
     const started = Date.now();
     const failure = await new Promise<Error | undefined>((resolve) => {
       const stream = fetched!.stream;
-      stream.on('data', () => undefined).on('error', resolve).on('end', () => resolve(undefined));
+      stream
+        .on('data', () => undefined)
+        .on('error', resolve)
+        .on('end', () => resolve(undefined));
     });
     const ms = Date.now() - started;
     ac.abort(failure);
@@ -99,7 +102,9 @@ describe(SwarmBlobFetcher.name, () => {
 
   it('a proxy answering 502 for the blob sends it to the origin at once: no retries, counted per blob, not marked down', async () => {
     const proxy = await fakeProxy((req, res) => {
-      const body = JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'origin transfer of the blob failed', detail: { reason: 'other side closed' } }] });
+      const body = JSON.stringify({
+        errors: [{ code: 'UNAVAILABLE', message: 'origin transfer of the blob failed', detail: { reason: 'other side closed' } }],
+      });
       // The torrent answer comes late (the proxy waited for its fill), the relay's at once.
       setTimeout(() => res.writeHead(502, { 'content-type': 'application/json' }).end(body), req.url?.includes('/torrent') ? 300 : 0);
     });

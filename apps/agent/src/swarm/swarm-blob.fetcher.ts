@@ -126,15 +126,22 @@ export class SwarmBlobFetcher implements BlobFetcher {
     const frontier: Frontier = { patient: () => false };
     if (download.inPlace) {
       // The torrent writes into the fill's own file: hand over positions, not bytes.
-      stream = Readable.from(this.inPlace(request, handle, offset, size, signal, frontier, (end) => (delivered = end - offset)), { objectMode: true });
+      stream = Readable.from(
+        this.inPlace(request, handle, offset, size, signal, frontier, (end) => (delivered = end - offset)),
+        { objectMode: true },
+      );
     } else {
       stream = counted(handle.createReadStream(offset), (n) => (delivered += n));
     }
     const joining = this.joining(() => delivered);
-    signal.addEventListener('abort', () => {
-      stream.destroy();
-      void this.discard(request.digest);
-    }, { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        stream.destroy();
+        void this.discard(request.digest);
+      },
+      { once: true },
+    );
     return {
       size,
       stream,
@@ -185,7 +192,11 @@ export class SwarmBlobFetcher implements BlobFetcher {
     const download = this.downloads.get(digest);
     if (!download) {
       // Relayed to the end before the torrent existed: seed once it does.
-      if (ok && pending) void pending.then((t) => (t ? this.seed(digest, t.metainfo) : undefined), () => undefined);
+      if (ok && pending)
+        void pending.then(
+          (t) => (t ? this.seed(digest, t.metainfo) : undefined),
+          () => undefined,
+        );
       return;
     }
     if (!ok || !download.inPlace) {
@@ -231,7 +242,10 @@ export class SwarmBlobFetcher implements BlobFetcher {
   ): FetchedBlob {
     this.pendingTorrents.set(request.digest, torrentP);
     let torrent: ProxyTorrent | undefined;
-    torrentP.then((t) => (torrent = t), () => undefined);
+    torrentP.then(
+      (t) => (torrent = t),
+      () => undefined,
+    );
     let relayed = 0;
     let handle: DownloadHandle | undefined;
     let joining: (() => boolean) | undefined;
@@ -275,10 +289,14 @@ export class SwarmBlobFetcher implements BlobFetcher {
       }
     }
     const stream = Readable.from(bytes(), { objectMode: true });
-    signal.addEventListener('abort', () => {
-      stream.destroy();
-      void this.discard(request.digest);
-    }, { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        stream.destroy();
+        void this.discard(request.digest);
+      },
+      { once: true },
+    );
     return {
       size,
       stream,
@@ -319,7 +337,13 @@ export class SwarmBlobFetcher implements BlobFetcher {
     headers.range = end === undefined ? `bytes=${offset}-` : `bytes=${offset}-${end - 1}`;
     let res: Dispatcher.ResponseData;
     try {
-      res = await httpRequest(url, { headers, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, dispatcher: this.options.ring.dispatcher });
+      res = await httpRequest(url, {
+        headers,
+        signal,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        dispatcher: this.options.ring.dispatcher,
+      });
     } catch (err) {
       if (signal.aborted) throw err;
       this.proxyFailed(proxy, request.digest, `cannot relay: ${(err as Error).message}`, false);
@@ -422,7 +446,9 @@ export class SwarmBlobFetcher implements BlobFetcher {
               : rescueAfter;
         if (!rescuing && Date.now() - since >= patience) {
           rescuing = true;
-          this.logger.log(`${request.digest}: piece ${piece.index} late (${Math.round((Date.now() - since) / 1000)} s, on ${piece.available} peers); fetching it from the proxy too`);
+          this.logger.log(
+            `${request.digest}: piece ${piece.index} late (${Math.round((Date.now() - since) / 1000)} s, on ${piece.available} peers); fetching it from the proxy too`,
+          );
           this.rescue(request, handle, piece.index, size, signal).then(
             () => {
               rescuing = false;
@@ -507,10 +533,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
     return headers;
   }
 
-  private async torrentFromOwner(
-    request: BlobRequest,
-    signal: AbortSignal,
-  ): Promise<ProxyTorrent | undefined> {
+  private async torrentFromOwner(request: BlobRequest, signal: AbortSignal): Promise<ProxyTorrent | undefined> {
     let owners: string[];
     try {
       owners = this.options.ring.ownersFor(request.digest);
@@ -560,14 +583,17 @@ export class SwarmBlobFetcher implements BlobFetcher {
     return torrent;
   }
 
-
   /**
    * The torrent from one proxy; undefined when it answers an error status — 4xx: the origin
    * decides; 5xx: the proxy failed this blob (its origin fetch broke off…), which is no reason to
    * ask it again or to rank it down for other blobs. Throws when the proxy cannot be reached or its
    * answer is broken (asked again, then ranked down).
    */
-  private async askProxy(proxy: string, request: BlobRequest, signal: AbortSignal): Promise<{ metainfo: Buffer; peer: string } | undefined> {
+  private async askProxy(
+    proxy: string,
+    request: BlobRequest,
+    signal: AbortSignal,
+  ): Promise<{ metainfo: Buffer; peer: string } | undefined> {
     const url = new URL(`${proxy}/v1/blobs/${request.digest}/torrent`);
     url.searchParams.set('repo', request.repository);
     url.searchParams.set('ns', request.upstream.host);
@@ -645,7 +671,13 @@ async function settlesWithin(p: Promise<unknown>, ms: number): Promise<'settled'
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<'pending'>((resolve) => (timer = setTimeout(() => resolve('pending'), ms)));
   try {
-    return await Promise.race([p.then(() => 'settled' as const, () => 'settled' as const), timeout]);
+    return await Promise.race([
+      p.then(
+        () => 'settled' as const,
+        () => 'settled' as const,
+      ),
+      timeout,
+    ]);
   } finally {
     clearTimeout(timer);
   }

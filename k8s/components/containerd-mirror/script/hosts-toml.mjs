@@ -69,7 +69,9 @@ function readIfExists(file) {
 function managedHosts() {
   let dirs = [];
   try {
-    dirs = readdirSync(certsDir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+    dirs = readdirSync(certsDir, { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name);
   } catch (err) {
     if (err.code !== 'ENOENT') throw err;
   }

@@ -1,4 +1,16 @@
-import { BadRequestException, Body, Controller, Get, HttpCode, Patch, UseGuards, ValidationPipe, type ArgumentMetadata, type PipeTransform, type Type } from '@nestjs/common';
+import {
+  BadRequestException,
+  Body,
+  Controller,
+  Get,
+  HttpCode,
+  Patch,
+  UseGuards,
+  ValidationPipe,
+  type ArgumentMetadata,
+  type PipeTransform,
+  type Type,
+} from '@nestjs/common';
 import { parseRate } from '../config/units.js';
 import { ThrottleService, type RateSource } from '../throttle/throttle.service.js';
 import { AdminTokenGuard } from './admin-token.guard.js';
@@ -26,7 +38,8 @@ export function rateControllerFor(names: readonly string[]): Type<unknown> {
   // transforming its socket aborts the whole process (a native assertion in TCPWrap).
   const pipe: PipeTransform = {
     transform(value: unknown, metadata: ArgumentMetadata) {
-      if (!isPlainObject(value)) throw new BadRequestException('body must be a JSON object of limit names to rates (content-type: application/json)');
+      if (!isPlainObject(value))
+        throw new BadRequestException('body must be a JSON object of limit names to rates (content-type: application/json)');
       return validation.transform(value, metadata);
     },
   };
@@ -48,7 +61,10 @@ export function rateControllerFor(names: readonly string[]): Type<unknown> {
       // undefined (that broke the bucket until restart: a 1 MB/s limit set afterwards let 5 MB/s through).
       const updates = Object.entries(body).map(([name, value]) => {
         const rate = parseRate(value);
-        if (rate === undefined) throw new BadRequestException([`${name} must be a non-negative rate (bytes/s or "20MB", "5MiB/s"); got ${JSON.stringify(value)}`]);
+        if (rate === undefined)
+          throw new BadRequestException([
+            `${name} must be a non-negative rate (bytes/s or "20MB", "5MiB/s"); got ${JSON.stringify(value)}`,
+          ]);
         return [name, rate] as const;
       });
       for (const [name, rate] of updates) this.throttle.set(name, rate, 'patch');

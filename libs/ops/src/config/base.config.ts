@@ -10,7 +10,7 @@ const HTTP_URL = { require_tld: false, require_protocol: true, protocols: ['http
  * why they are typed `number` here.
  */
 export class BaseAppConfig {
-  @ConfigKey({ kind: 'number', doc: 'HTTP port (health, metrics, admin API and the app\'s own API). 0 picks a free port.' })
+  @ConfigKey({ kind: 'number', doc: "HTTP port (health, metrics, admin API and the app's own API). 0 picks a free port." })
   @IsInt()
   @Min(0)
   @Max(65535)
@@ -95,7 +95,7 @@ export class CacheNodeConfig extends BaseAppConfig {
 
   @ConfigKey({
     kind: 'duration',
-    doc: 'A client that takes no bytes of a blob response (agent: a workload\'s pull; proxy: an agent\'s relay) for this long is disconnected, its buffers freed (agent: logged as outcome=cut:idle, counted in p2p_blob_responses_total). 0 = never.',
+    doc: "A client that takes no bytes of a blob response (agent: a workload's pull; proxy: an agent's relay) for this long is disconnected, its buffers freed (agent: logged as outcome=cut:idle, counted in p2p_blob_responses_total). 0 = never.",
   })
   @IsDuration()
   clientIdleTimeout = 60;
@@ -130,7 +130,11 @@ export class CacheNodeConfig extends BaseAppConfig {
   @Max(65535)
   p2pPort = 0;
 
-  @ConfigKey({ kind: 'rate', doc: 'Upload limit for seeding to peers, bytes/s (0 = unlimited). Live: PATCH /admin/rate.', defaultText: '0 (unlimited)' })
+  @ConfigKey({
+    kind: 'rate',
+    doc: 'Upload limit for seeding to peers, bytes/s (0 = unlimited). Live: PATCH /admin/rate.',
+    defaultText: '0 (unlimited)',
+  })
   @IsRate()
   uploadRate = 0;
 

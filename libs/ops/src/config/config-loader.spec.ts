@@ -63,14 +63,21 @@ describe(loadConfig.name, () => {
     const fs = statfsSync(base);
     expect(config.minFreeSpace).toBe(Math.round(0.25 * fs.blocks * fs.bsize));
     expect(config.cacheMaxBytes).toBe(0);
-    expect(problemsOf(() => loadConfig(SampleConfig, { env: { P2P_MIN_FREE_SPACE: '120%' } })).join()).toMatch(/minFreeSpace must be a size .* or a percentage/);
+    expect(problemsOf(() => loadConfig(SampleConfig, { env: { P2P_MIN_FREE_SPACE: '120%' } })).join()).toMatch(
+      /minFreeSpace must be a size .* or a percentage/,
+    );
   });
 
   it('lets P2P_* variables override the file, lists split on commas', async () => {
     const file = await yamlFile('downloadRate: 1MB\nlabel: file\n');
     const config = loadConfig(SampleConfig, {
       file,
-      env: { P2P_DOWNLOAD_RATE: '20MiB/s', P2P_LABEL: 'env', P2P_TRACKERS: 'http://a:1/announce, http://b:2/announce', P2P_P2P_PORT: '7000' },
+      env: {
+        P2P_DOWNLOAD_RATE: '20MiB/s',
+        P2P_LABEL: 'env',
+        P2P_TRACKERS: 'http://a:1/announce, http://b:2/announce',
+        P2P_P2P_PORT: '7000',
+      },
     });
     expect(config.downloadRate).toBe(20 * 2 ** 20);
     expect(config.label).toBe('env');
@@ -119,7 +126,7 @@ describe(configKeys.name, () => {
     expect(envName('p2pPort')).toBe('P2P_P2P_PORT');
   });
 
-  it('records how it loaded the config: file hash, env overrides and each key\'s source', async () => {
+  it("records how it loaded the config: file hash, env overrides and each key's source", async () => {
     const file = await yamlFile('downloadRate: 100MB\nlabel: y\n');
     const config = loadConfig(SampleConfig, { file, env: { P2P_LABEL: 'z', UNRELATED: 'secret' } });
     const origin = configOrigin(config)!;

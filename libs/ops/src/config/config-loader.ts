@@ -26,7 +26,9 @@ export function readConfiguredFile(key: string, path: string): Buffer {
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new ConfigError(key, [`${key}: cannot read ${JSON.stringify(path)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`]);
+    throw new ConfigError(key, [
+      `${key}: cannot read ${JSON.stringify(path)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    ]);
   }
 }
 
@@ -165,8 +167,7 @@ function normalise(config: Record<string, unknown>, info: ConfigKeyInfo): void {
     config[info.key] = diskBytes(amount, typeof config.dataDir === 'string' ? config.dataDir : '');
     return;
   }
-  const parse =
-    info.kind === 'rate' ? parseRate : info.kind === 'size' ? parseSize : info.kind === 'duration' ? parseDuration : undefined;
+  const parse = info.kind === 'rate' ? parseRate : info.kind === 'size' ? parseSize : info.kind === 'duration' ? parseDuration : undefined;
   if (parse) config[info.key] = parse(config[info.key]);
 }
 

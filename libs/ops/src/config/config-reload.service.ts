@@ -23,7 +23,11 @@ export class ConfigReloadService implements OnApplicationBootstrap, OnModuleDest
   onApplicationBootstrap(): void {
     const origin = configOrigin(this.config);
     if (!origin?.file) return;
-    const reloads = this.metrics.counter('config_reloads_total', 'Config file changes seen, by result: applied, rejected (invalid; nothing changed), restart_needed (valid, but keys other than the live rates changed).', ['result']);
+    const reloads = this.metrics.counter(
+      'config_reloads_total',
+      'Config file changes seen, by result: applied, rejected (invalid; nothing changed), restart_needed (valid, but keys other than the live rates changed).',
+      ['result'],
+    );
     for (const result of ['applied', 'rejected', 'restart_needed'] as const) reloads.inc({ result }, 0);
     this.watcher = new ConfigWatcher({
       running: this.config,

@@ -76,7 +76,9 @@ export class ConfigWatcher<T extends object> {
     if (this.options.watchDirectory !== false) this.watchDirectory(dir);
     this.poll = setInterval(() => void this.check(), this.pollMs());
     this.poll.unref();
-    this.logger.log(`watching ${this.file}: edits to ${[...this.live].join(', ') || '(no live keys)'} apply live; other keys need a restart`);
+    this.logger.log(
+      `watching ${this.file}: edits to ${[...this.live].join(', ') || '(no live keys)'} apply live; other keys need a restart`,
+    );
   }
 
   private watchDirectory(dir: string): void {
@@ -185,7 +187,9 @@ export class ConfigWatcher<T extends object> {
     const what = applied.length > 0 ? `applied ${applied.join(', ')}` : 'no live key changed';
     if (restart.length > 0) {
       // Key names only: values of non-live keys may be paths or URLs an operator would not want echoed.
-      this.logger.warn(`config file ${this.file} reloaded (${what}); ${restart.join(', ')} changed: needs a restart to take effect, the running values stay until then`);
+      this.logger.warn(
+        `config file ${this.file} reloaded (${what}); ${restart.join(', ')} changed: needs a restart to take effect, the running values stay until then`,
+      );
       this.options.onResult?.('restart_needed');
     } else {
       this.logger.log(`config file ${this.file} reloaded: ${what}`);

@@ -16,12 +16,9 @@ describe('parseRate', () => {
     expect(parseRate(input)).toBe(expected);
   });
 
-  it.each([-5, 1.5, 'banana', '', '10 XB', '-1MB', null, true, {}, [], Number.MAX_VALUE, '1e9'])(
-    'rejects %j',
-    (input) => {
-      expect(parseRate(input)).toBeUndefined();
-    },
-  );
+  it.each([-5, 1.5, 'banana', '', '10 XB', '-1MB', null, true, {}, [], Number.MAX_VALUE, '1e9'])('rejects %j', (input) => {
+    expect(parseRate(input)).toBeUndefined();
+  });
 });
 
 describe('parseSize', () => {

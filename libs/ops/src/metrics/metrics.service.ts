@@ -61,7 +61,11 @@ export class MetricsService {
     const field = (text: string | undefined, name: string) => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(text ?? '')?.[1] ?? 0);
     for (const [name, key, help] of [
       ['disk_read_bytes_total', 'read_bytes', 'Bytes the process read from storage (/proc/self/io read_bytes).'],
-      ['disk_written_bytes_total', 'write_bytes', 'Bytes the process wrote to storage (/proc/self/io write_bytes): the cache\'s disk write load.'],
+      [
+        'disk_written_bytes_total',
+        'write_bytes',
+        "Bytes the process wrote to storage (/proc/self/io write_bytes): the cache's disk write load.",
+      ],
     ] as const) {
       let seen = 0;
       new Counter({
@@ -80,7 +84,11 @@ export class MetricsService {
 
   /** Blob bytes that arrived into this process, by source: shared by the fill (origin) and the swarm (the rest). */
   blobBytesReceived(): Counter<'source'> {
-    const counter = this.counter('blob_bytes_received_total', 'Blob bytes received, by source (origin, proxy, peer, relay); from proxies and peers, pieces that verified only.', ['source']);
+    const counter = this.counter(
+      'blob_bytes_received_total',
+      'Blob bytes received, by source (origin, proxy, peer, relay); from proxies and peers, pieces that verified only.',
+      ['source'],
+    );
     // Every series from 0: a series born at its first increment hides that increment from rate().
     for (const source of BYTE_SOURCES) counter.inc({ source }, 0);
     return counter;

@@ -35,19 +35,29 @@ export class OpsMetrics {
       const results = await evaluate();
       for (const [check, details] of Object.entries(results)) this.set({ check }, details.status === 'up' ? 1 : 0);
     });
-    metrics.gauge('data_dir_free_bytes', 'Free bytes on the data dir\'s filesystem (for unprivileged users).', [], async function collect() {
+    metrics.gauge('data_dir_free_bytes', "Free bytes on the data dir's filesystem (for unprivileged users).", [], async function collect() {
       this.reset();
       const dir = (await evaluate()).dataDir as CheckDetails | undefined;
       if (typeof dir?.freeBytes === 'number') this.set(dir.freeBytes);
     });
-    metrics.gauge('data_dir_min_free_bytes', 'The free-space floor: below it the cache takes nothing more and the app is not ready.', [], async function collect() {
-      this.reset();
-      const dir = (await evaluate()).dataDir as CheckDetails | undefined;
-      if (typeof dir?.minFreeBytes === 'number') this.set(dir.minFreeBytes);
-    });
-    metrics.gauge('rate_limit', 'Current limit per name: bytes/s (announceRate: requests/s per client); 0 = unlimited.', ['limit'], function collect() {
-      for (const [limit, rate] of Object.entries(throttle.snapshot())) this.set({ limit }, rate);
-    });
+    metrics.gauge(
+      'data_dir_min_free_bytes',
+      'The free-space floor: below it the cache takes nothing more and the app is not ready.',
+      [],
+      async function collect() {
+        this.reset();
+        const dir = (await evaluate()).dataDir as CheckDetails | undefined;
+        if (typeof dir?.minFreeBytes === 'number') this.set(dir.minFreeBytes);
+      },
+    );
+    metrics.gauge(
+      'rate_limit',
+      'Current limit per name: bytes/s (announceRate: requests/s per client); 0 = unlimited.',
+      ['limit'],
+      function collect() {
+        for (const [limit, rate] of Object.entries(throttle.snapshot())) this.set({ limit }, rate);
+      },
+    );
   }
 }
 

@@ -40,7 +40,10 @@ describe(ThrottleService.name, () => {
       downloadRate: { unit: 'bytes/s', initial: 1000, source: 'file' },
       announceRate: { unit: 'requests/s', initial: 2 },
     });
-    expect(Object.fromEntries(Object.entries(throttle.sources()).map(([k, v]) => [k, v.source]))).toEqual({ downloadRate: 'file', announceRate: 'default' });
+    expect(Object.fromEntries(Object.entries(throttle.sources()).map(([k, v]) => [k, v.source]))).toEqual({
+      downloadRate: 'file',
+      announceRate: 'default',
+    });
     throttle.set('downloadRate', 5000);
     expect(throttle.sources().downloadRate.source).toBe('patch');
     throttle.set('downloadRate', 5000, 'file');

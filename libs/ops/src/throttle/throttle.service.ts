@@ -29,7 +29,12 @@ export interface RateChange {
 
 const MAX_KEYED = 50_000;
 
-const SET_BY: Record<RateSource, string> = { patch: 'PATCH /admin/rate', file: 'a config file edit', env: 'the environment', default: 'default' };
+const SET_BY: Record<RateSource, string> = {
+  patch: 'PATCH /admin/rate',
+  file: 'a config file edit',
+  env: 'the environment',
+  default: 'default',
+};
 
 /**
  * The one throttle of a process: named token buckets initialised from config, changed live by

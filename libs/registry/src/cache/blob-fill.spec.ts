@@ -140,7 +140,9 @@ describe(BlobFill.name, () => {
 
     // Chunks that do not cover the marked range are ignored: the file (right, this time) is hashed.
     const short = data.subarray(0, data.length - 1);
-    const wrongLength = new BlobFill(cache, requestFor(digestOf(data)), [inPlace({ onDisk: data, inMemory: short })], { stallTimeoutMs: 2000 });
+    const wrongLength = new BlobFill(cache, requestFor(digestOf(data)), [inPlace({ onDisk: data, inMemory: short })], {
+      stallTimeoutMs: 2000,
+    });
     await wrongLength.done;
     wrongLength.release();
     expect(cache.has(digestOf(data))).toBe(true);
@@ -206,7 +208,15 @@ describe(BlobFill.name, () => {
         const stream = new Readable({ read() {} });
         stream.push(data.subarray(0, 1000));
         // The rest only once the reader has had the first bytes: a fill holding them back would hang.
-        firstSeen.then(() => stream.push(data.subarray(1000)), () => undefined).then(() => stream.push(null), () => undefined);
+        firstSeen
+          .then(
+            () => stream.push(data.subarray(1000)),
+            () => undefined,
+          )
+          .then(
+            () => stream.push(null),
+            () => undefined,
+          );
         return { size: data.length, stream };
       },
     };

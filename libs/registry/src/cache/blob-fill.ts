@@ -300,12 +300,18 @@ export class BlobFill {
     let receivedAtArm = received?.() ?? 0;
     const stalled = () => {
       // A swarm download still waiting to be unchoked is not stalled (the fetcher bounds this).
-      if (joining?.()) { arm(); return; }
+      if (joining?.()) {
+        arm();
+        return;
+      }
       // Quiet output but bytes still flowing underneath (pieces being assembled) is no stall:
       // judged on the average over the whole window, not a momentary rate.
       if (received) {
         const rate = (received() - receivedAtArm) / (this.options.stallTimeoutMs / 1000);
-        if (rate > 0 && rate >= minRate) { arm(); return; }
+        if (rate > 0 && rate >= minRate) {
+          arm();
+          return;
+        }
       }
       const err = new Error(`no data for ${this.options.stallTimeoutMs} ms`);
       ac.abort(err);
@@ -339,10 +345,14 @@ export class BlobFill {
       rouse();
     };
     this.rouse = rouse;
-    stream.on('readable', rouse).on('end', rouse).on('close', rouse).on('error', (err: Error) => {
-      streamError ??= err;
-      rouse();
-    });
+    stream
+      .on('readable', rouse)
+      .on('end', rouse)
+      .on('close', rouse)
+      .on('error', (err: Error) => {
+        streamError ??= err;
+        rouse();
+      });
     ac.signal.addEventListener('abort', rouse, { once: true });
     try {
       if (!this.observing) {
@@ -521,7 +531,13 @@ async function boundedStop(stopping: Promise<void>, source: string, logger: Logg
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), STOP_TIMEOUT_MS)));
   try {
-    const outcome = await Promise.race([stopping.then(() => 'stopped' as const, () => 'stopped' as const), late]);
+    const outcome = await Promise.race([
+      stopping.then(
+        () => 'stopped' as const,
+        () => 'stopped' as const,
+      ),
+      late,
+    ]);
     if (outcome === 'late') logger.warn(`${source} did not stop within ${STOP_TIMEOUT_MS} ms; continuing`);
   } finally {
     clearTimeout(timer);

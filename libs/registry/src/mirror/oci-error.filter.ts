@@ -29,7 +29,9 @@ export class OciErrorFilter implements ExceptionFilter {
       const request = host.switchToHttp().getRequest<FastifyRequest>();
       this.disconnects?.inc({ phase: 'before_response' });
       if (Logger.isLevelEnabled('debug')) {
-        this.logger.debug(`${request.method} ${redactUrl(request.url)}: client disconnected before the response (${errorMessage(exception)})`);
+        this.logger.debug(
+          `${request.method} ${redactUrl(request.url)}: client disconnected before the response (${errorMessage(exception)})`,
+        );
       }
       reply.raw.destroy();
       return;

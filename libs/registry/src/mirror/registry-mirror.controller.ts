@@ -32,7 +32,12 @@ export class RegistryMirrorController {
     else res = await this.mirror.passthrough(req);
     if (res.blob && route.kind === 'blob') {
       const done = () => res.done?.();
-      this.delivery.deliver(reply, { status: res.status, headers: res.headers, blob: res.blob }, { repository: route.name, digest: route.digest }, done);
+      this.delivery.deliver(
+        reply,
+        { status: res.status, headers: res.headers, blob: res.blob },
+        { repository: route.name, digest: route.digest },
+        done,
+      );
       return;
     }
     send(reply, res);

@@ -6,7 +6,14 @@ import { MAX_MANIFEST_BYTES, parseReference, validateDigest, validateName } from
 import type { BlobSource } from '../sources/blob-source.js';
 import { ClientCredentials } from '../upstream/client-credentials.js';
 import type { Upstream, UpstreamSet } from '../upstream/upstream-set.js';
-import { BodyTooLargeError, forwardableHeaders, originBodyError, readLimitedBuffer, type HeaderMap, type UpstreamClient } from '../upstream/upstream.client.js';
+import {
+  BodyTooLargeError,
+  forwardableHeaders,
+  originBodyError,
+  readLimitedBuffer,
+  type HeaderMap,
+  type UpstreamClient,
+} from '../upstream/upstream.client.js';
 import type { BlobAccessAuthorizer } from './blob-access.authorizer.js';
 
 /** What the controller writes back. `done` runs once the response is over (releases pins). */
@@ -100,7 +107,12 @@ export class RegistryMirror {
     const upstream = this.upstreams.resolve(req.ns);
     const blobRequest = { upstream, repository: name, digest, credentials: ClientCredentials.fromHeader(req.headers.authorization) };
     const originSize = await this.authorizer.authorize(blobRequest);
-    const common = { ...API_VERSION, 'docker-content-digest': digest, 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream' };
+    const common = {
+      ...API_VERSION,
+      'docker-content-digest': digest,
+      'accept-ranges': 'bytes',
+      'content-type': 'application/octet-stream',
+    };
     if (req.method === 'HEAD' && originSize !== undefined) {
       return { status: 200, headers: { ...common, 'content-length': String(originSize) } };
     }
@@ -138,7 +150,11 @@ export class RegistryMirror {
     const upstream = this.upstreams.resolve(req.ns);
     const repo = /^\/v2\/(.+?)\/(?:tags|manifests|blobs|referrers)\//.exec(req.path)?.[1];
     const write = !['GET', 'HEAD'].includes(req.method);
-    const scope = repo ? `repository:${repo}:${write ? 'pull,push' : 'pull'}` : req.path.startsWith('/v2/_catalog') ? 'registry:catalog:*' : undefined;
+    const scope = repo
+      ? `repository:${repo}:${write ? 'pull,push' : 'pull'}`
+      : req.path.startsWith('/v2/_catalog')
+        ? 'registry:catalog:*'
+        : undefined;
     let body = req.body;
     if (write && /\/manifests\/[^/]+$/.test(req.path)) body = limitManifestBody(req.headers, body);
     const res = await this.client.request({

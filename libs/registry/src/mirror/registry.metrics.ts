@@ -12,7 +12,9 @@ export type BlobOutcome = (typeof BLOB_OUTCOMES)[number];
  * Shared by name, so the filter and the mirror count into one series.
  */
 export function clientDisconnects(metrics: MetricsService): Counter<'phase'> {
-  return metrics.counter('client_disconnects_total', 'Requests whose client disconnected, by phase (before_response, during_body).', ['phase']);
+  return metrics.counter('client_disconnects_total', 'Requests whose client disconnected, by phase (before_response, during_body).', [
+    'phase',
+  ]);
 }
 
 /** The mirror's Prometheus metrics (requests by route/status come from the ops bootstrap). */
@@ -33,9 +35,20 @@ export class RegistryMetrics {
       ['cache'],
     );
     this.bytesReceived = metrics.blobBytesReceived();
-    this.bytesFetched = metrics.counter('blob_bytes_fetched_total', 'Blob bytes delivered into fills, by fetcher (swarm, relay, origin).', ['fetcher']);
-    this.fetcherFailures = metrics.counter('blob_fetcher_failures_total', 'Fills in which a fetcher (swarm, relay, origin) failed or stalled and the next one took over, if any.', ['fetcher']);
-    this.fetchDuration = metrics.histogram('blob_fetch_duration_seconds', 'Time to produce one blob into the cache (all fetchers), by result.', ['result'], [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]);
+    this.bytesFetched = metrics.counter('blob_bytes_fetched_total', 'Blob bytes delivered into fills, by fetcher (swarm, relay, origin).', [
+      'fetcher',
+    ]);
+    this.fetcherFailures = metrics.counter(
+      'blob_fetcher_failures_total',
+      'Fills in which a fetcher (swarm, relay, origin) failed or stalled and the next one took over, if any.',
+      ['fetcher'],
+    );
+    this.fetchDuration = metrics.histogram(
+      'blob_fetch_duration_seconds',
+      'Time to produce one blob into the cache (all fetchers), by result.',
+      ['result'],
+      [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+    );
     this.blobResponses = metrics.counter(
       'blob_responses_total',
       'Blob GET responses by cache (hit, miss) and outcome: complete, client_gone (the client disconnected), cut_idle (the client took no bytes for clientIdleTimeout), cut_error (the source failed mid-body: wrong digest, corrupt cache file, origin gone).',
@@ -60,7 +73,10 @@ export class RegistryMetrics {
     for (const phase of ['before_response', 'during_body']) this.clientDisconnects.inc({ phase }, 0);
     const evictions = metrics.counter('cache_evictions_total', 'Blobs evicted from the cache (LRU, quota).');
     cache.onEvict(() => evictions.inc());
-    const corrupt = metrics.counter('cache_corrupt_total', 'Cached blob files found not to be their blob (missing, changed on disk, cut short, wrong sha256) and evicted.');
+    const corrupt = metrics.counter(
+      'cache_corrupt_total',
+      'Cached blob files found not to be their blob (missing, changed on disk, cut short, wrong sha256) and evicted.',
+    );
     cache.onCorrupt(() => corrupt.inc());
   }
 

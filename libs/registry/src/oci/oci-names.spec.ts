@@ -17,11 +17,13 @@ describe('oci names', () => {
 
   it('validates names, tags and digests with OCI error codes', () => {
     expect(validateName('library/nginx')).toBe('library/nginx');
-    for (const bad of ['UPPER', 'a//b', '-a', 'a/', 'a'.repeat(256)]) expect(() => validateName(bad)).toThrow(expect.objectContaining({ code: 'NAME_INVALID', status: 400 }));
+    for (const bad of ['UPPER', 'a//b', '-a', 'a/', 'a'.repeat(256)])
+      expect(() => validateName(bad)).toThrow(expect.objectContaining({ code: 'NAME_INVALID', status: 400 }));
     expect(parseReference('latest')).toEqual({ kind: 'tag', tag: 'latest' });
     expect(parseReference(D)).toEqual({ kind: 'digest', digest: D });
     expect(() => parseReference('.bad')).toThrow(expect.objectContaining({ code: 'MANIFEST_INVALID' }));
-    for (const bad of ['sha256:abc', 'sha256:' + 'A'.repeat(64), 'nope', 'sha512:' + 'a'.repeat(128)]) expect(() => validateDigest(bad)).toThrow(expect.objectContaining({ code: 'DIGEST_INVALID' }));
+    for (const bad of ['sha256:abc', 'sha256:' + 'A'.repeat(64), 'nope', 'sha512:' + 'a'.repeat(128)])
+      expect(() => validateDigest(bad)).toThrow(expect.objectContaining({ code: 'DIGEST_INVALID' }));
   });
 });
 

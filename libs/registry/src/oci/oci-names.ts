@@ -21,14 +21,16 @@ export type MirrorRoute =
 export function validateName(name: unknown): string {
   // A repeated query parameter (`?repo=a&repo=b`) arrives as an array.
   if (typeof name !== 'string') throw new OciError(400, 'NAME_INVALID', 'invalid repository name (given more than once?)', {});
-  if (name.length > 255 || !NAME.test(name)) throw new OciError(400, 'NAME_INVALID', 'invalid repository name', { name: name.slice(0, 300) });
+  if (name.length > 255 || !NAME.test(name))
+    throw new OciError(400, 'NAME_INVALID', 'invalid repository name', { name: name.slice(0, 300) });
   return name;
 }
 
 /** Blobs are content-addressed by sha256 here: other algorithms are refused rather than trusted unverified. */
 export function validateDigest(digest: string): string {
   if (!DIGEST.test(digest)) throw new OciError(400, 'DIGEST_INVALID', 'invalid digest', { digest: digest.slice(0, 200) });
-  if (!SHA256.test(digest)) throw new OciError(400, 'DIGEST_INVALID', 'only sha256 digests are supported', { digest: digest.slice(0, 200) });
+  if (!SHA256.test(digest))
+    throw new OciError(400, 'DIGEST_INVALID', 'only sha256 digests are supported', { digest: digest.slice(0, 200) });
   return digest;
 }
 

@@ -50,7 +50,13 @@ describe(CachedBlobSource.name, () => {
   let cache: BlobCache;
   const data = randomBytes(3 * 1024 * 1024 + 77);
   const digest = digestOf(data);
-  const request = (): BlobRequest => ({ upstream: { base: 'http://127.0.0.1:1', host: '127.0.0.1:1' }, repository: 'a/b', digest, credentials: ClientCredentials.anonymous, size: data.length });
+  const request = (): BlobRequest => ({
+    upstream: { base: 'http://127.0.0.1:1', host: '127.0.0.1:1' },
+    repository: 'a/b',
+    digest,
+    credentials: ClientCredentials.anonymous,
+    size: data.length,
+  });
   const corrupt: string[] = [];
 
   /** Puts `data` in the cache the way a verified fill does. */

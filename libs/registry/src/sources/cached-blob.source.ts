@@ -100,7 +100,7 @@ export class CachedBlobSource implements BlobSource {
   private async verify(digest: string, fh: FileHandle, identity: FileIdentity): Promise<string | undefined> {
     const hash = createHash('sha256');
     const buf = Buffer.allocUnsafe(Math.min(VERIFY_CHUNK, Math.max(1, identity.size)));
-    for (let pos = 0; pos < identity.size; ) {
+    for (let pos = 0; pos < identity.size;) {
       const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, identity.size - pos), pos);
       if (bytesRead === 0) return `ended at byte ${pos}, expected ${identity.size}`;
       hash.update(buf.subarray(0, bytesRead));
@@ -127,7 +127,8 @@ export class CachedBlobSource implements BlobSource {
         if (bytesRead === 0) throw new CachedBlobCorruptError(digest, `ended at byte ${pos}, expected ${size}`);
         if (hash) {
           hash.update(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
-          if (pos + bytesRead === size && `sha256:${hash.digest('hex')}` !== digest) throw new CachedBlobCorruptError(digest, 'does not match its digest');
+          if (pos + bytesRead === size && `sha256:${hash.digest('hex')}` !== digest)
+            throw new CachedBlobCorruptError(digest, 'does not match its digest');
         }
         return bytesRead;
       };
@@ -146,7 +147,7 @@ export class CachedBlobSource implements BlobSource {
         const readAt = reader(start, end);
         async function* chunks(): AsyncGenerator<Buffer> {
           try {
-            for (let pos = start; pos <= end; ) {
+            for (let pos = start; pos <= end;) {
               const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, end + 1 - pos));
               const n = await readAt(buf, buf.length, pos).catch(failed);
               pos += n;
@@ -163,7 +164,9 @@ export class CachedBlobSource implements BlobSource {
         readers++;
         try {
           const start = range?.start ?? 0;
-          await pooledCopy(reader(start, range?.end ?? size - 1), start, range?.end ?? size - 1, dest, (n) => this.onServed?.('cache', n)).catch(failed);
+          await pooledCopy(reader(start, range?.end ?? size - 1), start, range?.end ?? size - 1, dest, (n) =>
+            this.onServed?.('cache', n),
+          ).catch(failed);
         } finally {
           readers--;
           closeWhenIdle();

@@ -105,7 +105,12 @@ describe(FillingBlobSource.name, () => {
   let cache: BlobCache;
   const data = randomBytes(1024 * 1024 + 123);
   const digest = digestOf(data);
-  const request = (): BlobRequest => ({ upstream: { base: 'http://127.0.0.1:1', host: '127.0.0.1:1' }, repository: 'a/b', digest, credentials: ClientCredentials.anonymous });
+  const request = (): BlobRequest => ({
+    upstream: { base: 'http://127.0.0.1:1', host: '127.0.0.1:1' },
+    repository: 'a/b',
+    digest,
+    credentials: ClientCredentials.anonymous,
+  });
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'fill-spec-'));
@@ -147,10 +152,12 @@ describe(FillingBlobSource.name, () => {
       name: 'swarm',
       async fetch() {
         const started = Date.now();
-        const stream = Readable.from((async function* () {
-          await new Promise((r) => setTimeout(r, 600));
-          yield data;
-        })());
+        const stream = Readable.from(
+          (async function* () {
+            await new Promise((r) => setTimeout(r, 600));
+            yield data;
+          })(),
+        );
         return { size: data.length, stream, joining: () => Date.now() - started < 1000 };
       },
     };
@@ -185,10 +192,12 @@ describe(FillingBlobSource.name, () => {
       async fetch() {
         const head = data.subarray(0, 64 * 1024);
         // After one chunk the generator awaits forever; Readable.from's destroy waits on that await.
-        const stream = Readable.from((async function* () {
-          yield head;
-          await new Promise(() => undefined);
-        })());
+        const stream = Readable.from(
+          (async function* () {
+            yield head;
+            await new Promise(() => undefined);
+          })(),
+        );
         return { size: data.length, stream };
       },
     };

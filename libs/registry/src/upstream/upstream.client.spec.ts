@@ -26,11 +26,14 @@ function fakeBearerRegistry() {
         user = 'dave';
       }
       tokenRequests.push({ user, scope: url.searchParams.get('scope') });
-      return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: `${generation}|${user}|${url.searchParams.get('scope')}`, expires_in: 300 }));
+      return res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ token: `${generation}|${user}|${url.searchParams.get('scope')}`, expires_in: 300 }));
     }
     if (url.pathname === '/v2/') {
       // Like Docker Hub: the ping wants a token (any scope); without one it challenges.
-      if (Number((req.headers.authorization ?? '').replace(/^Bearer /, '').split('|')[0]) === generation) return res.writeHead(200).end('{}');
+      if (Number((req.headers.authorization ?? '').replace(/^Bearer /, '').split('|')[0]) === generation)
+        return res.writeHead(200).end('{}');
       return res.writeHead(401, { 'www-authenticate': `Bearer realm="${base}/token",service="fake"` }).end();
     }
     const repo = /^\/v2\/(.+)\/blobs\//.exec(url.pathname)?.[1];
@@ -57,7 +60,13 @@ describe(UpstreamClient.name, () => {
   let upstream: Upstream;
   const client = new UpstreamClient({ connectTimeoutMs: 2000, headersTimeoutMs: 2000 });
   const get = async (repo: string, credentials: ClientCredentials) => {
-    const res = await client.request({ upstream, method: 'GET', path: `/v2/${repo}/blobs/sha256:${'a'.repeat(64)}`, credentials, scope: `repository:${repo}:pull` });
+    const res = await client.request({
+      upstream,
+      method: 'GET',
+      path: `/v2/${repo}/blobs/sha256:${'a'.repeat(64)}`,
+      credentials,
+      scope: `repository:${repo}:pull`,
+    });
     const chunks: Buffer[] = [];
     for await (const c of res.body) chunks.push(c as Buffer);
     return { status: res.status, body: Buffer.concat(chunks).toString() };
@@ -120,7 +129,9 @@ describe(UpstreamClient.name, () => {
 
 describe('parseChallenge', () => {
   it('reads Bearer and Basic challenges', () => {
-    expect(parseChallenge('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull"')).toEqual({
+    expect(
+      parseChallenge('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull"'),
+    ).toEqual({
       scheme: 'bearer',
       realm: 'https://auth.docker.io/token',
       service: 'registry.docker.io',
@@ -170,7 +181,11 @@ describe('UpstreamClient with a misbehaving or strict origin (issue #12 items 4,
       req.on('end', () => res.writeHead(201).end());
     });
     const body = Buffer.alloc(2 * 2 ** 20, 7);
-    for (const [method, b] of [['PUT', body], ['HEAD', undefined], ['GET', undefined]] as const) {
+    for (const [method, b] of [
+      ['PUT', body],
+      ['HEAD', undefined],
+      ['GET', undefined],
+    ] as const) {
       const res = await client.request({
         upstream,
         method,
@@ -210,12 +225,24 @@ describe('UpstreamClient with a misbehaving or strict origin (issue #12 items 4,
         res.writeHead(200, { 'content-length': '1000' });
         res.write('abc');
       });
-      const dropped = await client.request({ upstream, method: 'GET', path: '/v2/a/blobs/sha256:dropped', credentials: ClientCredentials.anonymous });
+      const dropped = await client.request({
+        upstream,
+        method: 'GET',
+        path: '/v2/a/blobs/sha256:dropped',
+        credentials: ClientCredentials.anonymous,
+      });
       dropped.body.destroy();
-      const silent = await client.request({ upstream, method: 'GET', path: '/v2/a/blobs/sha256:silent', credentials: ClientCredentials.anonymous });
+      const silent = await client.request({
+        upstream,
+        method: 'GET',
+        path: '/v2/a/blobs/sha256:silent',
+        credentials: ClientCredentials.anonymous,
+      });
       await expect(silent.body.resume().toArray()).rejects.toMatchObject({ code: 'UND_ERR_BODY_TIMEOUT' });
       const lines = warn.mock.calls.map((c) => String(c[0]));
-      expect(lines.filter((l) => l.includes('mid-body'))).toEqual([expect.stringMatching(/GET \S+\/v2\/a\/blobs\/sha256:silent failed mid-body: UND_ERR_BODY_TIMEOUT/)]);
+      expect(lines.filter((l) => l.includes('mid-body'))).toEqual([
+        expect.stringMatching(/GET \S+\/v2\/a\/blobs\/sha256:silent failed mid-body: UND_ERR_BODY_TIMEOUT/),
+      ]);
     } finally {
       warn.mockRestore();
     }

@@ -53,7 +53,20 @@ interface CachedToken {
 
 // `expect` too: the agent's HTTP server already answered the client's `100-continue` itself, and
 // undici refuses to send the header at all (NotSupportedError — it became a 503 on every curl push).
-const HOP_BY_HOP = new Set(['expect', 'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'authorization']);
+const HOP_BY_HOP = new Set([
+  'expect',
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  'authorization',
+]);
 const MAX_TOKENS = 10_000;
 const MAX_REDIRECTS = 5;
 
@@ -154,21 +167,24 @@ export class UpstreamClient {
     let pending = this.pendingTokens.get(key);
     if (!pending) {
       // Shared by concurrent requests, so no single client's disconnect may abort it.
-      pending = this.fetchToken(upstream, creds, challenge, scope).then(
-        ({ token, expiresIn }) => {
-          if (this.tokens.size >= MAX_TOKENS) this.tokens.delete(this.tokens.keys().next().value as string);
-          // Renew a little early so a token never expires between the check and its use.
-          this.tokens.set(key, { token, expiresAt: Date.now() + Math.max(0, expiresIn - 10) * 1000 });
-          return token;
-        },
-      );
+      pending = this.fetchToken(upstream, creds, challenge, scope).then(({ token, expiresIn }) => {
+        if (this.tokens.size >= MAX_TOKENS) this.tokens.delete(this.tokens.keys().next().value as string);
+        // Renew a little early so a token never expires between the check and its use.
+        this.tokens.set(key, { token, expiresAt: Date.now() + Math.max(0, expiresIn - 10) * 1000 });
+        return token;
+      });
       this.pendingTokens.set(key, pending);
       void pending.catch(() => undefined).finally(() => this.pendingTokens.delete(key));
     }
     return pending;
   }
 
-  private async fetchToken(upstream: Upstream, creds: ClientCredentials, challenge: AuthChallenge, scope: string | undefined): Promise<{ token: string; expiresIn: number }> {
+  private async fetchToken(
+    upstream: Upstream,
+    creds: ClientCredentials,
+    challenge: AuthChallenge,
+    scope: string | undefined,
+  ): Promise<{ token: string; expiresIn: number }> {
     if (!challenge.realm) throw new BadOriginResponseError('bearer challenge without realm');
     let url: URL;
     try {
@@ -199,14 +215,16 @@ export class UpstreamClient {
 
   private async send(req: UpstreamRequest, auth: string | undefined): Promise<UpstreamResponse> {
     const headers: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(req.headers ?? {})) if (v !== undefined && !HOP_BY_HOP.has(k.toLowerCase())) headers[k.toLowerCase()] = v;
+    for (const [k, v] of Object.entries(req.headers ?? {}))
+      if (v !== undefined && !HOP_BY_HOP.has(k.toLowerCase())) headers[k.toLowerCase()] = v;
     if (auth) headers.authorization = auth;
     let origin = req.upstream.base;
     let path = req.path;
     for (let hop = 0; ; hop++) {
       const res = await this.dispatch({ origin, path, method: req.method, headers, body: req.body, signal: req.signal }, req.upstream);
       const location = res.headers.location;
-      if (!req.followRedirects || ![301, 302, 303, 307, 308].includes(res.status) || typeof location !== 'string' || hop >= MAX_REDIRECTS) return res;
+      if (!req.followRedirects || ![301, 302, 303, 307, 308].includes(res.status) || typeof location !== 'string' || hop >= MAX_REDIRECTS)
+        return res;
       res.body.resume();
       const next = new URL(location, origin + path);
       if (next.origin !== origin) delete headers.authorization;

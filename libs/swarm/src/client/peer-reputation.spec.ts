@@ -45,7 +45,10 @@ describe(PeerReputation.name, () => {
   it('never bans a trusted direct peer (the owning proxy) that shared failed pieces with a liar', () => {
     const banned: string[] = [];
     const proxy = wire('proxy', 6882);
-    const rep = new PeerReputation<PeerWire>((w) => banned.push(w.peerId!), (w) => w === proxy);
+    const rep = new PeerReputation<PeerWire>(
+      (w) => banned.push(w.peerId!),
+      (w) => w === proxy,
+    );
     const liar = wire('liar', 1);
     for (const index of [0, 1, 2]) {
       rep.received(liar, index);

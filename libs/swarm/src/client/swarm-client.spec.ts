@@ -45,9 +45,12 @@ describe(SwarmClient.name, () => {
       client.touch(blobs[0].infoHash);
       await client.seed(blobs[2].metainfo, blobs[2].path);
       await expect.poll(() => stopped).toEqual([`${blobs[1].infoHash}:cap`]);
-      expect(client.list().map((t) => [t.infoHash, t.state, t.path]).sort()).toEqual(
-        [blobs[0], blobs[2]].map((b) => [b.infoHash, 'seeding', b.path]).sort(),
-      );
+      expect(
+        client
+          .list()
+          .map((t) => [t.infoHash, t.state, t.path])
+          .sort(),
+      ).toEqual([blobs[0], blobs[2]].map((b) => [b.infoHash, 'seeding', b.path]).sort());
       expect(await metrics.render()).toMatch(/p2p_swarm_torrents\{state="seeding",app="test"\} 2/);
       await client.stopSeeding(blobs[0].infoHash);
       expect(stopped).toContain(`${blobs[0].infoHash}:stopped`);
@@ -58,7 +61,15 @@ describe(SwarmClient.name, () => {
   });
 
   it('refuses to seed a file whose name is not the torrent name', async () => {
-    const client = new SwarmClient({ role: 'agent', port: 0, trackers: [], throttle: new ThrottleService({}), limits: {}, maxSeeding: 1, seedTtlSeconds: 1 });
+    const client = new SwarmClient({
+      role: 'agent',
+      port: 0,
+      trackers: [],
+      throttle: new ThrottleService({}),
+      limits: {},
+      maxSeeding: 1,
+      seedTtlSeconds: 1,
+    });
     try {
       await expect(client.seed(blobs[0].metainfo, blobs[1].path)).rejects.toThrow(/basename/);
       await expect(client.seed(Buffer.from('junk'), blobs[0].path)).rejects.toThrow(/not a torrent/);

@@ -331,7 +331,10 @@ export class SwarmClient {
 
   private dial(session: TorrentSession, address: string): void {
     const target = parseAddress(address);
-    if (!target || this.destroyed) { session.dialEnded(address, false); return; }
+    if (!target || this.destroyed) {
+      session.dialEnded(address, false);
+      return;
+    }
     const socket = netConnect({ host: target.host, port: target.port });
     this.track(socket);
     let connected = false;
@@ -347,7 +350,10 @@ export class SwarmClient {
       if (!connected) session.dialEnded(address, false);
     });
     const peer = new PeerConnection(socket, 'initiator', () => undefined, this.options.authTimeoutMs ?? 10_000, target);
-    if (session.ended) { peer.close('torrent closed'); return; }
+    if (session.ended) {
+      peer.close('torrent closed');
+      return;
+    }
     session.attach(peer);
     peer.start(session);
   }

@@ -20,8 +20,15 @@ const SIZE = 9 * 1024 * 1024 + 12_345; // ten 1 MiB pieces, the last one short
 /** A private blob torrent of `data` with the given piece length (createBlobTorrent picks 1 MiB up to 256 MiB blobs). */
 function torrentWithPieceLength(data: Buffer, name: string, pieceLength: number): Buffer {
   const hashes: Buffer[] = [];
-  for (let off = 0; off < data.length; off += pieceLength) hashes.push(createHash('sha1').update(data.subarray(off, off + pieceLength)).digest());
-  return Buffer.from(bencode.encode({ info: { length: data.length, name, 'piece length': pieceLength, pieces: Buffer.concat(hashes), private: 1 } }));
+  for (let off = 0; off < data.length; off += pieceLength)
+    hashes.push(
+      createHash('sha1')
+        .update(data.subarray(off, off + pieceLength))
+        .digest(),
+    );
+  return Buffer.from(
+    bencode.encode({ info: { length: data.length, name, 'piece length': pieceLength, pieces: Buffer.concat(hashes), private: 1 } }),
+  );
 }
 
 /**
@@ -46,7 +53,14 @@ function rawLiar(port: number, metainfo: Buffer): Promise<{ close(): void }> {
       message: (m) => {
         if (m.type === 'extended' && m.id === 0) {
           const dict = bencode.decode(m.payload) as { m: Record<string, number>; p2p_nonce: Uint8Array };
-          const proof = authProof(TOKEN, { infoHash: infoHashBuf, senderId: id, senderNonce: nonce, senderSide: 'initiator', receiverId: remoteId!, receiverNonce: Buffer.from(dict.p2p_nonce) });
+          const proof = authProof(TOKEN, {
+            infoHash: infoHashBuf,
+            senderId: id,
+            senderNonce: nonce,
+            senderSide: 'initiator',
+            receiverId: remoteId!,
+            receiverNonce: Buffer.from(dict.p2p_nonce),
+          });
           socket.write(encodeExtended(dict.m['p2p_auth'], proof));
           const bits = Buffer.alloc(Math.ceil(pieces / 8));
           for (let i = 0; i < pieces; i++) bits[i >> 3] |= 0x80 >> (i & 7);

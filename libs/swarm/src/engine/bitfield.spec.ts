@@ -53,9 +53,11 @@ describe(Bitfield.name, () => {
   it('maintains count under any sequence of set and clear', () => {
     fc.assert(
       fc.property(
-        fc.integer({ min: 1, max: 100 }).chain((length) =>
-          fc.tuple(fc.constant(length), fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: length - 1 })), { maxLength: 300 })),
-        ),
+        fc
+          .integer({ min: 1, max: 100 })
+          .chain((length) =>
+            fc.tuple(fc.constant(length), fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: length - 1 })), { maxLength: 300 })),
+          ),
         ([length, ops]) => {
           const field = new Bitfield(length);
           const model = new Set<number>();

@@ -160,15 +160,24 @@ export class PeerConnection implements WireHandler {
   handshake(h: Handshake): void {
     if (this.side === 'acceptor') {
       const link = this.route(h.infoHash, this);
-      if (!link) { this.close('unknown info hash'); return; }
+      if (!link) {
+        this.close('unknown info hash');
+        return;
+      }
       this.link = link;
     } else if (!h.infoHash.equals(this.session().infoHash)) {
       this.close('wrong info hash');
       return;
     }
     const link = this.session();
-    if (h.peerId.equals(link.localId)) { this.close('connected to ourselves'); return; }
-    if ((h.reserved[5] & 0x10) === 0) { this.close('peer does not speak the extension protocol (no authentication)'); return; }
+    if (h.peerId.equals(link.localId)) {
+      this.close('connected to ourselves');
+      return;
+    }
+    if ((h.reserved[5] & 0x10) === 0) {
+      this.close('peer does not speak the extension protocol (no authentication)');
+      return;
+    }
     this.remoteId = Buffer.from(h.peerId);
     this.remoteIdHex = this.remoteId.toString('hex');
     if (this.side === 'acceptor') this.write(encodeHandshake(link.infoHash, link.localId, RESERVED));
@@ -197,9 +206,18 @@ export class PeerConnection implements WireHandler {
       return;
     }
     if (m.type === 'keepalive') return;
-    if (m.type !== 'extended') { this.close(`sent ${m.type} before authenticating`); return; }
-    if (m.id === EXTENDED_HANDSHAKE_ID) { this.onExtendedHandshake(m.payload); return; }
-    if (m.id === AUTH_EXT_ID) { this.onProof(m.payload); return; }
+    if (m.type !== 'extended') {
+      this.close(`sent ${m.type} before authenticating`);
+      return;
+    }
+    if (m.id === EXTENDED_HANDSHAKE_ID) {
+      this.onExtendedHandshake(m.payload);
+      return;
+    }
+    if (m.id === AUTH_EXT_ID) {
+      this.onProof(m.payload);
+      return;
+    }
     this.close('unexpected extension message before authenticating');
   }
 
@@ -297,7 +315,10 @@ export class PeerConnection implements WireHandler {
     try {
       this.parser.push(chunk);
     } catch (err) {
-      if (err instanceof WireProtocolError) { this.close(`protocol error: ${err.message}`); return; }
+      if (err instanceof WireProtocolError) {
+        this.close(`protocol error: ${err.message}`);
+        return;
+      }
       throw err;
     }
     if (this.state === 'ready') {
@@ -317,9 +338,18 @@ export class PeerConnection implements WireHandler {
     const m = dict['m'] as Record<string, unknown> | undefined;
     const id = m?.[AUTH_EXTENSION];
     const nonce = dict['p2p_nonce'];
-    if (typeof id !== 'number' || !Number.isInteger(id) || id <= 0 || id > 255) { this.close('peer does not authenticate'); return; }
-    if (!(nonce instanceof Uint8Array) || nonce.length !== AUTH_NONCE_LENGTH) { this.close('peer sent no valid nonce'); return; }
-    if (Buffer.from(nonce).equals(this.nonce)) { this.close('peer echoed our nonce'); return; }
+    if (typeof id !== 'number' || !Number.isInteger(id) || id <= 0 || id > 255) {
+      this.close('peer does not authenticate');
+      return;
+    }
+    if (!(nonce instanceof Uint8Array) || nonce.length !== AUTH_NONCE_LENGTH) {
+      this.close('peer sent no valid nonce');
+      return;
+    }
+    if (Buffer.from(nonce).equals(this.nonce)) {
+      this.close('peer echoed our nonce');
+      return;
+    }
     const bs = dict['p2p_bs'];
     this.blockSize = typeof bs === 'number' && Number.isInteger(bs) && bs >= DEFAULT_BLOCK ? Math.min(bs, MAX_BLOCK) : DEFAULT_BLOCK;
     this.remoteAuthId = id;
@@ -343,7 +373,10 @@ export class PeerConnection implements WireHandler {
   }
 
   private onProof(payload: Buffer): void {
-    if (!this.remoteNonce) { this.close('proof before the extended handshake'); return; }
+    if (!this.remoteNonce) {
+      this.close('proof before the extended handshake');
+      return;
+    }
     const link = this.session();
     const ok = proofMatches(
       link.token,
@@ -357,7 +390,10 @@ export class PeerConnection implements WireHandler {
       },
       payload,
     );
-    if (!ok) { this.close('wrong swarm token proof'); return; }
+    if (!ok) {
+      this.close('wrong swarm token proof');
+      return;
+    }
     this.proofOk = true;
     this.maybeReady();
   }

@@ -266,7 +266,10 @@ export class TorrentSession implements PeerSessionLink {
   }
 
   authenticated(peer: PeerConnection): void {
-    if (this.reputation.isBanned(peer)) { peer.close('banned'); return; }
+    if (this.reputation.isBanned(peer)) {
+      peer.close('banned');
+      return;
+    }
     for (const other of this.peers) {
       if (other === peer || other.remoteIdHex !== peer.remoteIdHex || other.state !== 'ready') continue;
       // Both sides dialled: both keep the connection opened by the lower peer id.
@@ -478,7 +481,10 @@ export class TorrentSession implements PeerSessionLink {
   }
 
   private onHave(peer: PeerConnection, index: number): void {
-    if (!Number.isInteger(index) || index < 0 || index >= this.pieceCount) { peer.close('have for a piece that does not exist'); return; }
+    if (!Number.isInteger(index) || index < 0 || index >= this.pieceCount) {
+      peer.close('have for a piece that does not exist');
+      return;
+    }
     if (peer.pieces().get(index)) return;
     peer.pieces().set(index);
     this.picker.addHave(index);
@@ -588,7 +594,12 @@ export class TorrentSession implements PeerSessionLink {
       // A suspect piece is not split between peers, not even in the endgame.
       if (job.state !== 'fetching' || job.suspect || job.blockSize !== peer.blockSize || !has.get(job.index)) continue;
       for (let b = 0; b < job.blocks; b++) {
-        if (job.got[b] === 0 && job.requested[b] === 1 && job.requestedAt[b] < slowBefore && !peer.requests.has(job.index * BLOCK_KEY + b)) {
+        if (
+          job.got[b] === 0 &&
+          job.requested[b] === 1 &&
+          job.requestedAt[b] < slowBefore &&
+          !peer.requests.has(job.index * BLOCK_KEY + b)
+        ) {
           return { job, block: b };
         }
       }
@@ -624,11 +635,23 @@ export class TorrentSession implements PeerSessionLink {
 
   pieceStart(peer: PeerConnection, index: number, begin: number, length: number): { buffer: Buffer; offset: number } | undefined {
     const job = this.jobs.get(index);
-    if (!job || job.state !== 'fetching' || begin % job.blockSize !== 0) { this.discard('not-wanted', length); return; }
+    if (!job || job.state !== 'fetching' || begin % job.blockSize !== 0) {
+      this.discard('not-wanted', length);
+      return;
+    }
     const block = begin / job.blockSize;
-    if (!peer.requests.has(index * BLOCK_KEY + block)) { this.discard('not-requested', length); return; }
-    if (job.got[block]) { this.discard('duplicate', length); return; }
-    if (length !== Math.min(job.blockSize, job.length - begin)) { this.discard('not-requested', length); return; }
+    if (!peer.requests.has(index * BLOCK_KEY + block)) {
+      this.discard('not-requested', length);
+      return;
+    }
+    if (job.got[block]) {
+      this.discard('duplicate', length);
+      return;
+    }
+    if (length !== Math.min(job.blockSize, job.length - begin)) {
+      this.discard('not-requested', length);
+      return;
+    }
     if (job.receiving[block]) {
       const scratch = this.ctx.pool.take(length);
       peer.target = { job, block, scratch } satisfies BlockTarget;
@@ -707,7 +730,10 @@ export class TorrentSession implements PeerSessionLink {
     job.state = 'writing';
     const expected = this.info.pieces.subarray(job.index * 20, job.index * 20 + 20);
     const actual = createHash('sha1').update(job.buf.subarray(0, job.length)).digest();
-    if (!actual.equals(expected)) { this.pieceFailed(job); return; }
+    if (!actual.equals(expected)) {
+      this.pieceFailed(job);
+      return;
+    }
     const write = this.writePiece(job);
     this.pendingWrites.add(write);
     void write.finally(() => this.pendingWrites.delete(write));
@@ -754,7 +780,9 @@ export class TorrentSession implements PeerSessionLink {
   }
 
   private pieceFailed(job: PieceJob): void {
-    this.logger.warn(`torrent ${this.short}: piece ${job.index} failed verification (from ${[...job.contributors].map((p) => p.address).join(', ')})`);
+    this.logger.warn(
+      `torrent ${this.short}: piece ${job.index} failed verification (from ${[...job.contributors].map((p) => p.address).join(', ')})`,
+    );
     this.ctx.metrics?.pieceFailures.inc();
     // Bytes that failed verification are not progress: a seed sending garbage must look stalled.
     this.received -= job.length;
@@ -949,7 +977,10 @@ export class TorrentSession implements PeerSessionLink {
       peer.close(`invalid request ${index}:${begin}+${length}`);
       return;
     }
-    if (peer.uploads.length >= MAX_QUEUED_UPLOADS) { peer.close('request flood'); return; }
+    if (peer.uploads.length >= MAX_QUEUED_UPLOADS) {
+      peer.close('request flood');
+      return;
+    }
     peer.uploads.push({ index, begin, length });
     void this.pump(peer);
   }
@@ -1009,7 +1040,10 @@ export class TorrentSession implements PeerSessionLink {
       while (this.pieceCache.size > PIECE_CACHE) {
         const [oldest, p] = this.pieceCache.entries().next().value as [number, Promise<SharedBuffer>];
         this.pieceCache.delete(oldest);
-        p.then((sb) => sb.release(), () => undefined);
+        p.then(
+          (sb) => sb.release(),
+          () => undefined,
+        );
       }
     }
     const sb = await entry;
@@ -1044,7 +1078,11 @@ export class TorrentSession implements PeerSessionLink {
   }
 
   private clearPieceCache(): void {
-    for (const p of this.pieceCache.values()) p.then((sb) => sb.release(), () => undefined);
+    for (const p of this.pieceCache.values())
+      p.then(
+        (sb) => sb.release(),
+        () => undefined,
+      );
     this.pieceCache.clear();
   }
 
@@ -1128,7 +1166,9 @@ export class TorrentSession implements PeerSessionLink {
     const ready = [...this.peers].filter((p) => p.state === 'ready');
     const waiting = ready.filter((p) => p.amChoking && p.peerInterested).length;
     if (waiting === 0) return;
-    const holders = ready.filter((p) => !p.amChoking && now - p.chokeChangedAt >= ROTATE_MS).sort((a, b) => a.chokeChangedAt - b.chokeChangedAt);
+    const holders = ready
+      .filter((p) => !p.amChoking && now - p.chokeChangedAt >= ROTATE_MS)
+      .sort((a, b) => a.chokeChangedAt - b.chokeChangedAt);
     const turns = Math.min(waiting, Math.max(1, Math.floor(this.ctx.uploadSlots / 2)), holders.length);
     for (let i = 0; i < turns; i++) holders[i].setChoking(true);
     this.rechoke();

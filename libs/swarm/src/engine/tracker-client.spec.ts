@@ -4,7 +4,14 @@ import type { AddressInfo } from 'node:net';
 import bencode from 'bencode';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TrackerServer } from '../tracker/tracker-server.js';
-import { announce, redactToken, TrackerAnnouncer, TrackerError, type AnnounceParams, type TrackerAnnouncerOptions } from './tracker-client.js';
+import {
+  announce,
+  redactToken,
+  TrackerAnnouncer,
+  TrackerError,
+  type AnnounceParams,
+  type TrackerAnnouncerOptions,
+} from './tracker-client.js';
 
 const TOKEN = 's3cret-swarm-token';
 
@@ -65,7 +72,10 @@ function peer(infoHash: Buffer, port: number, left = 100): () => Omit<AnnouncePa
   return () => p;
 }
 
-function announcer(options: Partial<TrackerAnnouncerOptions> & Pick<TrackerAnnouncerOptions, 'urls' | 'params'>): { a: TrackerAnnouncer; seen: Set<string> } {
+function announcer(options: Partial<TrackerAnnouncerOptions> & Pick<TrackerAnnouncerOptions, 'urls' | 'params'>): {
+  a: TrackerAnnouncer;
+  seen: Set<string>;
+} {
   const seen = new Set<string>();
   const a = new TrackerAnnouncer({ onPeers: (peers) => peers.forEach((p) => seen.add(p)), ...options });
   announcers.push(a);
@@ -90,7 +100,15 @@ describe('announce', () => {
     });
     const infoHash = Buffer.from('00ff25262b3d3f20' + 'ab'.repeat(12), 'hex');
     const peerId = Buffer.from('-XX0001-abcdefghijkl');
-    await announce(`http://127.0.0.1:${port}/announce?token=abc`, { infoHash, peerId, port: 6881, uploaded: 1, downloaded: 2, left: 3, event: 'completed' });
+    await announce(`http://127.0.0.1:${port}/announce?token=abc`, {
+      infoHash,
+      peerId,
+      port: 6881,
+      uploaded: 1,
+      downloaded: 2,
+      left: 3,
+      event: 'completed',
+    });
     expect(seen).toBe(
       `/announce?token=abc&info_hash=${[...infoHash].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')}` +
         `&peer_id=${[...peerId].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')}` +
@@ -255,11 +273,19 @@ describe(TrackerAnnouncer.name, () => {
     a.completed();
     a.completed();
     // Answers handled by the announcer, not just requests seen by the servers: announceNow skips trackers in flight.
-    await until(() => peerLists.length === 4 && errors.length === 1, 4000, () => ({ events, errors }));
+    await until(
+      () => peerLists.length === 4 && errors.length === 1,
+      4000,
+      () => ({ events, errors }),
+    );
     expect(a.answered()).toBe(2);
     expect(peerLists).toEqual(Array(4).fill(['10.0.0.1:9']));
     a.announceNow();
-    await until(() => events.every((e) => e.length === 3) && errors.length === 2, 4000, () => ({ events, errors }));
+    await until(
+      () => events.every((e) => e.length === 3) && errors.length === 2,
+      4000,
+      () => ({ events, errors }),
+    );
     await a.stop();
     await a.stop();
     expect(events).toEqual([

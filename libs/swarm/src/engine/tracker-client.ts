@@ -78,7 +78,11 @@ function scrub(message: string, url: string): string {
 }
 
 /** One announce. `url` may already carry a query (the swarm token): append with `&`. Times out after `timeoutMs` (default 10 s). */
-export async function announce(url: string, params: AnnounceParams, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<AnnounceResult> {
+export async function announce(
+  url: string,
+  params: AnnounceParams,
+  options?: { timeoutMs?: number; signal?: AbortSignal },
+): Promise<AnnounceResult> {
   const signal = options?.signal;
   signal?.throwIfAborted();
   const timeoutMs = options?.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -139,7 +143,11 @@ function parseAnswer(body: Buffer, url: string): AnnounceResult {
   const failure = decoded['failure reason'] as BencodeValue | undefined;
   if (failure !== undefined) {
     const reason =
-      failure instanceof Uint8Array ? Buffer.from(failure).toString('utf8') : typeof failure === 'number' ? String(failure) : '(not a string)';
+      failure instanceof Uint8Array
+        ? Buffer.from(failure).toString('utf8')
+        : typeof failure === 'number'
+          ? String(failure)
+          : '(not a string)';
     throw new TrackerError(scrub(`tracker refused the announce: ${reason}`, url));
   }
   const interval = decoded['interval'];
@@ -183,7 +191,7 @@ function compactPeers6(b: Uint8Array, out: string[]): void {
 function formatIpv6(groups: number[]): string {
   let bestAt = -1;
   let bestLen = 1;
-  for (let g = 0; g < 8; ) {
+  for (let g = 0; g < 8;) {
     if (groups[g] !== 0) {
       g++;
       continue;
@@ -196,7 +204,11 @@ function formatIpv6(groups: number[]): string {
     }
     g = end;
   }
-  const hex = (from: number, to: number) => groups.slice(from, to).map((x) => x.toString(16)).join(':');
+  const hex = (from: number, to: number) =>
+    groups
+      .slice(from, to)
+      .map((x) => x.toString(16))
+      .join(':');
   if (bestAt < 0) return hex(0, 8);
   return `${hex(0, bestAt)}::${hex(bestAt + bestLen, 8)}`;
 }

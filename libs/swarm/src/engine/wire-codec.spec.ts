@@ -25,8 +25,7 @@ import {
 } from './wire-codec.js';
 
 type Item =
-  | { kind: 'message'; message: WireMessage; unknownPayload?: Buffer }
-  | { kind: 'piece'; index: number; begin: number; payload: Buffer };
+  { kind: 'message'; message: WireMessage; unknownPayload?: Buffer } | { kind: 'piece'; index: number; begin: number; payload: Buffer };
 
 interface Stream {
   handshake?: { reserved: Buffer; infoHash: Buffer; peerId: Buffer };
@@ -174,8 +173,7 @@ const knownIds = new Set<number>(Object.values(MessageId));
 const unknownId = fc.integer({ min: 0, max: 255 }).filter((id) => !knownIds.has(id));
 
 function itemArb(maxPiece: number): fc.Arbitrary<Item> {
-  const message = (m: fc.Arbitrary<WireMessage>): fc.Arbitrary<Item> =>
-    m.map((message) => ({ kind: 'message', message }));
+  const message = (m: fc.Arbitrary<WireMessage>): fc.Arbitrary<Item> => m.map((message) => ({ kind: 'message', message }));
   // Unbiased lengths: fast-check would otherwise favour tiny payloads and rarely cross a chunk.
   const bigPayload = fc
     .tuple(fc.noBias(fc.integer({ min: 0, max: maxPiece })), fc.integer())
@@ -193,9 +191,9 @@ function itemArb(maxPiece: number): fc.Arbitrary<Item> {
   const requestLike = fc
     .tuple(fc.constantFrom('request' as const, 'cancel' as const), u32, u32, u32)
     .map(([type, index, begin, length]): WireMessage => ({ type, index, begin, length }));
-  const unknown = fc.tuple(unknownId, smallBytes(100)).map(
-    ([id, payload]): Item => ({ kind: 'message', message: { type: 'unknown', id, length: payload.length }, unknownPayload: payload }),
-  );
+  const unknown = fc
+    .tuple(unknownId, smallBytes(100))
+    .map(([id, payload]): Item => ({ kind: 'message', message: { type: 'unknown', id, length: payload.length }, unknownPayload: payload }));
   return fc.oneof(
     message(bare),
     message(u32.map((index) => ({ type: 'have', index }))),

@@ -75,7 +75,11 @@ describe(ProxyRing.name, () => {
   });
 
   it('checks TLS certificates of proxies expanded from a DNS name against that name, not the pod address', async () => {
-    const r = await ring(['https://p2p-proxy.ns.svc:5005'], () => true, async () => ['198.51.100.7']);
+    const r = await ring(
+      ['https://p2p-proxy.ns.svc:5005'],
+      () => true,
+      async () => ['198.51.100.7'],
+    );
     const names = (r as unknown as { tlsNames: Map<string, string> }).tlsNames;
     expect(names.get('198.51.100.7')).toBe('p2p-proxy.ns.svc');
     expect(r.list().map((m) => m.url)).toEqual(['https://198.51.100.7:5005']);
@@ -83,12 +87,25 @@ describe(ProxyRing.name, () => {
   });
 
   it('expands a single DNS name into one member per address', async () => {
-    const r = await ring(['http://p2p-proxy.ns.svc:5005'], () => true, async () => ['198.51.100.2', '198.51.100.1']);
-    expect(r.list().map((m) => m.url).sort()).toEqual(['http://198.51.100.1:5005', 'http://198.51.100.2:5005']);
+    const r = await ring(
+      ['http://p2p-proxy.ns.svc:5005'],
+      () => true,
+      async () => ['198.51.100.2', '198.51.100.1'],
+    );
+    expect(
+      r
+        .list()
+        .map((m) => m.url)
+        .sort(),
+    ).toEqual(['http://198.51.100.1:5005', 'http://198.51.100.2:5005']);
   });
 
   it('refuses with a typed error when no proxy is known', async () => {
-    const r = await ring(['http://nowhere.invalid:5005'], () => true, async () => []);
+    const r = await ring(
+      ['http://nowhere.invalid:5005'],
+      () => true,
+      async () => [],
+    );
     expect(r.list()).toHaveLength(1);
     const empty = new ProxyRing({ proxies: [], refreshSeconds: 1, check: async () => true });
     await empty.refresh();

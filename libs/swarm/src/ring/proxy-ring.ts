@@ -59,7 +59,8 @@ export class ProxyRing {
     this.dispatcher = new Agent({
       connect: {
         ...(options.ca ? { ca: options.ca } : {}),
-        checkServerIdentity: (host: string, cert: PeerCertificate) => checkServerIdentity(this.tlsNames.get(host.replace(/^\[|\]$/g, '')) ?? host, cert),
+        checkServerIdentity: (host: string, cert: PeerCertificate) =>
+          checkServerIdentity(this.tlsNames.get(host.replace(/^\[|\]$/g, '')) ?? host, cert),
       },
     });
   }
@@ -191,7 +192,12 @@ async function resolveAll(host: string): Promise<string[]> {
 }
 
 async function healthz(url: string, timeoutMs: number, dispatcher: Dispatcher): Promise<boolean> {
-  const res = await request(`${url}/healthz`, { dispatcher, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
+  const res = await request(`${url}/healthz`, {
+    dispatcher,
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+    signal: AbortSignal.timeout(timeoutMs),
+  });
   await res.body.dump();
   return res.statusCode === 200;
 }

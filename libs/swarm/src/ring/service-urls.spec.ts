@@ -16,10 +16,8 @@ describe(expandServiceUrls.name, () => {
   });
 
   it('keeps IP URLs and unresolvable names as they are, and brackets IPv6', async () => {
-    expect(await expandServiceUrls(['http://127.0.0.1:6969/announce', 'http://nowhere:1/announce', 'http://v6.example:6969/announce'], resolve)).toEqual([
-      'http://127.0.0.1:6969/announce',
-      'http://nowhere:1/announce',
-      'http://[fd00::1]:6969/announce',
-    ]);
+    expect(
+      await expandServiceUrls(['http://127.0.0.1:6969/announce', 'http://nowhere:1/announce', 'http://v6.example:6969/announce'], resolve),
+    ).toEqual(['http://127.0.0.1:6969/announce', 'http://nowhere:1/announce', 'http://[fd00::1]:6969/announce']);
   });
 });

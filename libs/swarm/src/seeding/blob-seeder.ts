@@ -105,7 +105,8 @@ export class BlobSeeder {
     this.torrents.delete(digest);
     this.pendingPieces.delete(digest);
     try {
-      if (await this.store.discardCorrupt(digest)) this.logger.warn(`${digest}: corrupt file evicted from the cache; it will be fetched again`);
+      if (await this.store.discardCorrupt(digest))
+        this.logger.warn(`${digest}: corrupt file evicted from the cache; it will be fetched again`);
     } catch (err) {
       this.logger.error(`${digest}: cannot evict the corrupt file: ${(err as Error).message}`);
     }

@@ -28,7 +28,10 @@ describe(createBlobTorrent.name, () => {
   it('gives the same info hash and bytes for the same blob on different hosts and trackers', async () => {
     const a = await createBlobTorrent(join(dir, 'host-a', hex), hex, data.length, ['http://127.0.0.1:6969/announce']);
     const b = await createBlobTorrent(join(dir, 'host-b', hex), hex, data.length, ['http://127.0.0.1:6969/announce']);
-    const c = await createBlobTorrent(join(dir, 'host-b', hex), hex, data.length, ['http://127.0.0.2:6969/announce', 'http://127.0.0.3:6969/announce']);
+    const c = await createBlobTorrent(join(dir, 'host-b', hex), hex, data.length, [
+      'http://127.0.0.2:6969/announce',
+      'http://127.0.0.3:6969/announce',
+    ]);
     expect(a.infoHash).toMatch(/^[0-9a-f]{40}$/);
     expect(b.metainfo.equals(a.metainfo)).toBe(true);
     expect(c.infoHash).toBe(a.infoHash);
@@ -144,7 +147,9 @@ describe(parseBlobMetainfo.name, () => {
   it('hashes the info dict as it appears in the metainfo', () => {
     const metainfo = withInfo({ source: 'extra key kept' });
     const start = metainfo.indexOf('4:info') + 6;
-    const expected = createHash('sha1').update(metainfo.subarray(start, metainfo.length - 1)).digest('hex');
+    const expected = createHash('sha1')
+      .update(metainfo.subarray(start, metainfo.length - 1))
+      .digest('hex');
     expect(parseBlobMetainfo(metainfo).infoHash).toBe(expected);
   });
 
@@ -174,8 +179,14 @@ describe(parseBlobMetainfo.name, () => {
     ['pieces not a multiple of 20', withInfo({ pieces: pieces.subarray(1) })],
     ['pieces for an empty blob', withInfo({ length: 0 })],
     ['no pieces', withInfo({ pieces: undefined })],
-    ['non-canonical info (keys out of order)', Buffer.from(`d4:infod4:name64:${hex}6:lengthi${length}e12:piece lengthi${pieceLength}e6:pieces60:${'x'.repeat(60)}ee`)],
-    ['length only inherited from a __proto__ key', Buffer.from(`d4:infod9:__proto__d6:lengthi0ee4:name64:${hex}12:piece lengthi${pieceLength}e6:pieces0:ee`)],
+    [
+      'non-canonical info (keys out of order)',
+      Buffer.from(`d4:infod4:name64:${hex}6:lengthi${length}e12:piece lengthi${pieceLength}e6:pieces60:${'x'.repeat(60)}ee`),
+    ],
+    [
+      'length only inherited from a __proto__ key',
+      Buffer.from(`d4:infod9:__proto__d6:lengthi0ee4:name64:${hex}12:piece lengthi${pieceLength}e6:pieces0:ee`),
+    ],
   ])('rejects %s', (_what, metainfo) => {
     expect(() => parseBlobMetainfo(metainfo)).toThrow(InvalidMetainfoError);
   });

@@ -68,10 +68,16 @@ export function createBlobTorrent(filePath: string, digestHex: string, size: num
   };
   return new Promise((resolve, reject) => {
     createTorrent(filePath, opts, (err, torrent) => {
-      if (err) { reject(err); return; }
+      if (err) {
+        reject(err);
+        return;
+      }
       const metainfo = Buffer.from(torrent.buffer, torrent.byteOffset, torrent.byteLength);
       describeMetainfo(metainfo).then((summary) => {
-        if (summary.length !== size) { reject(new InvalidMetainfoError(`${filePath} is ${summary.length} bytes, expected ${size}`)); return; }
+        if (summary.length !== size) {
+          reject(new InvalidMetainfoError(`${filePath} is ${summary.length} bytes, expected ${size}`));
+          return;
+        }
         resolve({ metainfo, infoHash: summary.infoHash });
       }, reject);
     });
@@ -88,7 +94,13 @@ export async function describeMetainfo(metainfo: Uint8Array): Promise<MetainfoSu
   }
   if (parsed.files.length !== 1) throw new InvalidMetainfoError('blob torrents have exactly one file');
   if (!HEX64.test(parsed.name)) throw new InvalidMetainfoError(`torrent name is not a sha256 hex digest: ${parsed.name}`);
-  return { infoHash: parsed.infoHash, name: parsed.name, length: parsed.length, pieceLength: parsed.pieceLength, announce: parsed.announce };
+  return {
+    infoHash: parsed.infoHash,
+    name: parsed.name,
+    length: parsed.length,
+    pieceLength: parsed.pieceLength,
+    announce: parsed.announce,
+  };
 }
 
 /**
@@ -101,7 +113,8 @@ export function createBlobTorrentFromPieces(digestHex: string, size: number, pie
   if (!HEX64.test(digestHex)) throw new InvalidMetainfoError(`torrent name must be a sha256 hex digest, got ${digestHex}`);
   const pieceLength = pieceLengthFor(size);
   const expected = pieceCount(size, pieceLength) * SHA1_LENGTH;
-  if (pieces.length !== expected) throw new InvalidMetainfoError(`${pieces.length} bytes of piece hashes for ${size} B, expected ${expected}`);
+  if (pieces.length !== expected)
+    throw new InvalidMetainfoError(`${pieces.length} bytes of piece hashes for ${size} B, expected ${expected}`);
   const info = { length: size, name: digestHex, 'piece length': pieceLength, pieces, private: 1 };
   const torrent: Record<string, unknown> = {
     'created by': CREATED_BY,
@@ -147,10 +160,12 @@ export function parseBlobMetainfo(metainfo: Uint8Array): BlobMetainfo {
   const dict = dictOf(info, 'info');
   if (field(dict, 'files') !== undefined) throw new InvalidMetainfoError('blob torrents have exactly one file');
   const nameBytes = field(dict, 'name');
-  const name = nameBytes instanceof Uint8Array ? Buffer.from(nameBytes.buffer, nameBytes.byteOffset, nameBytes.byteLength).toString('latin1') : '';
+  const name =
+    nameBytes instanceof Uint8Array ? Buffer.from(nameBytes.buffer, nameBytes.byteOffset, nameBytes.byteLength).toString('latin1') : '';
   if (!HEX64.test(name)) throw new InvalidMetainfoError('torrent name is not a sha256 hex digest');
   const length = field(dict, 'length');
-  if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0) throw new InvalidMetainfoError(`invalid length ${describeInt(length)}`);
+  if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0)
+    throw new InvalidMetainfoError(`invalid length ${describeInt(length)}`);
   const pieceLength = field(dict, 'piece length');
   if (
     typeof pieceLength !== 'number' ||

@@ -5,7 +5,12 @@ import { PieceHasher } from './piece-hasher.js';
 
 function expectedPieces(data: Buffer, pieceLength: number): Buffer {
   const out: Buffer[] = [];
-  for (let off = 0; off < data.length; off += pieceLength) out.push(createHash('sha1').update(data.subarray(off, off + pieceLength)).digest());
+  for (let off = 0; off < data.length; off += pieceLength)
+    out.push(
+      createHash('sha1')
+        .update(data.subarray(off, off + pieceLength))
+        .digest(),
+    );
   return Buffer.concat(out);
 }
 

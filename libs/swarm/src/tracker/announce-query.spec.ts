@@ -3,7 +3,10 @@ import { decodeBinary, MAX_NUMWANT, parseAnnounce, parseInfoHashes, splitQuery, 
 
 const bytes = Buffer.from(Array.from({ length: 20 }, (_, i) => (i * 37) & 255));
 // What clients send: unreserved bytes literal, everything else %XX.
-const enc = (b: Buffer) => [...b].map((x) => (/[A-Za-z0-9.\-_~]/.test(String.fromCharCode(x)) ? String.fromCharCode(x) : `%${x.toString(16).padStart(2, '0')}`)).join('');
+const enc = (b: Buffer) =>
+  [...b]
+    .map((x) => (/[A-Za-z0-9.\-_~]/.test(String.fromCharCode(x)) ? String.fromCharCode(x) : `%${x.toString(16).padStart(2, '0')}`))
+    .join('');
 const q = (extra: string) => splitQuery(`/announce?info_hash=${enc(bytes)}&peer_id=${enc(bytes)}&port=6881&left=0${extra}`);
 
 describe('announce query', () => {
@@ -15,7 +18,15 @@ describe('announce query', () => {
 
   it('parses an announce with defaults and caps', () => {
     const a = parseAnnounce(q('&event=started&token=a%2Fb&numwant=5000&compact=1'));
-    expect(a).toMatchObject({ infoHash: bytes.toString('hex'), port: 6881, left: 0, event: 'started', numwant: MAX_NUMWANT, compact: true, token: 'a/b' });
+    expect(a).toMatchObject({
+      infoHash: bytes.toString('hex'),
+      port: 6881,
+      left: 0,
+      event: 'started',
+      numwant: MAX_NUMWANT,
+      compact: true,
+      token: 'a/b',
+    });
     expect(Buffer.from(a.peerId, 'latin1')).toEqual(bytes);
     expect(parseAnnounce(q(''))).toMatchObject({ event: 'update', numwant: 50, compact: true, token: undefined });
     expect(parseAnnounce(q('&compact=0')).compact).toBe(false);
@@ -36,7 +47,10 @@ describe('announce query', () => {
 
   it('reads every info_hash of a scrape', () => {
     const other = Buffer.alloc(20, 7);
-    expect(parseInfoHashes(splitQuery(`/scrape?info_hash=${enc(bytes)}&info_hash=${enc(other)}`))).toEqual([bytes.toString('hex'), other.toString('hex')]);
+    expect(parseInfoHashes(splitQuery(`/scrape?info_hash=${enc(bytes)}&info_hash=${enc(other)}`))).toEqual([
+      bytes.toString('hex'),
+      other.toString('hex'),
+    ]);
     expect(() => parseInfoHashes(splitQuery('/scrape?info_hash=x'))).toThrow(/info_hash/);
   });
 });

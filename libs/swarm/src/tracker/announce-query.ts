@@ -100,7 +100,8 @@ export function parseAnnounce(params: Map<string, string[]>): AnnounceQuery {
   if (port < 1 || port > 65535) throw new TrackerQueryError(`invalid port: ${port} is not 1-65535`);
   const left = one('left') === undefined ? 1 : integer(one('left'), 'left');
   const eventText = decodeText(one('event') ?? '');
-  if (eventText === null || !EVENTS.has(eventText)) throw new TrackerQueryError('invalid event: expected started, stopped, completed or none');
+  if (eventText === null || !EVENTS.has(eventText))
+    throw new TrackerQueryError('invalid event: expected started, stopped, completed or none');
   const numwantRaw = one('numwant');
   const numwant = numwantRaw === undefined ? DEFAULT_NUMWANT : Math.min(integer(numwantRaw, 'numwant'), MAX_NUMWANT);
   const tokenRaw = one('token');

@@ -14,7 +14,8 @@ const peer = (n: number, over: Partial<AnnounceInput> = {}): AnnounceInput => ({
   ...over,
 });
 /** The ip:port pairs in a compact IPv4 peer string. */
-const addrs = (b: Buffer) => Array.from({ length: b.length / 6 }, (_, i) => `${[...b.subarray(i * 6, i * 6 + 4)].join('.')}:${b.readUInt16BE(i * 6 + 4)}`);
+const addrs = (b: Buffer) =>
+  Array.from({ length: b.length / 6 }, (_, i) => `${[...b.subarray(i * 6, i * 6 + 4)].join('.')}:${b.readUInt16BE(i * 6 + 4)}`);
 
 describe(SwarmTable.name, () => {
   it('hands out other peers, never the asker, in compact form', () => {

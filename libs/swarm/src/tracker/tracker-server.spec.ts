@@ -64,7 +64,11 @@ describe(TrackerServer.name, () => {
   });
 
   /** An announce sent from `localAddress` (a loopback alias), non-compact so peer ids show. */
-  function announceFrom(base: string, localAddress: string, q: { infoHash: string; peerId: Buffer; port: number; event?: string }): Promise<Record<string, unknown>> {
+  function announceFrom(
+    base: string,
+    localAddress: string,
+    q: { infoHash: string; peerId: Buffer; port: number; event?: string },
+  ): Promise<Record<string, unknown>> {
     const url = `${base}/announce?info_hash=${enc(Buffer.from(q.infoHash, 'hex'))}&peer_id=${enc(q.peerId)}&port=${q.port}&left=1&compact=0&event=${q.event ?? 'started'}`;
     return new Promise((resolve, reject) => {
       const req = request(url, { localAddress }, (res) => {

@@ -25,7 +25,6 @@ export interface TrackerServerOptions {
   onWarning?: (err: Error) => void;
 }
 
-
 /**
  * The cluster's private BitTorrent HTTP tracker (BEP 3 announce and scrape, BEP 23 compact and
  * BEP 7 IPv6 answers) without its own listener: the app routes `/announce` and `/scrape` of its
@@ -56,18 +55,27 @@ export class TrackerServer {
   /** Answers one HTTP announce or scrape (bencoded, always HTTP 200 as clients expect). */
   handle(action: 'announce' | 'scrape', req: IncomingMessage, res: ServerResponse): void {
     const params = splitQuery(req.url ?? '');
-    if (action === 'scrape') { this.scrape(params, res); return; }
+    if (action === 'scrape') {
+      this.scrape(params, res);
+      return;
+    }
     let query: AnnounceQuery;
     try {
       query = parseAnnounce(params);
     } catch (err) {
       if (!(err instanceof TrackerQueryError)) throw err;
       // A bad token is reported as such even when the rest is malformed too.
-      if (!this.tokenOk(tokenOf(params))) { this.refuse(action, res, 'refused_token', 'swarm token missing or wrong'); return; }
+      if (!this.tokenOk(tokenOf(params))) {
+        this.refuse(action, res, 'refused_token', 'swarm token missing or wrong');
+        return;
+      }
       this.refuse(action, res, 'malformed', err.message);
       return;
     }
-    if (!this.tokenOk(query.token)) { this.refuse(action, res, 'refused_token', 'swarm token missing or wrong'); return; }
+    if (!this.tokenOk(query.token)) {
+      this.refuse(action, res, 'refused_token', 'swarm token missing or wrong');
+      return;
+    }
     const ip = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     if (this.options.allowClient && !this.options.allowClient(ip)) {
       this.refuse(action, res, 'rate_limited', 'too many announces from this address; retry later');
@@ -105,7 +113,10 @@ export class TrackerServer {
   }
 
   private scrape(params: Map<string, string[]>, res: ServerResponse): void {
-    if (!this.tokenOk(tokenOf(params))) { this.refuse('scrape', res, 'refused_token', 'swarm token missing or wrong'); return; }
+    if (!this.tokenOk(tokenOf(params))) {
+      this.refuse('scrape', res, 'refused_token', 'swarm token missing or wrong');
+      return;
+    }
     let hashes: string[];
     try {
       hashes = params.has('info_hash') ? parseInfoHashes(params) : this.table.infoHashes();
@@ -116,7 +127,10 @@ export class TrackerServer {
     }
     const files = hashes.map((h) => {
       const c = this.table.counts(h);
-      return Buffer.concat([bstr(Buffer.from(h, 'hex')), Buffer.from(`d8:completei${c.complete}e10:downloadedi${c.downloaded}e10:incompletei${c.incomplete}ee`)]);
+      return Buffer.concat([
+        bstr(Buffer.from(h, 'hex')),
+        Buffer.from(`d8:completei${c.complete}e10:downloadedi${c.downloaded}e10:incompletei${c.incomplete}ee`),
+      ]);
     });
     this.reply(res, Buffer.concat([Buffer.from('d5:filesd'), ...files, Buffer.from('ee')]));
     this.options.onResult?.('scrape', 'ok');
@@ -156,7 +170,13 @@ function encodeAnnounce(r: AnnounceResult, interval: number, compact: boolean): 
     return out;
   }
   const peers = r.list.map((p) =>
-    Buffer.concat([Buffer.from('d2:ip'), bstr(Buffer.from(p.ip)), Buffer.from('7:peer id'), bstr(Buffer.from(p.id, 'latin1')), Buffer.from(`4:porti${p.port}ee`)]),
+    Buffer.concat([
+      Buffer.from('d2:ip'),
+      bstr(Buffer.from(p.ip)),
+      Buffer.from('7:peer id'),
+      bstr(Buffer.from(p.id, 'latin1')),
+      Buffer.from(`4:porti${p.port}ee`),
+    ]),
   );
   return Buffer.concat([Buffer.from(head), Buffer.from('5:peersl'), ...peers, Buffer.from('ee')]);
 }
