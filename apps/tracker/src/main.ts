@@ -1,5 +1,5 @@
 import { bootstrapApp, exitOnSignals, type AppEntry, type RunningApp } from '#ops';
-import { TrackerServer } from '#swarm';
+import { TrackerServer } from '#tracker';
 import { TrackerConfig } from './tracker.config.js';
 import { TrackerModule } from './tracker.module.js';
 

@@ -4,7 +4,7 @@ import { Logger, Module, type DynamicModule, type OnApplicationShutdown } from '
 import { HttpAdapterHost } from '@nestjs/core';
 import { HealthIndicatorService } from '@nestjs/terminus';
 import { MetricsService, OpsModule, ReadinessRegistry, SWARM_TOKEN, ThrottleService } from '#ops';
-import { TrackerServer } from '#swarm';
+import { TrackerServer } from '#tracker';
 import { scrapeProbe } from './scrape-probe.js';
 import type { TrackerConfig } from './tracker.config.js';
 

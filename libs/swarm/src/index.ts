@@ -6,7 +6,6 @@ export * from './client/swarm.metrics.js';
 export * from './client/swarm-client.js';
 export * from './ring/rendezvous.js';
 export * from './ring/proxy-ring.js';
-export * from './tracker/tracker-server.js';
 export * from './seeding/blob-seeder.js';
 export * from './seeding/seeding-swarm.js';
 export * from './admin/torrents.controller.js';

@@ -10,7 +10,7 @@ import { MetricsService, ThrottleService } from '#ops';
 import { authProof, newNonce } from '../engine/peer-auth.js';
 import { encodeBitfield, encodeExtended, encodeHandshake, encodePieceHeader, UNCHOKE, WireParser } from '../engine/wire-codec.js';
 import { createBlobTorrent, parseBlobMetainfo } from '../torrent/blob-torrent.js';
-import { TrackerServer } from '../tracker/tracker-server.js';
+import { TrackerServer } from '#tracker';
 import { SwarmClient, type SwarmClientOptions } from './swarm-client.js';
 import { SwarmMetrics } from './swarm.metrics.js';
 

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import bencode from 'bencode';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TrackerServer } from '../tracker/tracker-server.js';
+import { TrackerServer } from '#tracker';
 import {
   announce,
   redactToken,
