@@ -4,7 +4,7 @@ import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { P2P_BIN as BIN, REPO_ROOT as ROOT } from './local-app.js';
-import { rendezvousOrder } from '../../libs/swarm/src/ring/rendezvous.js';
+import { rendezvousOrder } from '../../libs/swarm/src/proxy/ring/rendezvous.js';
 import { NetnsCluster, type Host } from '../../test/harness/netns-cluster.js';
 import { fileDigest, OciLayout, type Descriptor } from '../../test/support/oci-image.js';
 

@@ -15,8 +15,8 @@ import {
   UpstreamSet,
   type BlobFetcher,
 } from '#registry';
+import { SwarmBlobFetcher } from '#swarm';
 import { AgentConfig } from './agent.config.js';
-import { SwarmBlobFetcher } from './swarm/swarm-blob.fetcher.js';
 
 /**
  * Ordered fetchers that fill the cache on a miss: the swarm, the proxy's relay, the origin. The mirror

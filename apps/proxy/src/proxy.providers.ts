@@ -12,8 +12,7 @@ import {
   type BlobRequest,
   type FillObserver,
 } from '#registry';
-import { BlobSeeder, PieceHasher, pieceLengthFor, seedingSwarmProviders } from '#swarm';
-import { BlobTorrentService } from './blob-torrent.service.js';
+import { BlobSeeder, BlobTorrentService, PieceHasher, pieceLengthFor, seedingSwarmProviders } from '#swarm';
 import { ProxyConfig } from './proxy.config.js';
 
 /** The proxy's origin path (one fetch per blob, verified, cached) and its seeding swarm client. */

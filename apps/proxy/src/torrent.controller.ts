@@ -3,8 +3,7 @@ import { Controller, Get, Headers, Param, Query, Res, UseFilters, UseGuards } fr
 import type { FastifyReply } from 'fastify';
 import { SwarmTokenGuard, ThrottleService, throttledStream } from '#ops';
 import { ClientIdleWatchdog, OciErrorFilter } from '#registry';
-import { SwarmClient } from '#swarm';
-import { BlobTorrentService } from './blob-torrent.service.js';
+import { BlobTorrentService, SwarmClient } from '#swarm';
 import { ProxyConfig } from './proxy.config.js';
 
 /** Header telling agents which BitTorrent port to dial this proxy on (its HTTP port differs). */

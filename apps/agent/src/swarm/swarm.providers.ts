@@ -2,9 +2,8 @@ import { join } from 'node:path';
 import { Logger, type Provider } from '@nestjs/common';
 import { readConfiguredFile, SWARM_TOKEN, ThrottleService, throttledStream } from '#ops';
 import { BlobCache } from '#registry';
-import { BlobSeeder, ProxyRing, seedingSwarmProviders, SwarmClient, SwarmMetrics } from '#swarm';
+import { BlobSeeder, ProxyRing, seedingSwarmProviders, SwarmBlobFetcher, SwarmClient, SwarmMetrics } from '#swarm';
 import { AgentConfig } from '../agent.config.js';
-import { SwarmBlobFetcher } from './swarm-blob.fetcher.js';
 
 /** The agent's side of the swarm: proxy ring, BitTorrent client seeding its cache, the swarm fetcher. */
 export const swarmProviders: Provider[] = [

@@ -1,5 +1,5 @@
 import { SwarmClient, type SwarmClientOptions } from '../client/swarm-client.js';
-import { expandServiceUrls } from '../ring/service-urls.js';
+import { expandServiceUrls } from '../proxy/ring/service-urls.js';
 import { BlobSeeder, type SeedableBlobStore } from './blob-seeder.js';
 
 export interface SeedingSwarm {

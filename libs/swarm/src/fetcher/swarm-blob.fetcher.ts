@@ -5,7 +5,10 @@ import { Logger } from '@nestjs/common';
 import { request as httpRequest, type Dispatcher } from 'undici';
 import { SWARM_TOKEN_HEADER } from '#ops';
 import { digestHex, type BlobFetcher, type BlobRequest, type FetchedBlob, type FillTarget, type StoredUntil } from '#registry';
-import { parseBlobMetainfo, type BlobMetainfo, type BlobSeeder, type DownloadHandle, type ProxyRing, type SwarmClient } from '#swarm';
+import type { DownloadHandle, SwarmClient } from '../client/swarm-client.js';
+import type { ProxyRing } from '../proxy/ring/proxy-ring.js';
+import type { BlobSeeder } from '../seeding/blob-seeder.js';
+import { parseBlobMetainfo, type BlobMetainfo } from '../torrent/blob-torrent.js';
 
 export interface SwarmBlobFetcherOptions {
   ring: ProxyRing;

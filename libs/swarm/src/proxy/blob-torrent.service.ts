@@ -13,7 +13,8 @@ import {
   type ByteRange,
   type OpenedBlob,
 } from '#registry';
-import { BlobSeeder, type BlobTorrent } from '#swarm';
+import { BlobSeeder } from '../seeding/blob-seeder.js';
+import type { BlobTorrent } from '../torrent/blob-torrent.js';
 import { blobFailure } from './proxy.errors.js';
 
 /** Blob bytes for the relay: `opened` must be released once the response is over. */

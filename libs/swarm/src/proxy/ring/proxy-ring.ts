@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { Logger } from '@nestjs/common';
 import { Agent, request, type Dispatcher } from 'undici';
-import { NoProxyAvailableError } from '../swarm.errors.js';
+import { NoProxyAvailableError } from '../../swarm.errors.js';
 import { rendezvousOrder } from './rendezvous.js';
 
 export interface ProxyRingOptions {
