@@ -3,19 +3,29 @@ import { Controller, Get, Headers, Param, Query, Res, UseFilters, UseGuards } fr
 import type { FastifyReply } from 'fastify';
 import { SwarmTokenGuard, ThrottleService, throttledStream } from '#ops';
 import { ClientIdleWatchdog, OciErrorFilter } from '#registry';
-import { BlobTorrentService, SwarmClient } from '#swarm';
+import {
+  BlobTorrentService,
+  INFO_HASH_HEADER,
+  NS_QUERY,
+  PEER_PORT_HEADER,
+  PROXY_API_PREFIX,
+  RELAY_ROUTE,
+  REPO_QUERY,
+  SwarmClient,
+  TORRENT_CONTENT_TYPE,
+  TORRENT_ROUTE,
+} from '#swarm';
 import { ProxyConfig } from './proxy.config.js';
-
-/** Header telling agents which BitTorrent port to dial this proxy on (its HTTP port differs). */
-const PEER_PORT_HEADER = 'x-p2p-peer-port';
 
 /**
  * `GET /v1/blobs/<digest>/torrent?repo=<name>[&ns=<host>]`: cluster members only (swarm token);
  * the client's registry credentials come along in Authorization for the origin check.
  * `GET /v1/blobs/<digest>?repo=…[&ns=…]` (Range `bytes=N-` allowed): the blob's bytes, for agents
  * that would otherwise wait for the torrent while the proxy is still fetching the blob.
+ * Paths, query names and headers come from the proxy API module (libs/swarm/src/proxy/proxy-api.ts),
+ * which the agents' client uses too.
  */
-@Controller('v1/blobs')
+@Controller(PROXY_API_PREFIX)
 @UseGuards(SwarmTokenGuard)
 @UseFilters(OciErrorFilter)
 export class TorrentController {
@@ -31,11 +41,11 @@ export class TorrentController {
     this.idle = new ClientIdleWatchdog(config.clientIdleTimeout * 1000);
   }
 
-  @Get(':digest/torrent')
+  @Get(TORRENT_ROUTE)
   async torrent(
     @Param('digest') digest: string,
-    @Query('repo') repo: string | undefined,
-    @Query('ns') ns: string | undefined,
+    @Query(REPO_QUERY) repo: string | undefined,
+    @Query(NS_QUERY) ns: string | undefined,
     @Headers('authorization') authorization: string | undefined,
     @Res() reply: FastifyReply,
   ): Promise<void> {
@@ -43,18 +53,18 @@ export class TorrentController {
     await reply
       .status(200)
       .headers({
-        'content-type': 'application/x-bittorrent',
-        'x-p2p-info-hash': torrent.infoHash,
+        'content-type': TORRENT_CONTENT_TYPE,
+        [INFO_HASH_HEADER]: torrent.infoHash,
         [PEER_PORT_HEADER]: String(await this.swarm.ready()),
       })
       .send(torrent.metainfo);
   }
 
-  @Get(':digest')
+  @Get(RELAY_ROUTE)
   async relay(
     @Param('digest') digest: string,
-    @Query('repo') repo: string | undefined,
-    @Query('ns') ns: string | undefined,
+    @Query(REPO_QUERY) repo: string | undefined,
+    @Query(NS_QUERY) ns: string | undefined,
     @Headers('authorization') authorization: string | undefined,
     @Headers('range') range: string | undefined,
     @Res() reply: FastifyReply,

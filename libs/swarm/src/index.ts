@@ -12,5 +12,6 @@ export * from './admin/torrents.controller.js';
 export * from './seeding/seeding-swarm.providers.js';
 export * from './proxy/ring/service-urls.js';
 export * from './proxy/blob-torrent.service.js';
+export * from './proxy/proxy-api.js';
 export * from './fetcher/swarm-blob.fetcher.js';
 export * from './client/peer-reputation.js';

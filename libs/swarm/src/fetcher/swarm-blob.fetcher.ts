@@ -2,10 +2,9 @@ import { mkdir, rm } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { PassThrough, pipeline, Readable, Transform } from 'node:stream';
 import { Logger } from '@nestjs/common';
-import { request as httpRequest, type Dispatcher } from 'undici';
-import { SWARM_TOKEN_HEADER } from '#ops';
 import { digestHex, type BlobFetcher, type BlobRequest, type FetchedBlob, type FillTarget, type StoredUntil } from '#registry';
 import type { DownloadHandle, SwarmClient } from '../client/swarm-client.js';
+import { ProxyApiClient, type ProxyBlobQuery, type RelayAnswer } from '../proxy/proxy-api.js';
 import type { ProxyRing } from '../proxy/ring/proxy-ring.js';
 import type { BlobSeeder } from '../seeding/blob-seeder.js';
 import { parseBlobMetainfo, type BlobMetainfo } from '../torrent/blob-torrent.js';
@@ -51,7 +50,6 @@ interface ProxyTorrent {
   proxy: string;
 }
 
-const PEER_PORT_HEADER = 'x-p2p-peer-port';
 /** Default for `relayAfterMs`: a warm proxy answers a torrent request in milliseconds. */
 const DEFAULT_RELAY_AFTER_MS = 300;
 /**
@@ -72,7 +70,6 @@ const FRONTIER_POLL_MS = 1000;
  * serves (a warm proxy answers in milliseconds, a cold one as soon as its origin fetch starts).
  */
 const FALLBACK_RELAY_TIMEOUT_MS = 10_000;
-const MAX_METAINFO_BYTES = 4 * 1024 * 1024;
 /** Tries of one proxy's torrent API per blob before the next proxy (or the origin). */
 const TORRENT_ATTEMPTS = 3;
 
@@ -102,8 +99,12 @@ export class SwarmBlobFetcher implements BlobFetcher {
    * goes on from the origin at once. The proxy itself stays in the ring for other blobs.
    */
   private readonly failedAtProxy = new Set<string>();
+  /** The proxies' HTTP API, over the ring's dispatcher (its TLS settings). */
+  private readonly api: ProxyApiClient;
 
-  constructor(private readonly options: SwarmBlobFetcherOptions) {}
+  constructor(private readonly options: SwarmBlobFetcherOptions) {
+    this.api = new ProxyApiClient({ dispatcher: options.ring.dispatcher, swarmToken: options.swarmToken });
+  }
 
   async fetch(request: BlobRequest, offset: number, signal: AbortSignal, target?: FillTarget): Promise<FetchedBlob | undefined> {
     if (request.size === undefined || request.size < this.options.minSize) return undefined;
@@ -333,42 +334,24 @@ export class SwarmBlobFetcher implements BlobFetcher {
       this.logger.log(`${request.digest}: not asking proxy ${proxy} to relay again (it failed this blob); using the origin`);
       return undefined;
     }
-    const url = new URL(`${proxy}/v1/blobs/${request.digest}`);
-    url.searchParams.set('repo', request.repository);
-    url.searchParams.set('ns', request.upstream.host);
-    const headers = this.proxyHeaders(request);
-    headers.range = end === undefined ? `bytes=${offset}-` : `bytes=${offset}-${end - 1}`;
-    let res: Dispatcher.ResponseData;
+    let answer: RelayAnswer;
     try {
-      res = await httpRequest(url, {
-        headers,
-        signal,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-        dispatcher: this.options.ring.dispatcher,
-      });
+      answer = await this.api.relay(proxy, blobQuery(request), { offset, end, signal, timeoutMs });
     } catch (err) {
       if (signal.aborted) throw err;
       this.proxyFailed(proxy, request.digest, `cannot relay: ${(err as Error).message}`, false);
       return undefined;
     }
     // 206 from `offset` (or 200 for the whole blob when offset is 0); anything else: no relay.
-    const range = res.headers['content-range'];
-    const ok =
-      res.statusCode === 206
-        ? typeof range === 'string' && range.startsWith(end === undefined ? `bytes ${offset}-` : `bytes ${offset}-${end - 1}/`)
-        : res.statusCode === 200 && offset === 0 && end === undefined;
-    if (!ok) {
-      if (res.statusCode >= 400) {
-        const reason = await errorSummary(res);
-        this.proxyFailed(proxy, request.digest, `cannot relay (${res.statusCode}${reason})`, res.statusCode >= 500);
+    if (!answer.ok) {
+      if (answer.status >= 400) {
+        this.proxyFailed(proxy, request.digest, `cannot relay (${answer.status}${answer.reason})`, answer.status >= 500);
       } else {
-        await res.body.dump();
-        this.logger.warn(`proxy ${proxy} cannot relay ${request.digest} (${res.statusCode}); waiting for its torrent`);
+        this.logger.warn(`proxy ${proxy} cannot relay ${request.digest} (${answer.status}); waiting for its torrent`);
       }
       return undefined;
     }
-    const body = res.body as unknown as Readable;
+    const body = answer.body;
     const owner = proxy;
     // eslint-disable-next-line prefer-const -- assigned once below: the error listener reading it must be registered first
     let relay: Readable | undefined;
@@ -529,13 +512,6 @@ export class SwarmBlobFetcher implements BlobFetcher {
     }
   }
 
-  private proxyHeaders(request: BlobRequest): Record<string, string> {
-    const headers: Record<string, string> = {};
-    if (this.options.swarmToken) headers[SWARM_TOKEN_HEADER] = this.options.swarmToken;
-    if (request.credentials.header) headers.authorization = request.credentials.header;
-    return headers;
-  }
-
   private async torrentFromOwner(request: BlobRequest, signal: AbortSignal): Promise<ProxyTorrent | undefined> {
     let owners: string[];
     try {
@@ -597,33 +573,13 @@ export class SwarmBlobFetcher implements BlobFetcher {
     request: BlobRequest,
     signal: AbortSignal,
   ): Promise<{ metainfo: Buffer; peer: string } | undefined> {
-    const url = new URL(`${proxy}/v1/blobs/${request.digest}/torrent`);
-    url.searchParams.set('repo', request.repository);
-    url.searchParams.set('ns', request.upstream.host);
-    const headers = this.proxyHeaders(request);
-    const res = await httpRequest(url, {
-      headers,
-      signal: AbortSignal.any([signal, AbortSignal.timeout(this.options.torrentTimeoutMs)]),
-      headersTimeout: this.options.torrentTimeoutMs,
-      bodyTimeout: this.options.torrentTimeoutMs,
-      dispatcher: this.options.ring.dispatcher,
-    });
-    if (res.statusCode !== 200) {
-      const reason = await errorSummary(res);
+    const answer = await this.api.torrent(proxy, blobQuery(request), { signal, timeoutMs: this.options.torrentTimeoutMs });
+    if (!answer.ok) {
       if (signal.aborted) return undefined;
-      this.proxyFailed(proxy, request.digest, `torrent answered ${res.statusCode}${reason}`, res.statusCode >= 500);
+      this.proxyFailed(proxy, request.digest, `torrent answered ${answer.status}${answer.reason}`, answer.status >= 500);
       return undefined;
     }
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for await (const chunk of res.body) {
-      total += (chunk as Buffer).length;
-      if (total > MAX_METAINFO_BYTES) throw new Error('torrent too large');
-      chunks.push(chunk as Buffer);
-    }
-    const port = Number(res.headers[PEER_PORT_HEADER]);
-    if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new Error(`no valid ${PEER_PORT_HEADER} header`);
-    return { metainfo: Buffer.concat(chunks), peer: `${new URL(proxy).hostname}:${port}` };
+    return { metainfo: answer.metainfo, peer: `${new URL(proxy).hostname}:${answer.peerPort}` };
   }
 }
 
@@ -651,22 +607,9 @@ function counted(source: Readable, onBytes: (n: number) => void): Readable {
   return counter;
 }
 
-/** `: <OCI error code> <detail reason>` of a proxy's error answer, for the log (reads at most 4 KiB of it). */
-async function errorSummary(res: Dispatcher.ResponseData): Promise<string> {
-  let text = '';
-  try {
-    for await (const chunk of res.body) {
-      text += (chunk as Buffer).toString('utf8');
-      if (text.length >= 4096) break;
-    }
-    const error = (JSON.parse(text) as { errors?: { code?: string; message?: string; detail?: { reason?: string } }[] }).errors?.[0];
-    if (!error) return '';
-    return `: ${error.code ?? ''} ${error.detail?.reason ?? error.message ?? ''}`.trimEnd();
-  } catch {
-    return '';
-  } finally {
-    res.body.destroy();
-  }
+/** The blob as the proxy API names it (repository, upstream host, the client's credentials). */
+function blobQuery(request: BlobRequest): ProxyBlobQuery {
+  return { digest: request.digest, repository: request.repository, ns: request.upstream.host, authorization: request.credentials.header };
 }
 
 /** 'settled' if `p` resolves or rejects within `ms`, else 'pending' (the promise keeps running). */
