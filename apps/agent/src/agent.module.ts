@@ -1,7 +1,7 @@
 import { Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
 import { OpsModule } from '#ops';
 import { RegistryMirrorController } from '#registry';
-import { BlobSeeder, ProxyRing, SwarmClient, TorrentsController } from '#swarm';
+import { BlobSeeder, ProxyRing, SwarmClient, AdminTorrentsController } from '#swarm';
 import type { AgentConfig } from './agent.config.js';
 import { mirrorProviders } from './mirror.providers.js';
 import { swarmProviders } from './swarm/swarm.providers.js';
@@ -29,7 +29,7 @@ export class AgentModule implements OnApplicationShutdown {
           dataDir: { path: config.dataDir, minFreeBytes: config.minFreeSpace },
         }),
       ],
-      controllers: [TorrentsController, RegistryMirrorController],
+      controllers: [AdminTorrentsController, RegistryMirrorController],
       providers: [...mirrorProviders, ...swarmProviders],
     };
   }

@@ -1,9 +1,9 @@
 import { Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
 import { OpsModule } from '#ops';
-import { BlobSeeder, SwarmClient, TorrentsController } from '#swarm';
+import { BlobSeeder, SwarmClient, AdminTorrentsController } from '#swarm';
 import type { ProxyConfig } from './proxy.config.js';
 import { proxyProviders } from './proxy.providers.js';
-import { TorrentController } from './torrent.controller.js';
+import { ProxyApiController } from './proxy-api.controller.js';
 
 /** Wiring only: origin path and cache from libs/registry, seeding from libs/swarm. */
 @Module({})
@@ -27,7 +27,7 @@ export class ProxyModule implements OnApplicationShutdown {
           dataDir: { path: config.dataDir, minFreeBytes: config.minFreeSpace },
         }),
       ],
-      controllers: [TorrentController, TorrentsController],
+      controllers: [ProxyApiController, AdminTorrentsController],
       providers: proxyProviders,
     };
   }

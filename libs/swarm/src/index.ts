@@ -8,7 +8,7 @@ export * from './proxy/ring/rendezvous.js';
 export * from './proxy/ring/proxy-ring.js';
 export * from './seeding/blob-seeder.js';
 export * from './seeding/seeding-swarm.js';
-export * from './admin/torrents.controller.js';
+export * from './admin/admin-torrents.controller.js';
 export * from './seeding/seeding-swarm.providers.js';
 export * from './proxy/ring/service-urls.js';
 export * from './proxy/blob-torrent.service.js';

@@ -5,7 +5,7 @@ import { SwarmClient, type TorrentSummary } from '../client/swarm-client.js';
 /** `GET /admin/torrents`: what this process downloads and seeds, with progress, rates and peers. */
 @Controller('admin')
 @UseGuards(AdminTokenGuard)
-export class TorrentsController {
+export class AdminTorrentsController {
   constructor(private readonly swarm: SwarmClient) {}
 
   @Get('torrents')

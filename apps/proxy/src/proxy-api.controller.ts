@@ -28,7 +28,7 @@ import { ProxyConfig } from './proxy.config.js';
 @Controller(PROXY_API_PREFIX)
 @UseGuards(SwarmTokenGuard)
 @UseFilters(OciErrorFilter)
-export class TorrentController {
+export class ProxyApiController {
   /** An agent that stops reading a relay (hung, SIGSTOPped) is cut so its buffers are freed. */
   private readonly idle: ClientIdleWatchdog;
 
