@@ -17,7 +17,7 @@ import { Logger } from '@nestjs/common';
 import { BlobCache } from '../../libs/registry/src/cache/blob-cache.js';
 import { BlobFill } from '../../libs/registry/src/cache/blob-fill.js';
 import type { BlobFetcher, FetchedBlob } from '../../libs/registry/src/sources/blob-source.js';
-import { ClientCredentials } from '../../libs/registry/src/upstream/client-credentials.js';
+import { ClientCredentials } from '../../libs/registry/src/origin/client-credentials.js';
 
 const MB = 1e6;
 const CHUNK = Number(process.env.BENCH_CHUNK_KB ?? 64) * 1024;
@@ -62,7 +62,7 @@ async function main(): Promise<void> {
       const fill = new BlobFill(
         cache,
         {
-          upstream: { base: 'http://127.0.0.1:1', host: '127.0.0.1:1' },
+          origin: { base: 'http://127.0.0.1:1', host: '127.0.0.1:1' },
           repository: 'a/b',
           digest,
           credentials: ClientCredentials.anonymous,

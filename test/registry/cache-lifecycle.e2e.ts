@@ -162,7 +162,7 @@ describe('agent blob cache: restart, quota, verification, failures', () => {
     const agent = await start({
       registry: `http://127.0.0.1:${await freePort()}`,
       dataDir: join(dir, 'down-data'),
-      upstreamConnectTimeout: '2s',
+      originConnectTimeout: '2s',
     });
     for (const path of [`/v2/lib/app/blobs/${image.layers[0].digest}`, '/v2/lib/app/manifests/v1', '/v2/lib/app/tags/list', '/v2/']) {
       const res = await fetch(`${agent.url}${path}`, { headers: { authorization: AUTH } });

@@ -57,7 +57,7 @@ export class AgentConfig extends CacheNodeConfig {
     doc: 'Longest silence from the origin while a response body is read (manifests, pass-through calls, blobs served uncached); past it the transfer is cut, logged, and the client sees a failed download or a 503 instead of a hang. Time the client takes to read does not count. 0 = no limit.',
   })
   @IsDuration()
-  upstreamBodyTimeout = 30;
+  originBodyTimeout = 30;
 
   @ConfigKey({ kind: 'size', doc: 'Blobs smaller than this (configs, small layers) go straight to the origin.', defaultText: '1MiB' })
   @IsSize()

@@ -11,8 +11,8 @@ import {
   registryCoreProviders,
   RegistryMetrics,
   RegistryMirror,
-  UpstreamClient,
-  UpstreamSet,
+  OriginClient,
+  OriginSet,
   type BlobFetcher,
 } from '#registry';
 import { SwarmBlobFetcher } from '#swarm';
@@ -24,13 +24,13 @@ import { AgentConfig } from './agent.config.js';
  */
 const BLOB_FETCHERS = Symbol('BLOB_FETCHERS');
 
-/** The agent's registry mirror: upstreams, origin client, verified cache, source chain. */
+/** The agent's registry mirror: origins, origin client, verified cache, source chain. */
 export const mirrorProviders: Provider[] = [
   ...registryCoreProviders(AgentConfig),
   {
     provide: BLOB_FETCHERS,
-    inject: [UpstreamClient, ThrottleService, SwarmBlobFetcher, AgentConfig],
-    useFactory: (client: UpstreamClient, throttle: ThrottleService, swarm: SwarmBlobFetcher, config: AgentConfig): BlobFetcher[] => [
+    inject: [OriginClient, ThrottleService, SwarmBlobFetcher, AgentConfig],
+    useFactory: (client: OriginClient, throttle: ThrottleService, swarm: SwarmBlobFetcher, config: AgentConfig): BlobFetcher[] => [
       // Peers first when proxies are configured, then the owning proxy over HTTP for whatever a
       // stalled swarm left; the origin always last.
       ...(config.proxies.length > 0 ? [swarm, swarm.relayFallback()] : []),
@@ -47,10 +47,10 @@ export const mirrorProviders: Provider[] = [
   },
   {
     provide: RegistryMirror,
-    inject: [UpstreamSet, UpstreamClient, BlobAccessAuthorizer, BlobCache, BLOB_FETCHERS, RegistryMetrics, AgentConfig],
+    inject: [OriginSet, OriginClient, BlobAccessAuthorizer, BlobCache, BLOB_FETCHERS, RegistryMetrics, AgentConfig],
     useFactory: (
-      upstreams: UpstreamSet,
-      client: UpstreamClient,
+      origins: OriginSet,
+      client: OriginClient,
       authorizer: BlobAccessAuthorizer,
       cache: BlobCache,
       fetchers: BlobFetcher[],
@@ -68,7 +68,7 @@ export const mirrorProviders: Provider[] = [
         onUncached: metrics.passedUncached,
       });
       const chain = new BlobSourceChain([new CachedBlobSource(cache, onServed), filling]);
-      return new RegistryMirror(upstreams, client, authorizer, chain);
+      return new RegistryMirror(origins, client, authorizer, chain);
     },
   },
 ];

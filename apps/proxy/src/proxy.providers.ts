@@ -8,7 +8,7 @@ import {
   OriginFetcher,
   registryCoreProviders,
   RegistryMetrics,
-  UpstreamClient,
+  OriginClient,
   type BlobRequest,
   type FillObserver,
 } from '#registry';
@@ -20,8 +20,8 @@ export const proxyProviders: Provider[] = [
   ...registryCoreProviders(ProxyConfig),
   {
     provide: BlobSourceChain,
-    inject: [UpstreamClient, ThrottleService, BlobCache, RegistryMetrics, BlobSeeder],
-    useFactory: (client: UpstreamClient, throttle: ThrottleService, cache: BlobCache, metrics: RegistryMetrics, seeder: BlobSeeder) => {
+    inject: [OriginClient, ThrottleService, BlobCache, RegistryMetrics, BlobSeeder],
+    useFactory: (client: OriginClient, throttle: ThrottleService, cache: BlobCache, metrics: RegistryMetrics, seeder: BlobSeeder) => {
       // The proxy's only fetcher is the origin, limited by originRate; concurrent callers share one fill.
       const origin = new OriginFetcher(client, { throttle: () => throttledStream(throttle, 'originRate') });
       const filling = new FillingBlobSource(cache, [origin], {

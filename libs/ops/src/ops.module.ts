@@ -59,6 +59,7 @@ export class OpsModule {
           const log = new Logger(OpsModule.name);
           log.log(`admin API ${admin.value ? 'on' : 'off'}: token ${admin.origin}`);
           log.log(`swarm token ${swarm.value ? 'set' : 'not set'}: ${swarm.origin}`);
+          for (const note of configOrigin(options.config)?.notes ?? []) log.warn(note);
           return { adminToken: admin.origin, swarmToken: swarm.origin };
         },
       },

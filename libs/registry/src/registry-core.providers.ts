@@ -3,30 +3,30 @@ import { MetricsService, type CacheNodeConfig } from '#ops';
 import { BlobCache } from './cache/blob-cache.js';
 import { BlobAccessAuthorizer } from './mirror/blob-access.authorizer.js';
 import { RegistryMetrics } from './mirror/registry.metrics.js';
-import { UpstreamClient } from './upstream/upstream.client.js';
-import { UpstreamSet } from './upstream/upstream-set.js';
+import { OriginClient } from './origin/origin.client.js';
+import { OriginSet } from './origin/origin-set.js';
 
 /**
  * What every app that talks to the origin and keeps a blob cache needs (agent and proxy): the
- * accelerated upstreams, the origin client with its auth, the verified cache, its metrics and the
+ * accelerated origins, the origin client with its auth, the verified cache, its metrics and the
  * per-request access check. `config` is the token the app's config is provided under.
  */
 export function registryCoreProviders(config: InjectionToken<CacheNodeConfig>): Provider[] {
   return [
     {
-      provide: UpstreamSet,
+      provide: OriginSet,
       inject: [config],
-      useFactory: (c: CacheNodeConfig) => new UpstreamSet(c.registry, c.registries),
+      useFactory: (c: CacheNodeConfig) => new OriginSet(c.registry, c.registries),
     },
     {
-      provide: UpstreamClient,
+      provide: OriginClient,
       inject: [config],
-      // upstreamBodyTimeout is an agent key; the proxy (its origin reads are fills with their own stall rule) gets the client's default.
-      useFactory: (c: CacheNodeConfig & { upstreamBodyTimeout?: number }) =>
-        new UpstreamClient({
-          connectTimeoutMs: c.upstreamConnectTimeout * 1000,
-          headersTimeoutMs: c.upstreamHeadersTimeout * 1000,
-          bodyTimeoutMs: c.upstreamBodyTimeout === undefined ? undefined : c.upstreamBodyTimeout * 1000,
+      // originBodyTimeout is an agent key; the proxy (its origin reads are fills with their own stall rule) gets the client's default.
+      useFactory: (c: CacheNodeConfig & { originBodyTimeout?: number }) =>
+        new OriginClient({
+          connectTimeoutMs: c.originConnectTimeout * 1000,
+          headersTimeoutMs: c.originHeadersTimeout * 1000,
+          bodyTimeoutMs: c.originBodyTimeout === undefined ? undefined : c.originBodyTimeout * 1000,
         }),
     },
     {
@@ -52,8 +52,8 @@ export function registryCoreProviders(config: InjectionToken<CacheNodeConfig>): 
     },
     {
       provide: BlobAccessAuthorizer,
-      inject: [UpstreamClient, config],
-      useFactory: (client: UpstreamClient, c: CacheNodeConfig) => new BlobAccessAuthorizer(client, c.authCacheTtl * 1000),
+      inject: [OriginClient, config],
+      useFactory: (client: OriginClient, c: CacheNodeConfig) => new BlobAccessAuthorizer(client, c.authCacheTtl * 1000),
     },
   ];
 }

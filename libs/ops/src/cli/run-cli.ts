@@ -83,7 +83,7 @@ function helpFor(name: string, entry: AppEntry): string {
   const defaults = new entry.configClass() as Record<string, unknown>;
   const rows = configKeys(entry.configClass).map((k) => {
     const def = k.defaultText ?? JSON.stringify(defaults[k.key]);
-    return `  ${k.key}  (${k.kind}, env ${k.env})\n      default: ${def}\n      ${k.doc}`;
+    return `  ${k.key}  (${k.kind}, env ${k.env})\n      default: ${def}\n      ${k.doc}${formerlyNote(k.formerly)}`;
   });
   return `p2p ${name}: ${entry.summary}\n\nUsage: p2p ${name} [--config FILE.yaml]\n\nConfig keys:\n${rows.join('\n')}\n`;
 }
@@ -113,7 +113,7 @@ async function configDocs(apps: AppLoaders): Promise<string> {
     parts.push('', `## ${name}`, '', entry.summary, '', '| key | kind | default | env | what it does |', '|---|---|---|---|---|');
     for (const k of configKeys(entry.configClass)) {
       const def = (k.defaultText ?? JSON.stringify(defaults[k.key])).replace(/\|/g, '\\|');
-      parts.push(`| \`${k.key}\` | ${k.kind} | \`${def}\` | \`${k.env}\` | ${k.doc.replace(/\|/g, '\\|')} |`);
+      parts.push(`| \`${k.key}\` | ${k.kind} | \`${def}\` | \`${k.env}\` | ${(k.doc + formerlyNote(k.formerly)).replace(/\|/g, '\\|')} |`);
     }
   }
   return `${parts.join('\n')}\n`;
@@ -139,4 +139,9 @@ async function runAll(names: string[], binPath: string): Promise<number> {
       });
     }
   });
+}
+
+/** Docs of a renamed key say its earlier name, which still works. */
+function formerlyNote(formerly: string | undefined): string {
+  return formerly ? ` (Formerly \`${formerly}\`, still read with a warning.)` : '';
 }

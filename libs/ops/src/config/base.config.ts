@@ -116,13 +116,13 @@ export class CacheNodeConfig extends BaseAppConfig {
   @IsDuration()
   authCacheTtl = 60;
 
-  @ConfigKey({ kind: 'duration', doc: 'TCP connect timeout towards the origin registry.' })
+  @ConfigKey({ kind: 'duration', doc: 'TCP connect timeout towards the origin registry.', formerly: 'upstreamConnectTimeout' })
   @IsDuration()
-  upstreamConnectTimeout = 10;
+  originConnectTimeout = 10;
 
-  @ConfigKey({ kind: 'duration', doc: 'Time allowed for the origin to send response headers.' })
+  @ConfigKey({ kind: 'duration', doc: 'Time allowed for the origin to send response headers.', formerly: 'upstreamHeadersTimeout' })
   @IsDuration()
-  upstreamHeadersTimeout = 30;
+  originHeadersTimeout = 30;
 
   @ConfigKey({ kind: 'number', doc: 'BitTorrent listen port.' })
   @IsInt()

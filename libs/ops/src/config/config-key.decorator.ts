@@ -9,6 +9,8 @@ export interface ConfigKeyOptions {
   kind: ConfigKind;
   /** For `--help` when the default needs words (e.g. "0 = unlimited"). */
   defaultText?: string;
+  /** The key's earlier name, still read (file and `P2P_*` variable) with a warning at start. */
+  formerly?: string;
 }
 
 export interface ConfigKeyInfo extends ConfigKeyOptions {

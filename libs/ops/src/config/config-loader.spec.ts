@@ -68,6 +68,19 @@ describe(loadConfig.name, () => {
     );
   });
 
+  it('reads a renamed key under its earlier name, with a note; both names at once is an error', async () => {
+    const file = await yamlFile('upstreamHeadersTimeout: 7\n');
+    const config = loadConfig(SampleConfig, { file, env: { P2P_UPSTREAM_CONNECT_TIMEOUT: '3' } });
+    expect([config.originHeadersTimeout, config.originConnectTimeout]).toEqual([7, 3]);
+    const notes = configOrigin(config)?.notes.join('\n');
+    expect(notes).toMatch(/key upstreamHeadersTimeout is now originHeadersTimeout/);
+    expect(notes).toMatch(/variable P2P_UPSTREAM_CONNECT_TIMEOUT is now P2P_ORIGIN_CONNECT_TIMEOUT/);
+    const both = await yamlFile('upstreamHeadersTimeout: 7\noriginHeadersTimeout: 8\n');
+    expect(problemsOf(() => loadConfig(SampleConfig, { file: both, env: {} })).join()).toMatch(
+      /upstreamHeadersTimeout: the earlier name of originHeadersTimeout/,
+    );
+  });
+
   it('lets P2P_* variables override the file, lists split on commas', async () => {
     const file = await yamlFile('downloadRate: 1MB\nlabel: file\n');
     const config = loadConfig(SampleConfig, {

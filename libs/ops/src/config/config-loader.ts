@@ -3,7 +3,7 @@ import { readFileSync, statfsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { validateSync, type ValidationError } from 'class-validator';
 import { parse as parseYaml } from 'yaml';
-import { configKeys, type ConfigKeyInfo } from './config-key.decorator.js';
+import { configKeys, envName, type ConfigKeyInfo } from './config-key.decorator.js';
 import { parseDiskAmount, parseDuration, parseRate, parseSize } from './units.js';
 
 /** Raised when a config file or `P2P_*` variable is unusable; `problems` names each bad key. */
@@ -56,6 +56,8 @@ export interface ConfigOrigin<T extends object = object> {
   /** sha256 of the file text that was loaded (undefined without a file). */
   fileHash?: string;
   sources: Record<string, ConfigValueSource>;
+  /** Things to tell the operator at start (keys given under an earlier name). */
+  notes: readonly string[];
 }
 
 const origins = new WeakMap<object, ConfigOrigin>();
@@ -77,7 +79,7 @@ export type ConfigClass<T> = new () => T;
  * Unknown keys are errors: a typo in a ConfigMap must fail loudly, not be ignored.
  */
 export function loadConfig<T extends object>(cls: ConfigClass<T>, options: LoadConfigOptions = {}): T {
-  const env = options.env ?? process.env;
+  let env = options.env ?? process.env;
   const source = options.file ?? 'built-in defaults';
   const keys = configKeys(cls);
   const known = new Map(keys.map((k) => [k.key, k]));
@@ -85,7 +87,28 @@ export function loadConfig<T extends object>(cls: ConfigClass<T>, options: LoadC
 
   const fileText = options.file === undefined ? undefined : (options.fileText ?? readText(options.file));
   const fromFile = options.file === undefined || fileText === undefined ? {} : parseFile(options.file, fileText);
-  const raw = { ...(options.defaults ?? {}), ...fromFile };
+  const notes: string[] = [];
+  // Renamed keys keep working under their earlier name (file or env), with a note to update them.
+  const formerly = new Map(keys.flatMap((k) => (k.formerly ? [[k.formerly, k] as const] : [])));
+  const raw: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries({ ...(options.defaults ?? {}), ...fromFile })) {
+    const renamed = formerly.get(key);
+    if (!renamed) raw[key] = value;
+    else if (Object.hasOwn(fromFile, renamed.key))
+      problems.push(`${key}: the earlier name of ${renamed.key}, which is also set; keep only ${renamed.key}`);
+    else {
+      raw[renamed.key] = value;
+      notes.push(`config key ${key} is now ${renamed.key}; the old name still works but will go`);
+    }
+  }
+  for (const [former, info] of formerly) {
+    const oldEnv = envName(former);
+    const old = env[oldEnv];
+    if (old === undefined) continue;
+    if (env[info.env] !== undefined) problems.push(`${oldEnv}: the earlier name of ${info.env}, which is also set; keep only ${info.env}`);
+    else env = { ...env, [info.env]: old };
+    notes.push(`config variable ${oldEnv} is now ${info.env}; the old name still works but will go`);
+  }
   for (const key of Object.keys(raw)) {
     if (!known.has(key)) problems.push(`${key}: unknown key${suggest(key, [...known.keys()])}`);
   }
@@ -111,6 +134,7 @@ export function loadConfig<T extends object>(cls: ConfigClass<T>, options: LoadC
     defaults: options.defaults,
     fileHash: fileText === undefined ? undefined : textHash(fileText),
     sources,
+    notes,
   });
   return config;
 }

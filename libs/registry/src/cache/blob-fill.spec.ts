@@ -8,13 +8,13 @@ import { runInNewContext } from 'node:vm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DigestMismatchError } from '../oci/oci.errors.js';
 import type { BlobFetcher, BlobRequest, FetchedBlob, FillObserver, FillTarget, StoredUntil } from '../sources/blob-source.js';
-import { ClientCredentials } from '../upstream/client-credentials.js';
+import { ClientCredentials } from '../origin/client-credentials.js';
 import { BlobCache } from './blob-cache.js';
 import { BlobFill } from './blob-fill.js';
 
 const digestOf = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const requestFor = (digest: string, size?: number): BlobRequest => ({
-  upstream: { base: 'http://127.0.0.1:1', host: '127.0.0.1:1' },
+  origin: { base: 'http://127.0.0.1:1', host: '127.0.0.1:1' },
   repository: 'a/b',
   digest,
   credentials: ClientCredentials.anonymous,

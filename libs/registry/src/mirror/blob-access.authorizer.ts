@@ -1,6 +1,6 @@
 import { BadOriginResponseError, OciError } from '../oci/oci.errors.js';
 import type { BlobRequest } from '../sources/blob-source.js';
-import type { UpstreamClient } from '../upstream/upstream.client.js';
+import type { OriginClient } from '../origin/origin.client.js';
 
 interface Decision {
   expiresAt: number;
@@ -21,13 +21,13 @@ export class BlobAccessAuthorizer {
   private readonly pending = new Map<string, Promise<number | undefined>>();
 
   constructor(
-    private readonly client: UpstreamClient,
+    private readonly client: OriginClient,
     private readonly ttlMs: number,
   ) {}
 
   /** Resolves with the blob's size at the origin when readable; throws UnauthorizedError, 403/404 OciError or an origin error. */
   async authorize(request: BlobRequest): Promise<number | undefined> {
-    const key = `${request.upstream.base}|${request.credentials.key}|${request.repository}|${request.digest}`;
+    const key = `${request.origin.base}|${request.credentials.key}|${request.repository}|${request.digest}`;
     const hit = this.decisions.get(key);
     if (hit && hit.expiresAt > Date.now()) return hit.size;
     let pending = this.pending.get(key);
@@ -46,7 +46,7 @@ export class BlobAccessAuthorizer {
 
   private async check(request: BlobRequest): Promise<number | undefined> {
     const res = await this.client.request({
-      upstream: request.upstream,
+      origin: request.origin,
       method: 'HEAD',
       path: `/v2/${request.repository}/blobs/${request.digest}`,
       credentials: request.credentials,

@@ -2,7 +2,7 @@ import { Catch, HttpException, Logger, Optional, type ArgumentsHost, type Except
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Counter } from 'prom-client';
 import { MetricsService, redactUrl } from '#ops';
-import { BodyTooLargeError } from '../upstream/upstream.client.js';
+import { BodyTooLargeError } from '../origin/origin.client.js';
 import { DigestMismatchError, OciError } from '../oci/oci.errors.js';
 import { ClientGoneError } from './client-gone.error.js';
 import { clientDisconnects } from './registry.metrics.js';

@@ -4,16 +4,16 @@ import { parseRange } from '../oci/byte-range.js';
 import { BadOriginResponseError, OciError } from '../oci/oci.errors.js';
 import { MAX_MANIFEST_BYTES, parseReference, validateDigest, validateName } from '../oci/oci-names.js';
 import type { BlobSource } from '../sources/blob-source.js';
-import { ClientCredentials } from '../upstream/client-credentials.js';
-import type { Upstream, UpstreamSet } from '../upstream/upstream-set.js';
+import { ClientCredentials } from '../origin/client-credentials.js';
+import type { Origin, OriginSet } from '../origin/origin-set.js';
 import {
   BodyTooLargeError,
   forwardableHeaders,
   originBodyError,
   readLimitedBuffer,
   type HeaderMap,
-  type UpstreamClient,
-} from '../upstream/upstream.client.js';
+  type OriginClient,
+} from '../origin/origin.client.js';
 import type { BlobAccessAuthorizer } from './blob-access.authorizer.js';
 
 /** What the controller writes back. `done` runs once the response is over (releases pins). */
@@ -47,16 +47,16 @@ const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
  */
 export class RegistryMirror {
   constructor(
-    private readonly upstreams: UpstreamSet,
-    private readonly client: UpstreamClient,
+    private readonly origins: OriginSet,
+    private readonly client: OriginClient,
     private readonly authorizer: BlobAccessAuthorizer,
     private readonly blobs: BlobSource,
   ) {}
 
   /** `GET /v2/`: 200 when the origin accepts the client's credentials (or needs none), else a Basic challenge. */
   async base(req: MirrorRequest): Promise<MirrorResponse> {
-    const upstream = this.upstreams.resolve(req.ns);
-    await this.client.ping(upstream, ClientCredentials.fromHeader(req.headers.authorization), req.signal);
+    const origin = this.origins.resolve(req.ns);
+    await this.client.ping(origin, ClientCredentials.fromHeader(req.headers.authorization), req.signal);
     return { status: 200, headers: { ...API_VERSION, 'content-type': 'application/json' }, body: Buffer.from('{}') };
   }
 
@@ -64,9 +64,9 @@ export class RegistryMirror {
   async manifest(req: MirrorRequest, name: string, reference: string): Promise<MirrorResponse> {
     validateName(name);
     const ref = parseReference(reference);
-    const upstream = this.upstreams.resolve(req.ns);
+    const origin = this.origins.resolve(req.ns);
     const res = await this.client.request({
-      upstream,
+      origin,
       method: req.method === 'HEAD' ? 'HEAD' : 'GET',
       path: `/v2/${name}/manifests/${reference}${req.query}`,
       credentials: ClientCredentials.fromHeader(req.headers.authorization),
@@ -104,8 +104,8 @@ export class RegistryMirror {
   async blob(req: MirrorRequest, name: string, digest: string): Promise<MirrorResponse> {
     validateName(name);
     validateDigest(digest);
-    const upstream = this.upstreams.resolve(req.ns);
-    const blobRequest = { upstream, repository: name, digest, credentials: ClientCredentials.fromHeader(req.headers.authorization) };
+    const origin = this.origins.resolve(req.ns);
+    const blobRequest = { origin, repository: name, digest, credentials: ClientCredentials.fromHeader(req.headers.authorization) };
     const originSize = await this.authorizer.authorize(blobRequest);
     const common = {
       ...API_VERSION,
@@ -147,7 +147,7 @@ export class RegistryMirror {
 
   /** Any other `/v2/` call (tags/list, referrers, push…): forwarded verbatim, streaming both ways. */
   async passthrough(req: MirrorRequest): Promise<MirrorResponse> {
-    const upstream = this.upstreams.resolve(req.ns);
+    const origin = this.origins.resolve(req.ns);
     const repo = /^\/v2\/(.+?)\/(?:tags|manifests|blobs|referrers)\//.exec(req.path)?.[1];
     const write = !['GET', 'HEAD'].includes(req.method);
     const scope = repo
@@ -158,7 +158,7 @@ export class RegistryMirror {
     let body = req.body;
     if (write && /\/manifests\/[^/]+$/.test(req.path)) body = limitManifestBody(req.headers, body);
     const res = await this.client.request({
-      upstream,
+      origin,
       method: req.method,
       path: `${req.path}${req.query}`,
       credentials: ClientCredentials.fromHeader(req.headers.authorization),
@@ -168,7 +168,7 @@ export class RegistryMirror {
       signal: req.signal,
     });
     const headers = forwardableHeaders(res.headers);
-    if (typeof headers.location === 'string') headers.location = relativeLocation(headers.location, upstream, req.ns);
+    if (typeof headers.location === 'string') headers.location = relativeLocation(headers.location, origin, req.ns);
     return { status: res.status, headers, body: req.method === 'HEAD' ? (res.body.resume(), undefined) : res.body };
   }
 }
@@ -195,9 +195,9 @@ function limitManifestBody(headers: HeaderMap, body: Readable | Buffer | undefin
 }
 
 /** Upload Locations pointing at the origin are made relative so the client keeps talking to the mirror. */
-function relativeLocation(location: string, upstream: Upstream, ns: string | undefined): string {
-  if (!location.startsWith(`${upstream.base}/`)) return location;
-  const rel = location.slice(upstream.base.length);
+function relativeLocation(location: string, origin: Origin, ns: string | undefined): string {
+  if (!location.startsWith(`${origin.base}/`)) return location;
+  const rel = location.slice(origin.base.length);
   if (!ns) return rel;
   return `${rel}${rel.includes('?') ? '&' : '?'}ns=${encodeURIComponent(ns)}`;
 }

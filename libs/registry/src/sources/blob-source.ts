@@ -1,11 +1,11 @@
 import type { Readable, Writable } from 'node:stream';
 import type { ByteRange } from '../oci/byte-range.js';
-import type { ClientCredentials } from '../upstream/client-credentials.js';
-import type { Upstream } from '../upstream/upstream-set.js';
+import type { ClientCredentials } from '../origin/client-credentials.js';
+import type { Origin } from '../origin/origin-set.js';
 
 /** One blob of one repository at one origin, asked for with the client's credentials. */
 export interface BlobRequest {
-  upstream: Upstream;
+  origin: Origin;
   repository: string;
   /** `sha256:<hex>`, validated. */
   digest: string;

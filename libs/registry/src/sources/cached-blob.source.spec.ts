@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BlobCache, fileIdentity } from '../cache/blob-cache.js';
-import { ClientCredentials } from '../upstream/client-credentials.js';
+import { ClientCredentials } from '../origin/client-credentials.js';
 import type { BlobFetcher, BlobRequest, FetchedBlob } from './blob-source.js';
 import { BlobSourceChain } from './blob-source.js';
 import { CachedBlobCorruptError, CachedBlobSource } from './cached-blob.source.js';
@@ -51,7 +51,7 @@ describe(CachedBlobSource.name, () => {
   const data = randomBytes(3 * 1024 * 1024 + 77);
   const digest = digestOf(data);
   const request = (): BlobRequest => ({
-    upstream: { base: 'http://127.0.0.1:1', host: '127.0.0.1:1' },
+    origin: { base: 'http://127.0.0.1:1', host: '127.0.0.1:1' },
     repository: 'a/b',
     digest,
     credentials: ClientCredentials.anonymous,

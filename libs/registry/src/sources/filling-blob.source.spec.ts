@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BlobCache } from '../cache/blob-cache.js';
 import { DigestMismatchError } from '../oci/oci.errors.js';
-import { ClientCredentials } from '../upstream/client-credentials.js';
+import { ClientCredentials } from '../origin/client-credentials.js';
 import type { BlobFetcher, BlobRequest, FetchedBlob, FillTarget, StoredUntil } from './blob-source.js';
 import { BlobSourceChain } from './blob-source.js';
 import { CachedBlobSource } from './cached-blob.source.js';
@@ -106,7 +106,7 @@ describe(FillingBlobSource.name, () => {
   const data = randomBytes(1024 * 1024 + 123);
   const digest = digestOf(data);
   const request = (): BlobRequest => ({
-    upstream: { base: 'http://127.0.0.1:1', host: '127.0.0.1:1' },
+    origin: { base: 'http://127.0.0.1:1', host: '127.0.0.1:1' },
     repository: 'a/b',
     digest,
     credentials: ClientCredentials.anonymous,

@@ -1,6 +1,6 @@
 import { pipeline, Transform, type Readable } from 'node:stream';
 import { OciError, BadOriginResponseError } from '../oci/oci.errors.js';
-import type { UpstreamClient } from '../upstream/upstream.client.js';
+import type { OriginClient } from '../origin/origin.client.js';
 import type { BlobFetcher, BlobRequest, FetchedBlob } from './blob-source.js';
 
 export interface OriginFetcherOptions {
@@ -13,13 +13,13 @@ export class OriginFetcher implements BlobFetcher {
   readonly name = 'origin';
 
   constructor(
-    private readonly client: UpstreamClient,
+    private readonly client: OriginClient,
     private readonly options: OriginFetcherOptions = {},
   ) {}
 
   async fetch(request: BlobRequest, offset: number, signal: AbortSignal): Promise<FetchedBlob | undefined> {
     const res = await this.client.request({
-      upstream: request.upstream,
+      origin: request.origin,
       method: 'GET',
       path: `/v2/${request.repository}/blobs/${request.digest}`,
       credentials: request.credentials,

@@ -48,7 +48,7 @@ function fetcher(ring: ProxyRing) {
 }
 
 const request: BlobRequest = {
-  upstream: { base: 'http://origin.invalid', host: 'origin.invalid' },
+  origin: { base: 'http://origin.invalid', host: 'origin.invalid' },
   repository: 'team/app',
   digest: DIGEST,
   credentials: ClientCredentials.anonymous,

@@ -607,9 +607,9 @@ function counted(source: Readable, onBytes: (n: number) => void): Readable {
   return counter;
 }
 
-/** The blob as the proxy API names it (repository, upstream host, the client's credentials). */
+/** The blob as the proxy API names it (repository, origin host, the client's credentials). */
 function blobQuery(request: BlobRequest): ProxyBlobQuery {
-  return { digest: request.digest, repository: request.repository, ns: request.upstream.host, authorization: request.credentials.header };
+  return { digest: request.digest, repository: request.repository, ns: request.origin.host, authorization: request.credentials.header };
 }
 
 /** 'settled' if `p` resolves or rejects within `ms`, else 'pending' (the promise keeps running). */

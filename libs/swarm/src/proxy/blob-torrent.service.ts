@@ -7,7 +7,7 @@ import {
   ClientCredentials,
   OciError,
   parseRange,
-  UpstreamSet,
+  OriginSet,
   validateDigest,
   validateName,
   type ByteRange,
@@ -46,7 +46,7 @@ export class BlobTorrentService {
   private readonly logger = new Logger(BlobTorrentService.name);
 
   constructor(
-    private readonly upstreams: UpstreamSet,
+    private readonly origins: OriginSet,
     private readonly authorizer: BlobAccessAuthorizer,
     private readonly chain: BlobSourceChain,
     private readonly seeder: BlobSeeder,
@@ -96,7 +96,7 @@ export class BlobTorrentService {
 
   private async open(query: TorrentQuery) {
     const request = {
-      upstream: this.upstreams.resolve(query.ns),
+      origin: this.origins.resolve(query.ns),
       repository: validateName(query.repository),
       digest: validateDigest(query.digest),
       credentials: ClientCredentials.fromHeader(query.authorization),

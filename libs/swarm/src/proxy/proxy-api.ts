@@ -23,7 +23,7 @@ export const RELAY_ROUTE = ':digest';
 
 /** Query parameter naming the repository the blob is pulled from. */
 export const REPO_QUERY = 'repo';
-/** Query parameter naming the upstream registry host (the mirror's `ns`). */
+/** Query parameter naming the origin registry host (the mirror's `ns`). */
 export const NS_QUERY = 'ns';
 
 /** Header telling agents which BitTorrent port to dial the proxy on (its HTTP port differs). */
@@ -42,7 +42,7 @@ const MAX_ERROR_BYTES = 4096;
 export interface ProxyBlobQuery {
   digest: string;
   repository: string;
-  /** Upstream registry host. */
+  /** Origin registry host. */
   ns: string;
   /** The client's registry credentials (Authorization header value), if any. */
   authorization?: string;

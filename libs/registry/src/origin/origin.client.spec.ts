@@ -3,8 +3,8 @@ import { Logger } from '@nestjs/common';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { UnauthorizedError } from '../oci/oci.errors.js';
 import { ClientCredentials } from './client-credentials.js';
-import { DEFAULT_BODY_TIMEOUT_MS, originBodyError, UpstreamClient } from './upstream.client.js';
-import type { Upstream } from './upstream-set.js';
+import { DEFAULT_BODY_TIMEOUT_MS, originBodyError, OriginClient } from './origin.client.js';
+import type { Origin } from './origin-set.js';
 import { parseChallenge } from './www-authenticate.js';
 
 const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
@@ -50,18 +50,18 @@ function fakeBearerRegistry() {
     async start() {
       await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
       base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-      return { base, host: base.slice(7) } satisfies Upstream;
+      return { base, host: base.slice(7) } satisfies Origin;
     },
   };
 }
 
-describe(UpstreamClient.name, () => {
+describe(OriginClient.name, () => {
   const fake = fakeBearerRegistry();
-  let upstream: Upstream;
-  const client = new UpstreamClient({ connectTimeoutMs: 2000, headersTimeoutMs: 2000 });
+  let origin: Origin;
+  const client = new OriginClient({ connectTimeoutMs: 2000, headersTimeoutMs: 2000 });
   const get = async (repo: string, credentials: ClientCredentials) => {
     const res = await client.request({
-      upstream,
+      origin,
       method: 'GET',
       path: `/v2/${repo}/blobs/sha256:${'a'.repeat(64)}`,
       credentials,
@@ -73,7 +73,7 @@ describe(UpstreamClient.name, () => {
   };
 
   beforeAll(async () => {
-    upstream = await fake.start();
+    origin = await fake.start();
   });
   afterAll(async () => {
     await client.close();
@@ -107,15 +107,15 @@ describe(UpstreamClient.name, () => {
 
   it('ping: an anonymous client gets a Basic challenge from a Bearer origin (not the 200 an anonymous token earns); credentials are checked (issue #12 item 1)', async () => {
     const before = fake.tokenRequests.length;
-    await expect(client.ping(upstream, ClientCredentials.anonymous)).rejects.toSatisfy(
+    await expect(client.ping(origin, ClientCredentials.anonymous)).rejects.toSatisfy(
       (e: unknown) => e instanceof UnauthorizedError && /^Basic realm=/.test(e.headers['www-authenticate']),
     );
     // Empty Basic credentials are what skopeo sends after a challenge when it holds none: anonymous.
     expect(ClientCredentials.fromHeader(basic('', '')).isAnonymous).toBe(true);
-    await expect(client.ping(upstream, ClientCredentials.fromHeader(basic('', '')))).rejects.toBeInstanceOf(UnauthorizedError);
+    await expect(client.ping(origin, ClientCredentials.fromHeader(basic('', '')))).rejects.toBeInstanceOf(UnauthorizedError);
     expect(fake.tokenRequests.length).toBe(before);
-    await expect(client.ping(upstream, ClientCredentials.fromHeader(basic('dave', 'pw')))).resolves.toBeUndefined();
-    await expect(client.ping(upstream, ClientCredentials.fromHeader(basic('dave', 'nope')))).rejects.toBeInstanceOf(UnauthorizedError);
+    await expect(client.ping(origin, ClientCredentials.fromHeader(basic('dave', 'pw')))).resolves.toBeUndefined();
+    await expect(client.ping(origin, ClientCredentials.fromHeader(basic('dave', 'nope')))).rejects.toBeInstanceOf(UnauthorizedError);
     // Public content still reads anonymously after the ping said 401.
     expect(await get('pub/two', ClientCredentials.anonymous)).toEqual({ status: 200, body: 'hello' });
   });
@@ -151,7 +151,7 @@ function plainOrigin() {
     handle(h: typeof handler) {
       handler = h;
     },
-    async start(): Promise<Upstream> {
+    async start(): Promise<Origin> {
       await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
       const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
       return { base, host: base.slice(7) };
@@ -159,23 +159,23 @@ function plainOrigin() {
   };
 }
 
-describe('UpstreamClient with a misbehaving or strict origin (issue #12 items 4, 5)', () => {
-  const origin = plainOrigin();
-  let upstream: Upstream;
-  const client = new UpstreamClient({ connectTimeoutMs: 2000, headersTimeoutMs: 2000, bodyTimeoutMs: 300 });
+describe('OriginClient with a misbehaving or strict origin (issue #12 items 4, 5)', () => {
+  const fake = plainOrigin();
+  let origin: Origin;
+  const client = new OriginClient({ connectTimeoutMs: 2000, headersTimeoutMs: 2000, bodyTimeoutMs: 300 });
 
   beforeAll(async () => {
-    upstream = await origin.start();
+    origin = await fake.start();
   });
   afterAll(async () => {
     await client.close();
-    origin.server.closeAllConnections();
-    origin.server.close();
+    fake.server.closeAllConnections();
+    fake.server.close();
   });
 
   it("does not pass the client's Expect: 100-continue on (undici refuses it: every curl push got a 503)", async () => {
     const seen: IncomingMessage['headers'][] = [];
-    origin.handle((req, res) => {
+    fake.handle((req, res) => {
       seen.push(req.headers);
       req.resume();
       req.on('end', () => res.writeHead(201).end());
@@ -187,7 +187,7 @@ describe('UpstreamClient with a misbehaving or strict origin (issue #12 items 4,
       ['GET', undefined],
     ] as const) {
       const res = await client.request({
-        upstream,
+        origin,
         method,
         path: '/v2/a/blobs/uploads/x',
         credentials: ClientCredentials.anonymous,
@@ -202,11 +202,11 @@ describe('UpstreamClient with a misbehaving or strict origin (issue #12 items 4,
   });
 
   it('cuts a body the origin stops sending within the body timeout; that reads as origin trouble (503)', async () => {
-    origin.handle((_req, res) => {
+    fake.handle((_req, res) => {
       res.writeHead(200, { 'content-length': '1000' });
       res.write('abc'); // …and then silence, like a SIGSTOPped origin
     });
-    const res = await client.request({ upstream, method: 'GET', path: '/v2/a/blobs/sha256:x', credentials: ClientCredentials.anonymous });
+    const res = await client.request({ origin, method: 'GET', path: '/v2/a/blobs/sha256:x', credentials: ClientCredentials.anonymous });
     const started = Date.now();
     let received = 0;
     const read = (async () => {
@@ -221,19 +221,19 @@ describe('UpstreamClient with a misbehaving or strict origin (issue #12 items 4,
   it('warns about an origin failing mid-body, not about a body the reader drops itself', async () => {
     const warn = vi.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
     try {
-      origin.handle((_req, res) => {
+      fake.handle((_req, res) => {
         res.writeHead(200, { 'content-length': '1000' });
         res.write('abc');
       });
       const dropped = await client.request({
-        upstream,
+        origin,
         method: 'GET',
         path: '/v2/a/blobs/sha256:dropped',
         credentials: ClientCredentials.anonymous,
       });
       dropped.body.destroy();
       const silent = await client.request({
-        upstream,
+        origin,
         method: 'GET',
         path: '/v2/a/blobs/sha256:silent',
         credentials: ClientCredentials.anonymous,
@@ -255,11 +255,11 @@ describe('UpstreamClient with a misbehaving or strict origin (issue #12 items 4,
 
   it('does not count a slow reader against the body timeout (backpressure stops the clock)', async () => {
     const size = 16 * 2 ** 20;
-    origin.handle((_req, res) => {
+    fake.handle((_req, res) => {
       res.writeHead(200, { 'content-length': String(size) });
       res.end(Buffer.alloc(size, 1));
     });
-    const res = await client.request({ upstream, method: 'GET', path: '/v2/a/blobs/sha256:y', credentials: ClientCredentials.anonymous });
+    const res = await client.request({ origin, method: 'GET', path: '/v2/a/blobs/sha256:y', credentials: ClientCredentials.anonymous });
     let n = 0;
     let paused = false;
     for await (const chunk of res.body as AsyncIterable<Buffer>) {

@@ -3,10 +3,10 @@ import { Logger } from '@nestjs/common';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import { BadOriginResponseError, OriginUnavailableError, UnauthorizedError } from '../oci/oci.errors.js';
 import { ClientCredentials } from './client-credentials.js';
-import type { Upstream } from './upstream-set.js';
+import type { Origin } from './origin-set.js';
 import { parseChallenge, type AuthChallenge } from './www-authenticate.js';
 
-export interface UpstreamClientOptions {
+export interface OriginClientOptions {
   /** TCP connect timeout, ms. */
   connectTimeoutMs: number;
   /** Time for the origin to send response headers, ms. */
@@ -24,8 +24,8 @@ export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
 
 export type HeaderMap = Record<string, string | string[] | undefined>;
 
-export interface UpstreamRequest {
-  upstream: Upstream;
+export interface OriginRequest {
+  origin: Origin;
   method: string;
   /** Path and query, starting with /v2/. */
   path: string;
@@ -40,7 +40,7 @@ export interface UpstreamRequest {
   followRedirects?: boolean;
 }
 
-export interface UpstreamResponse {
+export interface OriginResponse {
   status: number;
   headers: HeaderMap;
   body: Readable;
@@ -77,14 +77,14 @@ const MAX_REDIRECTS = 5;
  * retried once with fresh auth; one that persists becomes an {@link UnauthorizedError} asking the
  * client for credentials. Used by the agent's mirror and by the proxy's origin fetches.
  */
-export class UpstreamClient {
-  private readonly logger = new Logger(UpstreamClient.name);
+export class OriginClient {
+  private readonly logger = new Logger(OriginClient.name);
   private readonly dispatcher: Dispatcher;
   private readonly challenges = new Map<string, AuthChallenge | null>();
   private readonly tokens = new Map<string, CachedToken>();
   private readonly pendingTokens = new Map<string, Promise<string>>();
 
-  constructor(options: UpstreamClientOptions, dispatcher?: Dispatcher) {
+  constructor(options: OriginClientOptions, dispatcher?: Dispatcher) {
     this.dispatcher =
       dispatcher ??
       new Agent({
@@ -97,20 +97,20 @@ export class UpstreamClient {
   }
 
   /** Sends one request with the right origin auth; throws UnauthorizedError / OriginUnavailableError. */
-  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+  async request(req: OriginRequest): Promise<OriginResponse> {
     const replayable = req.body === undefined || Buffer.isBuffer(req.body);
-    if (!replayable && !this.challenges.has(req.upstream.base)) await this.learnChallenge(req.upstream, req.signal);
-    let auth = await this.authorization(req.upstream, req.credentials, req.scope);
+    if (!replayable && !this.challenges.has(req.origin.base)) await this.learnChallenge(req.origin, req.signal);
+    let auth = await this.authorization(req.origin, req.credentials, req.scope);
     for (let attempt = 0; ; attempt++) {
       const res = await this.send(req, auth);
       if (res.status !== 401) return res;
       res.body.resume();
       const challenge = parseChallenge(res.headers['www-authenticate']) ?? null;
-      this.challenges.set(req.upstream.base, challenge);
-      if (attempt > 0 || !replayable || !challenge) throw new UnauthorizedError(req.upstream.host);
+      this.challenges.set(req.origin.base, challenge);
+      if (attempt > 0 || !replayable || !challenge) throw new UnauthorizedError(req.origin.host);
       if (challenge.scheme === 'bearer') this.dropTokens(req.credentials, challenge, req.scope);
-      const next = await this.authorization(req.upstream, req.credentials, req.scope ?? challenge.scope);
-      if (next === auth && challenge.scheme === 'basic') throw new UnauthorizedError(req.upstream.host);
+      const next = await this.authorization(req.origin, req.credentials, req.scope ?? challenge.scope);
+      if (next === auth && challenge.scheme === 'basic') throw new UnauthorizedError(req.origin.host);
       auth = next;
     }
   }
@@ -123,33 +123,33 @@ export class UpstreamClient {
    * the ping, so a 200 there left them pulling private images anonymously (issue #12 item 1).
    * Clients with credentials: Basic origins are asked directly, Bearer origins for a token.
    */
-  async ping(upstream: Upstream, credentials: ClientCredentials, signal?: AbortSignal): Promise<void> {
+  async ping(origin: Origin, credentials: ClientCredentials, signal?: AbortSignal): Promise<void> {
     if (credentials.isAnonymous) {
-      const res = await this.send({ upstream, method: 'GET', path: '/v2/', credentials, signal }, undefined);
+      const res = await this.send({ origin, method: 'GET', path: '/v2/', credentials, signal }, undefined);
       res.body.resume();
       if (res.status === 401) {
-        this.challenges.set(upstream.base, parseChallenge(res.headers['www-authenticate']) ?? null);
-        throw new UnauthorizedError(upstream.host);
+        this.challenges.set(origin.base, parseChallenge(res.headers['www-authenticate']) ?? null);
+        throw new UnauthorizedError(origin.host);
       }
       if (res.status >= 500) throw new BadOriginResponseError(`origin answered ${res.status} to /v2/`);
       return;
     }
-    const res = await this.request({ upstream, method: 'GET', path: '/v2/', credentials, signal });
+    const res = await this.request({ origin, method: 'GET', path: '/v2/', credentials, signal });
     res.body.resume();
     if (res.status >= 500) throw new BadOriginResponseError(`origin answered ${res.status} to /v2/`);
   }
 
-  private async learnChallenge(upstream: Upstream, signal?: AbortSignal): Promise<void> {
-    const res = await this.send({ upstream, method: 'GET', path: '/v2/', credentials: ClientCredentials.anonymous, signal }, undefined);
+  private async learnChallenge(origin: Origin, signal?: AbortSignal): Promise<void> {
+    const res = await this.send({ origin, method: 'GET', path: '/v2/', credentials: ClientCredentials.anonymous, signal }, undefined);
     res.body.resume();
-    this.challenges.set(upstream.base, res.status === 401 ? (parseChallenge(res.headers['www-authenticate']) ?? null) : null);
+    this.challenges.set(origin.base, res.status === 401 ? (parseChallenge(res.headers['www-authenticate']) ?? null) : null);
   }
 
-  private async authorization(upstream: Upstream, creds: ClientCredentials, scope: string | undefined): Promise<string | undefined> {
-    const challenge = this.challenges.get(upstream.base);
+  private async authorization(origin: Origin, creds: ClientCredentials, scope: string | undefined): Promise<string | undefined> {
+    const challenge = this.challenges.get(origin.base);
     if (!challenge) return challenge === null ? creds.header : undefined;
     if (challenge.scheme === 'basic') return creds.header;
-    return `Bearer ${await this.token(upstream, creds, challenge, scope ?? challenge.scope)}`;
+    return `Bearer ${await this.token(origin, creds, challenge, scope ?? challenge.scope)}`;
   }
 
   private tokenKey(creds: ClientCredentials, challenge: AuthChallenge, scope: string | undefined): string {
@@ -160,14 +160,14 @@ export class UpstreamClient {
     this.tokens.delete(this.tokenKey(creds, challenge, scope ?? challenge.scope));
   }
 
-  private async token(upstream: Upstream, creds: ClientCredentials, challenge: AuthChallenge, scope: string | undefined): Promise<string> {
+  private async token(origin: Origin, creds: ClientCredentials, challenge: AuthChallenge, scope: string | undefined): Promise<string> {
     const key = this.tokenKey(creds, challenge, scope);
     const cached = this.tokens.get(key);
     if (cached && cached.expiresAt > Date.now()) return cached.token;
     let pending = this.pendingTokens.get(key);
     if (!pending) {
       // Shared by concurrent requests, so no single client's disconnect may abort it.
-      pending = this.fetchToken(upstream, creds, challenge, scope).then(({ token, expiresIn }) => {
+      pending = this.fetchToken(origin, creds, challenge, scope).then(({ token, expiresIn }) => {
         if (this.tokens.size >= MAX_TOKENS) this.tokens.delete(this.tokens.keys().next().value as string);
         // Renew a little early so a token never expires between the check and its use.
         this.tokens.set(key, { token, expiresAt: Date.now() + Math.max(0, expiresIn - 10) * 1000 });
@@ -180,7 +180,7 @@ export class UpstreamClient {
   }
 
   private async fetchToken(
-    upstream: Upstream,
+    origin: Origin,
     creds: ClientCredentials,
     challenge: AuthChallenge,
     scope: string | undefined,
@@ -196,11 +196,11 @@ export class UpstreamClient {
     if (scope) url.searchParams.set('scope', scope);
     const headers: Record<string, string> = {};
     if (creds.header) headers.authorization = creds.header;
-    const res = await this.dispatch({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers }, upstream);
+    const res = await this.dispatch({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers }, origin);
     const text = await readLimited(res.body, 1024 * 1024).catch((err: unknown) => {
       throw originBodyError(err);
     });
-    if (res.status === 401 || res.status === 403) throw new UnauthorizedError(upstream.host, 'credentials rejected by the origin');
+    if (res.status === 401 || res.status === 403) throw new UnauthorizedError(origin.host, 'credentials rejected by the origin');
     if (res.status !== 200) throw new BadOriginResponseError(`token endpoint answered ${res.status}`);
     let parsed: { token?: string; access_token?: string; expires_in?: number };
     try {
@@ -213,27 +213,28 @@ export class UpstreamClient {
     return { token, expiresIn: typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : 60 };
   }
 
-  private async send(req: UpstreamRequest, auth: string | undefined): Promise<UpstreamResponse> {
+  private async send(req: OriginRequest, auth: string | undefined): Promise<OriginResponse> {
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers ?? {}))
       if (v !== undefined && !HOP_BY_HOP.has(k.toLowerCase())) headers[k.toLowerCase()] = v;
     if (auth) headers.authorization = auth;
-    let origin = req.upstream.base;
+    // `base` is a URL origin (scheme://host:port), as undici wants it; redirects may change it.
+    let base = req.origin.base;
     let path = req.path;
     for (let hop = 0; ; hop++) {
-      const res = await this.dispatch({ origin, path, method: req.method, headers, body: req.body, signal: req.signal }, req.upstream);
+      const res = await this.dispatch({ origin: base, path, method: req.method, headers, body: req.body, signal: req.signal }, req.origin);
       const location = res.headers.location;
       if (!req.followRedirects || ![301, 302, 303, 307, 308].includes(res.status) || typeof location !== 'string' || hop >= MAX_REDIRECTS)
         return res;
       res.body.resume();
-      const next = new URL(location, origin + path);
-      if (next.origin !== origin) delete headers.authorization;
-      origin = next.origin;
+      const next = new URL(location, base + path);
+      if (next.origin !== base) delete headers.authorization;
+      base = next.origin;
       path = next.pathname + next.search;
     }
   }
 
-  private async dispatch(options: Dispatcher.RequestOptions, upstream: Upstream): Promise<UpstreamResponse> {
+  private async dispatch(options: Dispatcher.RequestOptions, origin: Origin): Promise<OriginResponse> {
     try {
       const res = await this.dispatcher.request(options);
       // The one log line for an origin that fails mid-body (went silent past the body timeout, or
@@ -241,14 +242,14 @@ export class UpstreamClient {
       // drop ourselves (undici reports a destroy() or an abort as UND_ERR_ABORTED).
       res.body.once('error', (err: Error & { code?: string }) => {
         if (err instanceof undiciErrors.UndiciError && err.code !== 'UND_ERR_ABORTED') {
-          this.logger.warn(`${options.method} ${upstream.host}${redactPath(options.path)} failed mid-body: ${err.code}`);
+          this.logger.warn(`${options.method} ${origin.host}${redactPath(options.path)} failed mid-body: ${err.code}`);
         }
       });
       return { status: res.statusCode, headers: res.headers, body: res.body };
     } catch (err) {
       if (options.signal && (options.signal as AbortSignal).aborted) throw err;
       const e = err as Error & { code?: string };
-      this.logger.warn(`${options.method} ${upstream.host}${redactPath(options.path)} failed: ${e.code ?? e.name}`);
+      this.logger.warn(`${options.method} ${origin.host}${redactPath(options.path)} failed: ${e.code ?? e.name}`);
       if (err instanceof undiciErrors.UndiciError || /^E[A-Z]+/.test(e.code ?? '')) throw new OriginUnavailableError(e.code ?? e.message);
       throw err;
     }
