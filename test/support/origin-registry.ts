@@ -29,6 +29,8 @@ export interface OriginRegistryOptions {
   auth?: { username: string; password: string };
   /** Reuse a storage dir (e.g. to restart with the same content). */
   dir?: string;
+  /** A whole `auth:` section of the registry config instead (e.g. token auth, see token-origin.ts). */
+  authYaml?: string;
 }
 
 /** A free TCP port on 127.0.0.1 (closed again before returning). */
@@ -52,7 +54,7 @@ export async function startOriginRegistry(options: OriginRegistryOptions = {}): 
   const dir = options.dir ?? (await tempDir('p2p-origin-'));
   await mkdir(join(dir, 'storage'), { recursive: true });
   const port = await freePort();
-  let auth = '';
+  let auth = options.authYaml ?? '';
   if (options.auth) {
     const { stdout } = await exec('htpasswd', ['-Bbn', options.auth.username, options.auth.password]);
     await writeFile(join(dir, 'htpasswd'), stdout);

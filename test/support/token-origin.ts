@@ -1,11 +1,11 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomUUID, sign } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { tempDir } from './app-process.js';
-import { freePort, waitFor } from './origin-registry.js';
+import { startOriginRegistry } from './origin-registry.js';
 
 const exec = promisify(execFile);
 
@@ -43,7 +43,6 @@ const ISSUER = 'p2p-test-token-issuer';
  */
 export async function startTokenOrigin(options: TokenOriginOptions): Promise<TokenOrigin> {
   const dir = await tempDir('p2p-token-origin-');
-  await mkdir(join(dir, 'storage'), { recursive: true });
   const keyFile = join(dir, 'key.pem');
   const certFile = join(dir, 'cert.pem');
   await exec('openssl', [
@@ -102,41 +101,26 @@ export async function startTokenOrigin(options: TokenOriginOptions): Promise<Tok
   await new Promise<void>((r) => tokenServer.listen(0, '127.0.0.1', r));
   const realm = `http://127.0.0.1:${(tokenServer.address() as { port: number }).port}/token`;
 
-  const port = await freePort();
-  const config = join(dir, 'config.yml');
-  await writeFile(
-    config,
-    [
-      'version: 0.1',
-      'log:\n  level: info\n  accesslog:\n    disabled: false',
-      `storage:\n  filesystem:\n    rootdirectory: ${join(dir, 'storage')}\n  delete:\n    enabled: true`,
-      `http:\n  addr: 127.0.0.1:${port}`,
-      `auth:\n  token:\n    realm: ${realm}\n    service: ${SERVICE}\n    issuer: ${ISSUER}\n    rootcertbundle: ${certFile}`,
-      '',
-    ].join('\n'),
-  );
-  const proc: ChildProcess = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  proc.stdout!.on('data', (c: Buffer) => (log += c.toString()));
-  proc.stderr!.on('data', (c: Buffer) => (log += c.toString()));
-  const exited = new Promise<void>((res) => proc.once('exit', () => res()));
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
-    await exited;
+  const closeTokenServer = async () => {
     tokenServer.closeAllConnections();
     await new Promise<void>((r) => tokenServer.close(() => r()));
-    await rm(dir, { recursive: true, force: true });
   };
+  let origin;
   try {
-    await waitFor(async () => {
-      if (proc.exitCode !== null) throw new Error(`docker-registry exited early:\n${log}`);
-      const res = await fetch(`${url}/v2/`).catch(() => undefined);
-      return res?.status === 401 && /^Bearer /.test(res.headers.get('www-authenticate') ?? '');
-    }, 10_000);
+    origin = await startOriginRegistry({
+      dir,
+      authYaml: `auth:\n  token:\n    realm: ${realm}\n    service: ${SERVICE}\n    issuer: ${ISSUER}\n    rootcertbundle: ${certFile}\n`,
+    });
   } catch (err) {
-    await stop();
+    await closeTokenServer();
+    await rm(dir, { recursive: true, force: true });
     throw err;
   }
-  return { url, host: `127.0.0.1:${port}`, port, pid: proc.pid!, tokenRequests, log: () => log, stop };
+  const registry = origin;
+  const stop = async () => {
+    await registry.stop();
+    await closeTokenServer();
+    await rm(dir, { recursive: true, force: true });
+  };
+  return { url: registry.url, host: registry.host, port: registry.port, pid: registry.pid, tokenRequests, log: () => registry.log(), stop };
 }

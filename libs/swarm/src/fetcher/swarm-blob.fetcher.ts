@@ -138,14 +138,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
       stream = counted(handle.createReadStream(offset), (n) => (delivered += n));
     }
     const joining = this.joining(() => delivered);
-    signal.addEventListener(
-      'abort',
-      () => {
-        stream.destroy();
-        void this.discard(request.digest);
-      },
-      { once: true },
-    );
+    this.discardOnAbort(stream, request.digest, signal);
     return {
       size,
       stream,
@@ -176,6 +169,18 @@ export class SwarmBlobFetcher implements BlobFetcher {
         return { size: request.size, stream };
       },
     };
+  }
+
+  /** The fill gave up on this download: end its stream and drop the download. */
+  private discardOnAbort(stream: Readable, digest: string, signal: AbortSignal): void {
+    signal.addEventListener(
+      'abort',
+      () => {
+        stream.destroy();
+        void this.discard(digest);
+      },
+      { once: true },
+    );
   }
 
   /**
@@ -293,14 +298,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
       }
     }
     const stream = Readable.from(bytes(), { objectMode: true });
-    signal.addEventListener(
-      'abort',
-      () => {
-        stream.destroy();
-        void this.discard(request.digest);
-      },
-      { once: true },
-    );
+    this.discardOnAbort(stream, request.digest, signal);
     return {
       size,
       stream,
