@@ -1,20 +1,13 @@
-import { Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
-import { OpsModule } from '#ops';
-import { RegistryMirrorController } from '#registry';
-import { BlobSeeder, ProxyRing, SwarmClient, AdminTorrentsController } from '#swarm';
+import { Module, type DynamicModule } from '@nestjs/common';
+import { ConfigService } from '@nestjs/config';
+import { OpsModule, ThrottleService, throttledStream } from '#ops';
+import { OriginClient, OriginFetcher, RegistryModule } from '#registry';
+import { SwarmBlobFetcher, SwarmModule } from '#swarm';
 import type { AgentConfig } from './agent.config.js';
-import { mirrorProviders } from './mirror.providers.js';
-import { swarmProviders } from './swarm/swarm.providers.js';
 
 /** Wiring only: the mirror and cache live in libs/registry, the swarm in libs/swarm. */
 @Module({})
-export class AgentModule implements OnApplicationShutdown {
-  constructor(
-    private readonly ring: ProxyRing,
-    private readonly seeder: BlobSeeder,
-    private readonly swarm: SwarmClient,
-  ) {}
-
+export class AgentModule {
   static forRoot(config: AgentConfig): DynamicModule {
     return {
       module: AgentModule,
@@ -28,15 +21,31 @@ export class AgentModule implements OnApplicationShutdown {
           },
           dataDir: { path: config.dataDir, minFreeBytes: config.minFreeSpace },
         }),
+        RegistryModule.forRoot<AgentConfig>({
+          mirror: true,
+          originBodyTimeout: (c) => c.get('originBodyTimeout', { infer: true }),
+          fill: {
+            inject: [ConfigService, OriginClient, ThrottleService, SwarmBlobFetcher],
+            useFactory: (
+              c: ConfigService<AgentConfig, true>,
+              client: OriginClient,
+              throttle: ThrottleService,
+              swarm: SwarmBlobFetcher,
+            ) => ({
+              fetchers: [
+                // Peers first when proxies are configured, then the owning proxy over HTTP for whatever a
+                // stalled swarm left; the origin always last.
+                ...(c.get('proxies', { infer: true }).length > 0 ? [swarm, swarm.relayFallback()] : []),
+                // Origin bytes count against the node's downloadRate.
+                new OriginFetcher(client, { throttle: () => throttledStream(throttle, 'downloadRate') }),
+              ],
+              stallTimeoutMs: c.get('stallTimeout', { infer: true }) * 1000,
+              stallMinRate: c.get('stallMinRate', { infer: true }),
+            }),
+          },
+        }),
+        SwarmModule.forRoot<AgentConfig>({ role: 'agent', limits: { download: 'downloadRate', upload: 'uploadRate' } }),
       ],
-      controllers: [AdminTorrentsController, RegistryMirrorController],
-      providers: [...mirrorProviders, ...swarmProviders],
     };
-  }
-
-  async onApplicationShutdown(): Promise<void> {
-    this.ring.stop();
-    this.seeder.close();
-    await this.swarm.destroy();
   }
 }

@@ -1,8 +1,9 @@
 import { IsInt, IsNotEmpty, IsString, Max, Min, ValidateIf } from 'class-validator';
-import { CacheNodeConfig, ConfigKey, IsRate } from '#ops';
+import { ConfigKey, IsRate } from '#ops';
+import { SwarmNodeConfig } from '#swarm';
 
 /** The proxy's config: the original seed that pulls each blob from the origin once. */
-export class ProxyConfig extends CacheNodeConfig {
+export class ProxyConfig extends SwarmNodeConfig {
   override port = 5005;
   override dataDir = '/p2p_proxy_data';
   override p2pPort = 6882;

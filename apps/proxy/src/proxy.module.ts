@@ -1,18 +1,12 @@
-import { Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
-import { OpsModule } from '#ops';
-import { BlobSeeder, SwarmClient, AdminTorrentsController } from '#swarm';
+import { Module, type DynamicModule } from '@nestjs/common';
+import { OpsModule, ThrottleService, throttledStream } from '#ops';
+import { OriginClient, OriginFetcher, RegistryModule } from '#registry';
+import { BlobSeeder, hashPiecesInto, SwarmModule } from '#swarm';
 import type { ProxyConfig } from './proxy.config.js';
-import { proxyProviders } from './proxy.providers.js';
-import { ProxyApiController } from './proxy-api.controller.js';
 
-/** Wiring only: origin path and cache from libs/registry, seeding from libs/swarm. */
+/** Wiring only: origin path and cache from libs/registry, seeding and the proxy API from libs/swarm. */
 @Module({})
-export class ProxyModule implements OnApplicationShutdown {
-  constructor(
-    private readonly swarm: SwarmClient,
-    private readonly seeder: BlobSeeder,
-  ) {}
-
+export class ProxyModule {
   static forRoot(config: ProxyConfig): DynamicModule {
     return {
       module: ProxyModule,
@@ -26,14 +20,23 @@ export class ProxyModule implements OnApplicationShutdown {
           },
           dataDir: { path: config.dataDir, minFreeBytes: config.minFreeSpace },
         }),
+        RegistryModule.forRoot({
+          fill: {
+            inject: [OriginClient, ThrottleService, BlobSeeder],
+            useFactory: (client: OriginClient, throttle: ThrottleService, seeder: BlobSeeder) => ({
+              // The proxy's only fetcher is the origin, limited by originRate; concurrent callers share one fill.
+              fetchers: [new OriginFetcher(client, { throttle: () => throttledStream(throttle, 'originRate') })],
+              stallTimeoutMs: 60_000,
+              observe: hashPiecesInto(seeder),
+            }),
+          },
+        }),
+        SwarmModule.forRoot<ProxyConfig>({
+          role: 'proxy',
+          limits: { upload: 'uploadRate' },
+          uploadSlots: (c) => c.get('uploadSlots', { infer: true }),
+        }),
       ],
-      controllers: [ProxyApiController, AdminTorrentsController],
-      providers: proxyProviders,
     };
-  }
-
-  async onApplicationShutdown(): Promise<void> {
-    this.seeder.close();
-    await this.swarm.destroy();
   }
 }

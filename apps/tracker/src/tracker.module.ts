@@ -1,20 +1,12 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { Logger, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
-import { HttpAdapterHost } from '@nestjs/core';
-import { HealthIndicatorService } from '@nestjs/terminus';
-import { MetricsService, OpsModule, ReadinessRegistry, SWARM_TOKEN, ThrottleService } from '#ops';
-import { TrackerServer } from '#tracker';
-import { scrapeProbe } from './scrape-probe.js';
+import { Module, type DynamicModule } from '@nestjs/common';
+import { OpsModule } from '#ops';
+import { TrackerServerModule } from '#tracker';
 import type { TrackerConfig } from './tracker.config.js';
 
-/** Wiring only: the tracker server lives in libs/swarm. */
+/** Wiring only: the tracker server lives in libs/tracker. */
 @Module({})
-export class TrackerModule implements OnApplicationShutdown {
-  constructor(private readonly tracker: TrackerServer) {}
-
+export class TrackerModule {
   static forRoot(config: TrackerConfig): DynamicModule {
-    const log = new Logger('Tracker');
     return {
       module: TrackerModule,
       imports: [
@@ -23,53 +15,8 @@ export class TrackerModule implements OnApplicationShutdown {
           config,
           limits: { announceRate: { unit: 'requests/s', initial: config.announceRate } },
         }),
-      ],
-      providers: [
-        {
-          provide: TrackerServer,
-          inject: [ThrottleService, MetricsService, SWARM_TOKEN],
-          useFactory: (throttle: ThrottleService, metrics: MetricsService, token: string | undefined) => {
-            const requests = metrics.counter('tracker_requests_total', 'Tracker announces and scrapes, by result.', ['action', 'result']);
-            const counted = new Map<string, { inc(): void }>();
-            const tracker = new TrackerServer({
-              intervalSeconds: config.announceInterval,
-              peersCacheLength: config.peersCacheLength,
-              peersCacheTtlSeconds: config.peersCacheTtl,
-              idleSwarmSeconds: config.swarmIdleTimeout,
-              token,
-              allowClient: (ip) => throttle.tryTake('announceRate', ip),
-              // Label children cached: this runs once per announce.
-              onResult: (action, result) => {
-                const key = `${action}/${result}`;
-                let child = counted.get(key);
-                if (!child) counted.set(key, (child = requests.labels(action, result)));
-                child.inc();
-              },
-              onWarning: (err) => log.debug(`refused or malformed tracker request: ${err.message}`),
-            });
-            metrics.gauge('tracker_swarms', 'Swarms (info hashes) the tracker holds.', [], function collect() {
-              this.set(tracker.stats().swarms);
-            });
-            metrics.gauge('tracker_peers', 'Peers over all swarms.', [], function collect() {
-              this.set(tracker.stats().peers);
-            });
-            return tracker;
-          },
-        },
-        {
-          provide: 'TRACKER_READINESS',
-          inject: [ReadinessRegistry, HealthIndicatorService, HttpAdapterHost, SWARM_TOKEN],
-          useFactory: (registry: ReadinessRegistry, health: HealthIndicatorService, host: HttpAdapterHost, token: string | undefined) => {
-            // "Ready" means the announce surface answers over HTTP, so it goes through the real server.
-            const port = () => ((host.httpAdapter.getHttpServer() as Server).address() as AddressInfo).port;
-            registry.register('announce', () => scrapeProbe(health, port(), token));
-          },
-        },
+        TrackerServerModule.forRoot(),
       ],
     };
-  }
-
-  onApplicationShutdown(): Promise<void> {
-    return this.tracker.close();
   }
 }

@@ -15,7 +15,7 @@ import { MetricsController } from './metrics/metrics.controller.js';
 import { MetricsService } from './metrics/metrics.service.js';
 import { OpsMetrics } from './metrics/ops.metrics.js';
 import { ThrottleService, type LimitSpec } from './throttle/throttle.service.js';
-import { APP_CONFIG, SWARM_TOKEN } from './tokens.js';
+import { LOADED_CONFIG, SWARM_TOKEN } from './tokens.js';
 
 export interface OpsModuleOptions {
   appName: string;
@@ -28,7 +28,7 @@ export interface OpsModuleOptions {
 }
 
 /**
- * Cross-cutting pieces, written once for all apps: typed config, health and readiness, metrics,
+ * Cross-cutting pieces, written once for all apps: typed config (ConfigService), health and readiness, metrics,
  * the throttle and its admin API, admin and swarm tokens. Global so feature modules just inject.
  */
 @Module({})
@@ -38,8 +38,7 @@ export class OpsModule {
     const admin = readSecret({ env: 'P2P_ADMIN_TOKEN', file: options.config.adminTokenFile }, env);
     const swarm = readSecret({ env: 'P2P_SWARM_TOKEN', file: options.config.swarmTokenFile }, env);
     const providers: Provider[] = [
-      { provide: APP_CONFIG, useValue: options.config },
-      { provide: options.config.constructor, useValue: options.config },
+      { provide: LOADED_CONFIG, useValue: options.config },
       { provide: ThrottleService, useValue: new ThrottleService(withSources(options.limits, options.config)) },
       ConfigReloadService,
       { provide: MetricsService, useValue: new MetricsService(options.appName) },
@@ -69,8 +68,14 @@ export class OpsModule {
       global: true,
       imports: [
         TerminusModule.forRoot({ errorLogStyle: 'json', gracefulShutdownTimeoutMs: 0 }),
+        // The one way config reaches providers: ConfigService over the values loadConfig validated
+        // (file, P2P_* variables, defaults; units turned into numbers), typed by the app's config
+        // class (`ConfigService<AgentConfig, true>`). Live keys changed by a config file reload
+        // arrive through its set()/changes$ (see ConfigReloadService).
         ConfigModule.forRoot({
           ignoreEnvFile: true,
+          // Validated once by loadConfig; process.env must not shadow a key by its bare name.
+          skipProcessEnv: true,
           isGlobal: true,
           // ConfigModule wants the plain values; the class prototype is deliberately left behind.
           // eslint-disable-next-line @typescript-eslint/no-misused-spread
@@ -81,8 +86,6 @@ export class OpsModule {
       providers,
       exports: [
         TerminusModule,
-        APP_CONFIG,
-        options.config.constructor,
         ThrottleService,
         MetricsService,
         ADMIN_TOKEN,

@@ -21,4 +21,5 @@ export * from './origin/client-credentials.js';
 export * from './origin/origin-set.js';
 export * from './origin/origin.client.js';
 export * from './origin/www-authenticate.js';
-export * from './registry-core.providers.js';
+export * from './registry.config.js';
+export * from './registry.module.js';

@@ -2,14 +2,59 @@ import { statfsSync } from 'node:fs';
 import { writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { IsString } from 'class-validator';
+import { IsArray, IsInt, IsString, IsUrl, Max, Min } from 'class-validator';
 import { describe, expect, it } from 'vitest';
-import { CacheNodeConfig } from './base.config.js';
+import { BaseAppConfig, HTTP_URL } from './base.config.js';
 import { ConfigKey, configKeys, envName } from './config-key.decorator.js';
 import { ConfigError, configOrigin, loadConfig } from './config-loader.js';
-import { IsRate } from './unit.validators.js';
+import { IsDiskAmount, IsDuration, IsRate } from './unit.validators.js';
 
-class SampleConfig extends CacheNodeConfig {
+/** One key of every kind the loader handles (the apps' real keys live in their libs). */
+class SampleConfig extends BaseAppConfig {
+  @ConfigKey({ kind: 'url', doc: 'test url' })
+  @IsUrl(HTTP_URL)
+  registry = 'https://registry.example';
+
+  @ConfigKey({ kind: 'list', doc: 'test url list', defaultText: '[]' })
+  @IsArray()
+  @IsUrl(HTTP_URL, { each: true })
+  registries: string[] = [];
+
+  @ConfigKey({ kind: 'list', doc: 'test list', defaultText: '[]' })
+  @IsArray()
+  @IsString({ each: true })
+  trackers: string[] = [];
+
+  @ConfigKey({ kind: 'string', doc: 'test data dir' })
+  @IsString()
+  dataDir = '';
+
+  @ConfigKey({ kind: 'disk', doc: 'test floor', defaultText: '20%' })
+  @IsDiskAmount()
+  minFreeSpace: number = '20%' as unknown as number;
+
+  @ConfigKey({ kind: 'disk', doc: 'test quota', defaultText: '10%' })
+  @IsDiskAmount()
+  cacheMaxBytes: number = '10%' as unknown as number;
+
+  @ConfigKey({ kind: 'duration', doc: 'test duration' })
+  @IsDuration()
+  seedTtl = 3600;
+
+  @ConfigKey({ kind: 'duration', doc: 'renamed', formerly: 'upstreamConnectTimeout' })
+  @IsDuration()
+  originConnectTimeout = 10;
+
+  @ConfigKey({ kind: 'duration', doc: 'renamed', formerly: 'upstreamHeadersTimeout' })
+  @IsDuration()
+  originHeadersTimeout = 30;
+
+  @ConfigKey({ kind: 'number', doc: 'test number' })
+  @IsInt()
+  @Min(0)
+  @Max(65535)
+  p2pPort = 0;
+
   @ConfigKey({ kind: 'rate', doc: 'test rate' })
   @IsRate()
   downloadRate = 0;

@@ -1,26 +1,36 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { ConfigService } from '@nestjs/config';
+import type { Subscription } from 'rxjs';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { ThrottleService } from '../throttle/throttle.service.js';
-import { APP_CONFIG } from '../tokens.js';
+import { LOADED_CONFIG } from '../tokens.js';
 import { configOrigin } from './config-loader.js';
 import { ConfigWatcher, type ReloadResult } from './config-watcher.js';
 
 /**
- * Runs the app's ConfigWatcher for its lifetime: config file edits apply to the throttle's limits
- * (the same live path as `PATCH /admin/rate`) and are counted in `p2p_config_reloads_total`.
- * Apps started without a file (`p2p all --dev`, tests building config objects) have nothing to watch.
+ * Runs the app's ConfigWatcher for its lifetime: a config file edit that changes a live key (the
+ * throttle's limits) is published through ConfigService (`set()`, seen on `changes$` by whoever
+ * follows that key: the throttle, like `PATCH /admin/rate`); every reload is counted in
+ * `p2p_config_reloads_total`. Apps started without a file (`p2p all --dev`, tests building config
+ * objects) have nothing to watch.
  */
 @Injectable()
 export class ConfigReloadService implements OnApplicationBootstrap, OnModuleDestroy {
   private watcher: ConfigWatcher<object> | undefined;
+  private following: Subscription | undefined;
 
   constructor(
-    @Inject(APP_CONFIG) private readonly config: object,
+    @Inject(LOADED_CONFIG) private readonly config: object,
+    private readonly configService: ConfigService<Record<string, unknown>, true>,
     private readonly throttle: ThrottleService,
     private readonly metrics: MetricsService,
   ) {}
 
   onApplicationBootstrap(): void {
+    const limits = new Set(this.throttle.names());
+    this.following = this.configService.changes$.subscribe(({ path, newValue }) => {
+      if (limits.has(path)) this.throttle.set(path, newValue as number, 'file');
+    });
     const origin = configOrigin(this.config);
     if (!origin?.file) return;
     const reloads = this.metrics.counter(
@@ -32,8 +42,11 @@ export class ConfigReloadService implements OnApplicationBootstrap, OnModuleDest
     this.watcher = new ConfigWatcher({
       running: this.config,
       origin: { ...origin, file: origin.file },
-      liveKeys: this.throttle.names(),
-      apply: (key, value) => this.throttle.set(key, value as number, 'file'),
+      liveKeys: [...limits],
+      // Note: ConfigService.set also writes process.env[key] (bare camelCase name); nothing reads those.
+      apply: (key, value) => {
+        this.configService.set(key, value);
+      },
       onResult: (result: ReloadResult) => reloads.inc({ result }),
       logger: new Logger('ConfigReload'),
     });
@@ -42,5 +55,6 @@ export class ConfigReloadService implements OnApplicationBootstrap, OnModuleDest
 
   onModuleDestroy(): void {
     this.watcher?.stop();
+    this.following?.unsubscribe();
   }
 }

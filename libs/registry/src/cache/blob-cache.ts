@@ -69,6 +69,9 @@ export class BlobCache {
   private evictions = 0;
   private evicting: Promise<void> | undefined;
   private usable = false;
+  /** A pending `start()` retry while the data dir is unusable. */
+  private retry: NodeJS.Timeout | undefined;
+  private stopped = false;
   readonly blobDir: string;
   readonly tmpDir: string;
 
@@ -105,13 +108,20 @@ export class BlobCache {
    * Until then `has()` is false and fills fail, so pulls get an error rather than a corrupt cache.
    */
   async start(retryMs = 10_000): Promise<void> {
+    if (this.stopped) return;
     try {
       await this.init();
     } catch (err) {
       this.logger.error(`cache at ${this.options.dir} unusable, retrying every ${retryMs / 1000}s: ${(err as Error).message}`);
-      const timer = setTimeout(() => void this.start(retryMs), retryMs);
-      timer.unref();
+      this.retry = setTimeout(() => void this.start(retryMs), retryMs);
+      this.retry.unref();
     }
+  }
+
+  /** Ends the start retries (app shutdown); the index and files stay as they are. */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retry);
   }
 
   /** Path of a verified blob, or undefined; counts as a use for LRU. */

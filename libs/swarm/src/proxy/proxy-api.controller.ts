@@ -2,20 +2,20 @@ import { pipeline } from 'node:stream/promises';
 import { Controller, Get, Headers, Param, Query, Res, UseFilters, UseGuards } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import { SwarmTokenGuard, ThrottleService, throttledStream } from '#ops';
-import { ClientIdleWatchdog, OciErrorFilter } from '#registry';
+import { ConfigService } from '@nestjs/config';
+import { ClientIdleWatchdog, OciErrorFilter, type CacheNodeConfig } from '#registry';
+import { SwarmClient } from '../client/swarm-client.js';
+import { BlobTorrentService } from './blob-torrent.service.js';
 import {
-  BlobTorrentService,
   INFO_HASH_HEADER,
   NS_QUERY,
   PEER_PORT_HEADER,
   PROXY_API_PREFIX,
   RELAY_ROUTE,
   REPO_QUERY,
-  SwarmClient,
   TORRENT_CONTENT_TYPE,
   TORRENT_ROUTE,
-} from '#swarm';
-import { ProxyConfig } from './proxy.config.js';
+} from './proxy-api.js';
 
 /**
  * `GET /v1/blobs/<digest>/torrent?repo=<name>[&ns=<host>]`: cluster members only (swarm token);
@@ -36,9 +36,9 @@ export class ProxyApiController {
     private readonly torrents: BlobTorrentService,
     private readonly swarm: SwarmClient,
     private readonly throttle: ThrottleService,
-    config: ProxyConfig,
+    config: ConfigService<CacheNodeConfig, true>,
   ) {
-    this.idle = new ClientIdleWatchdog(config.clientIdleTimeout * 1000);
+    this.idle = new ClientIdleWatchdog(config.get('clientIdleTimeout', { infer: true }) * 1000);
   }
 
   @Get(TORRENT_ROUTE)
