@@ -1,9 +1,9 @@
+import { LRUCache } from 'lru-cache';
 import { BadOriginResponseError, OciError } from '../oci/oci.errors.js';
 import type { BlobRequest } from '../sources/blob-source.js';
 import type { OriginClient } from '../origin/origin.client.js';
 
 interface Decision {
-  expiresAt: number;
   size: number | undefined;
 }
 
@@ -17,31 +17,31 @@ const MAX_DECISIONS = 100_000;
  * not cached, so fixed credentials work at once.
  */
 export class BlobAccessAuthorizer {
-  private readonly decisions = new Map<string, Decision>();
-  private readonly pending = new Map<string, Promise<number | undefined>>();
+  /**
+   * Decisions by key; `fetch()` runs one origin check per key at a time, shared by concurrent
+   * requests (so no single client's disconnect may abort it: ignoreFetchAbort), keeps what it
+   * resolved for the TTL and nothing of a rejection (denials are not cached).
+   */
+  private readonly decisions: LRUCache<string, Decision, BlobRequest>;
 
   constructor(
     private readonly client: OriginClient,
-    private readonly ttlMs: number,
-  ) {}
+    ttlMs: number,
+  ) {
+    this.decisions = new LRUCache({
+      max: MAX_DECISIONS,
+      // lru-cache reads 0 as "no expiry"; authCacheTtl 0 means "do not reuse decisions".
+      ttl: Math.max(1, ttlMs),
+      ignoreFetchAbort: true,
+      fetchMethod: async (_key, _stale, { context }) => ({ size: await this.check(context) }),
+    });
+  }
 
   /** Resolves with the blob's size at the origin when readable; throws UnauthorizedError, 403/404 OciError or an origin error. */
   async authorize(request: BlobRequest): Promise<number | undefined> {
     const key = `${request.origin.base}|${request.credentials.key}|${request.repository}|${request.digest}`;
-    const hit = this.decisions.get(key);
-    if (hit && hit.expiresAt > Date.now()) return hit.size;
-    let pending = this.pending.get(key);
-    if (!pending) {
-      // Shared by concurrent requests, so no single client's disconnect may abort it.
-      pending = this.check(request).then((size) => {
-        if (this.decisions.size >= MAX_DECISIONS) this.decisions.delete(this.decisions.keys().next().value as string);
-        this.decisions.set(key, { expiresAt: Date.now() + this.ttlMs, size });
-        return size;
-      });
-      this.pending.set(key, pending);
-      void pending.catch(() => undefined).finally(() => this.pending.delete(key));
-    }
-    return pending;
+    const decision = await this.decisions.fetch(key, { context: request });
+    return decision?.size;
   }
 
   private async check(request: BlobRequest): Promise<number | undefined> {

@@ -97,6 +97,13 @@ describe(OriginClient.name, () => {
     );
   });
 
+  it('asks the token endpoint once for concurrent requests of one scope', async () => {
+    const before = fake.tokenRequests.length;
+    const results = await Promise.all(Array.from({ length: 20 }, () => get('pub/many', ClientCredentials.anonymous)));
+    expect(results.every((r) => r.status === 200)).toBe(true);
+    expect(fake.tokenRequests.slice(before)).toEqual([{ user: 'anon', scope: 'repository:pub/many:pull' }]);
+  });
+
   it('retries once with a fresh token when the origin rejects a cached one', async () => {
     const dave = ClientCredentials.fromHeader(basic('dave', 'pw'));
     const before = fake.tokenRequests.length;

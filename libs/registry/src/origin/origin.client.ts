@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { Logger } from '@nestjs/common';
+import { LRUCache } from 'lru-cache';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import { BadOriginResponseError, OriginUnavailableError, UnauthorizedError } from '../oci/oci.errors.js';
 import { ClientCredentials } from './client-credentials.js';
@@ -46,9 +47,12 @@ export interface OriginResponse {
   body: Readable;
 }
 
-interface CachedToken {
-  token: string;
-  expiresAt: number;
+/** What the token cache's fetch needs to ask the origin's token endpoint. */
+interface TokenContext {
+  origin: Origin;
+  creds: ClientCredentials;
+  challenge: AuthChallenge;
+  scope: string | undefined;
 }
 
 // `expect` too: the agent's HTTP server already answered the client's `100-continue` itself, and
@@ -81,8 +85,21 @@ export class OriginClient {
   private readonly logger = new Logger(OriginClient.name);
   private readonly dispatcher: Dispatcher;
   private readonly challenges = new Map<string, AuthChallenge | null>();
-  private readonly tokens = new Map<string, CachedToken>();
-  private readonly pendingTokens = new Map<string, Promise<string>>();
+  /**
+   * Tokens by (credentials hash, realm, service, scope); `fetch()` asks the token endpoint once per
+   * key at a time, shared by concurrent requests (no single client's disconnect aborts it:
+   * ignoreFetchAbort), keeps each token for its own lifetime and nothing of a failure.
+   */
+  private readonly tokens = new LRUCache<string, string, TokenContext>({
+    max: MAX_TOKENS,
+    ignoreFetchAbort: true,
+    fetchMethod: async (_key, _stale, { context, options }) => {
+      const { token, expiresIn } = await this.fetchToken(context.origin, context.creds, context.challenge, context.scope);
+      // Renew a little early so a token never expires between the check and its use.
+      options.ttl = Math.max(1, (expiresIn - 10) * 1000);
+      return token;
+    },
+  });
 
   constructor(options: OriginClientOptions, dispatcher?: Dispatcher) {
     this.dispatcher =
@@ -161,22 +178,10 @@ export class OriginClient {
   }
 
   private async token(origin: Origin, creds: ClientCredentials, challenge: AuthChallenge, scope: string | undefined): Promise<string> {
-    const key = this.tokenKey(creds, challenge, scope);
-    const cached = this.tokens.get(key);
-    if (cached && cached.expiresAt > Date.now()) return cached.token;
-    let pending = this.pendingTokens.get(key);
-    if (!pending) {
-      // Shared by concurrent requests, so no single client's disconnect may abort it.
-      pending = this.fetchToken(origin, creds, challenge, scope).then(({ token, expiresIn }) => {
-        if (this.tokens.size >= MAX_TOKENS) this.tokens.delete(this.tokens.keys().next().value as string);
-        // Renew a little early so a token never expires between the check and its use.
-        this.tokens.set(key, { token, expiresAt: Date.now() + Math.max(0, expiresIn - 10) * 1000 });
-        return token;
-      });
-      this.pendingTokens.set(key, pending);
-      void pending.catch(() => undefined).finally(() => this.pendingTokens.delete(key));
-    }
-    return pending;
+    const token = await this.tokens.fetch(this.tokenKey(creds, challenge, scope), { context: { origin, creds, challenge, scope } });
+    // fetch() resolves undefined only when the fetch was aborted, which ignoreFetchAbort rules out.
+    if (token === undefined) throw new BadOriginResponseError('token request abandoned');
+    return token;
   }
 
   private async fetchToken(
