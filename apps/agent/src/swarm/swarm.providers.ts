@@ -13,9 +13,10 @@ export const swarmProviders: Provider[] = [
     useFactory: async (config: AgentConfig) => {
       const plain = config.proxies.filter((url) => !url.toLowerCase().startsWith('https:'));
       if (plain.length > 0) {
-        new Logger('Tls').warn(
-          `proxies reached over plain HTTP (${plain.join(', ')}): clients' registry credentials and the swarm token cross the network in clear; serve the proxies over TLS (tlsCertFile, tlsKeyFile) and list them as https:// with proxyCaFile (README, TLS between agents and proxies)`,
-        );
+        new Logger('Tls').warn({
+          msg: "proxies reached over plain HTTP: clients' registry credentials and the swarm token cross the network in clear; serve the proxies over TLS (tlsCertFile, tlsKeyFile) and list them as https:// with proxyCaFile (README, TLS between agents and proxies)",
+          proxies: plain,
+        });
       }
       // Read once at start (a renewed CA takes a restart); unreadable: the agent does not start.
       const ca = config.proxyCaFile ? readConfiguredFile('proxyCaFile', config.proxyCaFile) : undefined;
