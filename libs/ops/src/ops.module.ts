@@ -59,12 +59,12 @@ export class OpsModule {
           const log = new Logger(OpsModule.name);
           log.log({
             msg: `admin API ${admin.value ? 'on' : 'off'}: token ${admin.origin}`,
-            adminApi: Boolean(admin.value),
+            adminApiOn: Boolean(admin.value),
             tokenFrom: admin.origin,
           });
           log.log({
             msg: `swarm token ${swarm.value ? 'set' : 'not set'}: ${swarm.origin}`,
-            swarmToken: Boolean(swarm.value),
+            swarmTokenSet: Boolean(swarm.value),
             tokenFrom: swarm.origin,
           });
           for (const note of configOrigin(options.config)?.notes ?? []) log.warn({ msg: note });
