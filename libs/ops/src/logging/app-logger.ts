@@ -56,9 +56,14 @@ export interface AppLoggerOptions {
   colors?: boolean;
 }
 
+/** Typed as always set, but undefined when stdout is a pipe or a file. */
+function stdoutIsTty(): boolean {
+  return (process.stdout as { isTTY?: boolean }).isTTY ?? false;
+}
+
 /** `logFormat` resolved: JSON lines for log shippers, text for people at a terminal. */
 function wantsJson(logFormat: string): boolean {
-  return logFormat === 'json' || (logFormat !== 'text' && !process.stdout.isTTY);
+  return logFormat === 'json' || (logFormat !== 'text' && !stdoutIsTty());
 }
 
 /**
@@ -84,7 +89,7 @@ export function createRootLogger(
       serializers: { url: (url: unknown) => (typeof url === 'string' ? redactUrl(url) : url) },
       redact: { paths: REDACT_PATHS, censor: 'REDACTED' },
     },
-    json ? destination : textFormatting(destination, options.colors ?? Boolean(process.stdout.isTTY)),
+    json ? destination : textFormatting(destination, options.colors ?? stdoutIsTty()),
   );
 }
 
@@ -205,7 +210,7 @@ export function formatText(line: string, colors = false): string {
     pairs.push(`err=${textValue(e.message)}`);
     if (typeof e.stack === 'string') trace = e.stack;
   }
-  const head = `${clock} ${shownLevel} ${String(app)} [${String(context ?? '-')}] ${String(msg ?? '')}`;
+  const head = `${clock} ${shownLevel} ${textValue(app)} [${typeof context === 'string' ? context : '-'}] ${typeof msg === 'string' ? msg : textValue(msg)}`;
   const tail = pairs.length ? ` ${pairs.join(' ')}` : '';
   return `${head}${tail}\n${trace ? `${trace.replace(/^/gm, '    ')}\n` : ''}`;
 }
@@ -213,7 +218,9 @@ export function formatText(line: string, colors = false): string {
 function textValue(value: unknown): string {
   if (typeof value === 'string') return /^[^\s"=]+$/.test(value) ? value : JSON.stringify(value);
   if (typeof value === 'number' || typeof value === 'boolean' || value === null) return String(value);
-  return JSON.stringify(value) ?? '';
+  // JSON.stringify gives undefined for these, whatever its type says.
+  if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return '';
+  return JSON.stringify(value);
 }
 
 /** A duration as the `durationMs` field carries it: milliseconds with one decimal. */
