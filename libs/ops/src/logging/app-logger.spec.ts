@@ -82,14 +82,18 @@ describe(AppLogger.name, () => {
         token: 'swarm-s3cr3t',
         authorization: 'Basic cHVsbGVyOnBhc3M=',
         headers: { authorization: 'Bearer admin-s3cr3t', 'x-p2p-swarm-token': 'swarm-s3cr3t', accept: '*/*' },
-        blob: { credentials: { header: 'Basic cHVsbGVyOnBhc3M=' } },
+        request: { digest: 'sha256:ab', credentials: { header: 'Basic cHVsbGVyOnBhc3M=' } },
         url: '/v2/a/blobs/sha256:ab?token=query-s3cr3t&ns=docker.io',
       },
       'X',
     );
     const text = out.lines.join('');
     for (const secret of ['swarm-s3cr3t', 'cHVsbGVyOnBhc3M=', 'admin-s3cr3t', 'query-s3cr3t']) expect(text).not.toContain(secret);
-    expect(out.json()[0]).toMatchObject({ headers: { accept: '*/*' }, url: '/v2/a/blobs/sha256:ab?token=REDACTED&ns=docker.io' });
+    expect(out.json()[0]).toMatchObject({
+      headers: { accept: '*/*' },
+      request: { digest: 'sha256:ab' },
+      url: '/v2/a/blobs/sha256:ab?token=REDACTED&ns=docker.io',
+    });
   });
 
   it('caches one child per context', () => {

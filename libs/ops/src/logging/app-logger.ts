@@ -28,6 +28,8 @@ export function pinoLevel(logLevel: string): Level {
 /**
  * Fields never written whatever a call site passes: registry credentials, Authorization and
  * cookie headers, the swarm and admin tokens. A belt: call sites do not log them in the first place.
+ * Explicit paths only: wildcard paths (`*.token`) walk every field of every line, 1–3.5 µs more a line in a micro-benchmark, and the
+ * request line is on every request.
  */
 const REDACT_PATHS = [
   'authorization',
@@ -41,12 +43,9 @@ const REDACT_PATHS = [
   'headers["proxy-authorization"]',
   'headers["set-cookie"]',
   'headers["x-p2p-swarm-token"]',
-  '*.authorization',
-  '*.credentials',
-  '*.password',
-  '*.token',
-  '*.headers.authorization',
-  '*.headers["x-p2p-swarm-token"]',
+  'request.credentials',
+  'request.headers.authorization',
+  'request.headers["x-p2p-swarm-token"]',
 ];
 
 export interface AppLoggerOptions {
