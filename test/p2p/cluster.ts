@@ -25,6 +25,7 @@ export async function startLoopbackCluster(options: {
   agents: number;
   agentConfig?: Record<string, unknown>;
   proxyConfig?: Record<string, unknown>;
+  trackerConfig?: Record<string, unknown>;
 }): Promise<LoopbackCluster> {
   const dir = await tempDir('p2p-cluster-');
   await writeFile(join(dir, 'swarm-token'), `${SWARM}\n`);
@@ -33,7 +34,7 @@ export async function startLoopbackCluster(options: {
   const tokens = { swarmTokenFile: join(dir, 'swarm-token'), adminTokenFile: join(dir, 'admin-token') };
   const started: AppProcess[] = [];
   try {
-    const tracker = await startApp('tracker', { ...tokens, announceRate: 0 });
+    const tracker = await startApp('tracker', { ...tokens, announceRate: 0, ...options.trackerConfig });
     started.push(tracker);
     const trackers = [`${tracker.url}/announce`];
     const node = { ...tokens, minFreeSpace: '10MB', registry: origin.url, trackers };

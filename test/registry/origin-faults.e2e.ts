@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApp, tempDir, type AppProcess } from '../support/app-process.js';
+import { findLogs, startApp, tempDir, type AppProcess } from '../support/app-process.js';
 import { OciLayout, pushImage, type BuiltImage } from '../support/oci-image.js';
 import { startOriginRegistry, waitFor, type OriginRegistry } from '../support/origin-registry.js';
 import { basic } from './helpers.js';
@@ -137,7 +137,14 @@ describe('agent pass-through with curl pushes and a stopped origin (docker-regis
         expect(ociErrorCode(body)).toBe('UNAVAILABLE');
         expect(seconds).toBeLessThan(20);
       }
-      expect(agent.output()).toMatch(/GET \S+\/blobs\/sha256:\S+ failed: UND_ERR_HEADERS_TIMEOUT/);
+      expect(
+        findLogs(agent.logs(), {
+          msg: 'origin request failed',
+          method: 'GET',
+          path: /\/blobs\/sha256:/,
+          reason: 'UND_ERR_HEADERS_TIMEOUT',
+        }),
+      ).not.toEqual([]);
     } finally {
       process.kill(origin.pid, 'SIGCONT');
       stopped = false;
@@ -176,7 +183,11 @@ describe('agent pass-through with curl pushes and a stopped origin (docker-regis
       expect(ac.signal.aborted).toBe(false);
       expect(received).toBeLessThan(layer.size);
       expect(seconds).toBeLessThan(20);
-      await waitFor(() => /failed mid-body: UND_ERR_BODY_TIMEOUT/.test(agent.output()), 5_000, 'the mid-body log line');
+      await waitFor(
+        () => findLogs(agent.logs(), { msg: 'origin failed mid-body', reason: 'UND_ERR_BODY_TIMEOUT' }).length > 0,
+        5_000,
+        'the mid-body log line',
+      );
     } finally {
       clearTimeout(guard);
       process.kill(origin.pid, 'SIGCONT');

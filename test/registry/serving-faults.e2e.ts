@@ -5,7 +5,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApp, tempDir, type AppProcess } from '../support/app-process.js';
+import { findLogs, startApp, tempDir, type AppProcess } from '../support/app-process.js';
 import { fileDigest, OciLayout, pushImage, skopeoPull, type BuiltImage } from '../support/oci-image.js';
 import { startOriginRegistry, waitFor, type OriginRegistry } from '../support/origin-registry.js';
 import { basic, dirSummary, metric } from './helpers.js';
@@ -97,7 +97,9 @@ describe('agent serving path: corrupt cache files, idle readers, disconnecting c
     expect(await dirSummary(join(dir, 'c2'))).toEqual(await dirSummary(join(dir, 'c1')));
     expect(origin.blobGets(layer.digest)).toBe(gets + 1);
     expect(await fileDigest(blobFile(data, layer.digest))).toBe(layer.digest);
-    expect(agent.output()).toContain(`${layer.digest}: cached file changed on disk since it was verified; evicted`);
+    expect(
+      findLogs(agent.logs(), { digest: layer.digest, msg: /^cached file changed on disk since it was verified; evicted/ }),
+    ).toHaveLength(1);
     expect(metric(await metrics(agent), 'p2p_cache_corrupt_total', '')).toBe(1);
     await agent.stop();
 
@@ -110,14 +112,14 @@ describe('agent serving path: corrupt cache files, idle readers, disconnecting c
     expect(third.ok, third.stderr).toBe(true);
     expect(await dirSummary(join(dir, 'c3'))).toEqual(await dirSummary(join(dir, 'c1')));
     expect(origin.blobGets(layer.digest)).toBe(gets + 2);
-    expect(restarted.output()).toContain(`${layer.digest}: cached file does not match its digest; evicted`);
+    expect(findLogs(restarted.logs(), { digest: layer.digest, msg: /^cached file does not match its digest; evicted/ })).toHaveLength(1);
 
     // A file deleted under the running agent: the next request is still served right, and it is logged.
     await rm(blobFile(data, layer.digest));
     const deleted = await curlGet(restarted, layer.digest);
     expect(deleted).toEqual({ complete: true, got: layer.digest });
     expect(origin.blobGets(layer.digest)).toBe(gets + 3);
-    expect(restarted.output()).toContain(`${layer.digest}: cached file is missing; evicted`);
+    expect(findLogs(restarted.logs(), { digest: layer.digest, msg: /^cached file is missing; evicted/ })).toHaveLength(1);
     expect(restarted.output()).not.toContain('"level":"error"');
   });
 
@@ -149,8 +151,8 @@ describe('agent serving path: corrupt cache files, idle readers, disconnecting c
     // All but the held-back last chunk at most: never the whole body.
     expect(headerBytes).toBeGreaterThan(4);
     expect(received - headerBytes).toBeLessThan(layer.size);
-    await waitFor(() => agent.output().includes('outcome=cut:corrupt-cache-file'), 5000, 'the outcome line');
-    expect(agent.output()).toContain(`${layer.digest}: cached file does not match its digest; evicted`);
+    await waitFor(() => findLogs(agent.logs(), { outcome: 'cut:corrupt-cache-file' }).length > 0, 5000, 'the outcome line');
+    expect(findLogs(agent.logs(), { digest: layer.digest, msg: /^cached file does not match its digest; evicted/ })).toHaveLength(1);
     const next = await skopeoPull(`127.0.0.1:${agent.port}/lib/app:v1`, join(dir, 'm1'), { creds: CREDS });
     expect(next.ok, next.stderr).toBe(true);
     expect((await dirSummary(join(dir, 'm1'))).files[layer.digest.slice(7)]).toBe(layer.digest);
@@ -164,7 +166,7 @@ describe('agent serving path: corrupt cache files, idle readers, disconnecting c
     const servedBefore = metric(await metrics(agent), 'p2p_blob_bytes_served_total', 'cache="hit"');
 
     const socket = silentGet(agent, layer.digest);
-    await waitFor(() => agent.output().includes('outcome=cut:idle'), 30_000, 'the idle client to be cut');
+    await waitFor(() => findLogs(agent.logs(), { outcome: 'cut:idle' }).length > 0, 30_000, 'the idle client to be cut');
     // The client reading now finds a connection that ends before the blob does.
     let received = 0;
     socket.on('data', (c: Buffer) => (received += c.length));
@@ -172,13 +174,16 @@ describe('agent serving path: corrupt cache files, idle readers, disconnecting c
     socket.resume();
     await closed;
     expect(received).toBeLessThan(layer.size);
-    const line = agent
-      .output()
-      .split('\n')
-      .find((l) => l.includes('outcome=cut:idle'))!;
-    expect(line).toContain(`blob ${layer.digest} repo=lib/app status=200 outcome=cut:idle`);
-    expect(line).toContain('source=cache');
-    const accepted = Number(/bytes=(\d+)\//.exec(line)![1]);
+    const [line] = findLogs(agent.logs(), { outcome: 'cut:idle' });
+    expect(line).toMatchObject({
+      msg: 'blob response',
+      digest: layer.digest,
+      repo: 'lib/app',
+      status: 200,
+      source: 'cache',
+      length: layer.size,
+    });
+    const accepted = line.bytes as number;
     const m = await metrics(agent);
     expect(metric(m, 'p2p_blob_responses_total', 'outcome="cut_idle"')).toBe(1);
     // What the agent read for this client but the connection never took: one chunk at most.
@@ -250,7 +255,7 @@ describe('agent serving path: corrupt cache files, idle readers, disconnecting c
       );
     }
     await Promise.all(closes);
-    await waitFor(() => (agent.output().match(/outcome=client-gone/g) ?? []).length >= 20, 10_000, 'client-gone lines');
+    await waitFor(() => findLogs(agent.logs(), { outcome: 'client-gone' }).length >= 20, 10_000, 'client-gone lines');
     const m = await metrics(agent);
     const gone =
       metric(m, 'p2p_client_disconnects_total', 'phase="during_body"') +

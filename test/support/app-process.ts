@@ -16,9 +16,42 @@ export interface AppProcess {
   port: number;
   /** Everything the process wrote so far (stdout + stderr). */
   output(): string;
+  /** What the process wrote to stdout only (its log lines). */
+  stdout(): string;
+  /** Its log lines so far, parsed (the apps run with `logFormat: json` unless a test says otherwise). */
+  logs(): LogLine[];
   /** SIGTERM and wait; resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   exited: Promise<number | null>;
+}
+
+/** One JSON log line of an app: the fixed keys and the domain fields (digest, bytes, durationMs, …) at top level. */
+export interface LogLine {
+  level: string;
+  time: string;
+  app: string;
+  context?: string;
+  msg: string;
+  [field: string]: unknown;
+}
+
+/**
+ * The JSON log lines in `text`, complete lines only (a process may be mid-line); lines that are not
+ * JSON objects (e.g. Node's own warnings on stderr) are skipped.
+ */
+export function parseLogLines(text: string): LogLine[] {
+  return text
+    .slice(0, text.lastIndexOf('\n') + 1)
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as LogLine);
+}
+
+/** The lines whose fields equal every value in `fields` (a RegExp tests a string field instead). */
+export function findLogs(lines: LogLine[], fields: Record<string, unknown>): LogLine[] {
+  return lines.filter((line) =>
+    Object.entries(fields).every(([k, v]) => (v instanceof RegExp ? typeof line[k] === 'string' && v.test(line[k]) : line[k] === v)),
+  );
 }
 
 const madeDirs = new Set<string>();
@@ -73,6 +106,8 @@ export async function startApp(
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
+  let stdout = '';
+  proc.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   const exited = new Promise<number | null>((res) => proc.on('exit', (code) => res(code)));
   const port = await new Promise<number>((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`${app} did not start in time:\n${out}`)), options.timeoutMs ?? 20_000);
@@ -96,6 +131,8 @@ export async function startApp(
     port,
     url: `http://127.0.0.1:${port}`,
     output: () => out,
+    stdout: () => stdout,
+    logs: () => parseLogLines(stdout),
     exited,
     async stop(signal = 'SIGTERM') {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);

@@ -11,9 +11,10 @@ async function startProxy(config: ProxyConfig): Promise<RunningApp> {
     : undefined;
   const running = await bootstrapApp({ appName: 'proxy', module: ProxyModule.forRoot(config), config, https });
   if (!https) {
-    new Logger('Tls').warn(
-      "TLS is off (no tlsCertFile/tlsKeyFile): agents send clients' registry credentials and the swarm token to this proxy in clear; see README, TLS between agents and proxies",
-    );
+    new Logger('Tls').warn({
+      msg: "TLS is off (no tlsCertFile/tlsKeyFile): agents send clients' registry credentials and the swarm token to this proxy in clear; see README, TLS between agents and proxies",
+      tls: false,
+    });
   }
   return running;
 }

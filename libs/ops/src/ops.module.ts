@@ -56,9 +56,17 @@ export class OpsModule {
           const dir = options.dataDir;
           if (dir) registry.register('dataDir', () => indicator.check(dir.path, dir.minFreeBytes));
           const log = new Logger(OpsModule.name);
-          log.log(`admin API ${admin.value ? 'on' : 'off'}: token ${admin.origin}`);
-          log.log(`swarm token ${swarm.value ? 'set' : 'not set'}: ${swarm.origin}`);
-          for (const note of configOrigin(options.config)?.notes ?? []) log.warn(note);
+          log.log({
+            msg: `admin API ${admin.value ? 'on' : 'off'}: token ${admin.origin}`,
+            adminApiOn: Boolean(admin.value),
+            tokenFrom: admin.origin,
+          });
+          log.log({
+            msg: `swarm token ${swarm.value ? 'set' : 'not set'}: ${swarm.origin}`,
+            swarmTokenSet: Boolean(swarm.value),
+            tokenFrom: swarm.origin,
+          });
+          for (const note of configOrigin(options.config)?.notes ?? []) log.warn({ msg: note });
           return { adminToken: admin.origin, swarmToken: swarm.origin };
         },
       },

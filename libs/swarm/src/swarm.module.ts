@@ -113,9 +113,10 @@ function fetcherProviders(options: Pick<SwarmModuleOptions, 'limits'>): Provider
         const proxies = config.get('proxies', { infer: true });
         const plain = proxies.filter((url) => !url.toLowerCase().startsWith('https:'));
         if (plain.length > 0) {
-          new Logger('Tls').warn(
-            `proxies reached over plain HTTP (${plain.join(', ')}): clients' registry credentials and the swarm token cross the network in clear; serve the proxies over TLS (tlsCertFile, tlsKeyFile) and list them as https:// with proxyCaFile (README, TLS between agents and proxies)`,
-          );
+          new Logger('Tls').warn({
+            msg: "proxies reached over plain HTTP: clients' registry credentials and the swarm token cross the network in clear; serve the proxies over TLS (tlsCertFile, tlsKeyFile) and list them as https:// with proxyCaFile (README, TLS between agents and proxies)",
+            proxies: plain,
+          });
         }
         // Read once at start (a renewed CA takes a restart); unreadable: the agent does not start.
         const caFile = config.get('proxyCaFile', { infer: true });

@@ -51,7 +51,9 @@ export class TrackerServerModule implements OnApplicationShutdown {
                 if (!child) counted.set(key, (child = requests.labels(action, result)));
                 child.inc();
               },
-              onWarning: (err) => log.debug(`refused or malformed tracker request: ${err.message}`),
+              onWarning: (err, about) => log.debug({ msg: 'refused or malformed tracker request', reason: err.message, ...about }),
+              // Per announce: only wired when debug lines are written (logLevel is fixed until restart).
+              onAnnounce: Logger.isLevelEnabled('debug') ? (a) => log.debug({ msg: 'announce', ...a }) : undefined,
             });
             metrics.gauge('tracker_swarms', 'Swarms (info hashes) the tracker holds.', [], function collect() {
               this.set(tracker.stats().swarms);

@@ -53,6 +53,21 @@ describe(TrackerServer.name, () => {
     expect(tracker!.stats()).toMatchObject({ swarms: 1, peers: 1 });
   });
 
+  it('tells its log hooks the infoHash and the peer: accepted announces, and refusals once the hash is parsed (issue #14 item 4)', async () => {
+    const announces: unknown[] = [];
+    const warnings: unknown[] = [];
+    const base = await start({
+      token: 's3cret',
+      onAnnounce: (a) => announces.push(a),
+      onWarning: (err, about) => warnings.push({ reason: err.message, ...about }),
+    });
+    const hash = randomBytes(20).toString('hex');
+    await announce(base, hash, '&token=s3cret');
+    await announce(base, hash, '&token=wrong');
+    expect(announces).toEqual([{ infoHash: hash, peer: '127.0.0.1:6881', event: expect.any(String), left: 1 }]);
+    expect(warnings).toEqual([{ reason: 'swarm token missing or wrong', peer: '127.0.0.1', infoHash: hash }]);
+  });
+
   it('reaps idle swarms', async () => {
     const base = await start({ idleSwarmSeconds: 30 });
     const hash = randomBytes(20).toString('hex');

@@ -21,8 +21,10 @@ export interface TrackerServerOptions {
   allowClient?: (ip: string) => boolean;
   /** Called once per request with its outcome, for metrics. */
   onResult?: (action: 'announce' | 'scrape', result: TrackerResult) => void;
-  /** Called for each refused or malformed request, for debug logs. */
-  onWarning?: (err: Error) => void;
+  /** Called for each refused or malformed request, for debug logs: the client's address and, once parsed, the info hash. */
+  onWarning?: (err: Error, about: { peer: string; infoHash?: string }) => void;
+  /** Called for each accepted announce, for debug logs; leave unset when they are off (it runs per announce). */
+  onAnnounce?: (announce: { infoHash: string; peer: string; event: string; left: number }) => void;
 }
 
 /**
@@ -56,7 +58,7 @@ export class TrackerServer {
   handle(action: 'announce' | 'scrape', req: IncomingMessage, res: ServerResponse): void {
     const params = splitQuery(req.url ?? '');
     if (action === 'scrape') {
-      this.scrape(params, res);
+      this.scrape(req, params, res);
       return;
     }
     let query: AnnounceQuery;
@@ -66,24 +68,25 @@ export class TrackerServer {
       if (!(err instanceof TrackerQueryError)) throw err;
       // A bad token is reported as such even when the rest is malformed too.
       if (!this.tokenOk(tokenOf(params))) {
-        this.refuse(action, res, 'refused_token', 'swarm token missing or wrong');
+        this.refuse(action, req, res, 'refused_token', 'swarm token missing or wrong');
         return;
       }
-      this.refuse(action, res, 'malformed', err.message);
+      this.refuse(action, req, res, 'malformed', err.message);
       return;
     }
     if (!this.tokenOk(query.token)) {
-      this.refuse(action, res, 'refused_token', 'swarm token missing or wrong');
+      this.refuse(action, req, res, 'refused_token', 'swarm token missing or wrong', query.infoHash);
       return;
     }
     const ip = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     if (this.options.allowClient && !this.options.allowClient(ip)) {
-      this.refuse(action, res, 'rate_limited', 'too many announces from this address; retry later');
+      this.refuse(action, req, res, 'rate_limited', 'too many announces from this address; retry later', query.infoHash);
       return;
     }
     const result = this.table.announce({ ...query, ip });
     this.reply(res, encodeAnnounce(result, this.intervalSeconds, query.compact));
     this.options.onResult?.(action, 'ok');
+    this.options.onAnnounce?.({ infoHash: query.infoHash, peer: `${ip}:${query.port}`, event: query.event, left: query.left });
   }
 
   /** True when a bearer of `token` may use the tracker (always true without a configured token). */
@@ -112,9 +115,9 @@ export class TrackerServer {
     return Promise.resolve();
   }
 
-  private scrape(params: Map<string, string[]>, res: ServerResponse): void {
+  private scrape(req: IncomingMessage, params: Map<string, string[]>, res: ServerResponse): void {
     if (!this.tokenOk(tokenOf(params))) {
-      this.refuse('scrape', res, 'refused_token', 'swarm token missing or wrong');
+      this.refuse('scrape', req, res, 'refused_token', 'swarm token missing or wrong');
       return;
     }
     let hashes: string[];
@@ -122,7 +125,7 @@ export class TrackerServer {
       hashes = params.has('info_hash') ? parseInfoHashes(params) : this.table.infoHashes();
     } catch (err) {
       if (!(err instanceof TrackerQueryError)) throw err;
-      this.refuse('scrape', res, 'malformed', err.message);
+      this.refuse('scrape', req, res, 'malformed', err.message);
       return;
     }
     const files = hashes.map((h) => {
@@ -136,9 +139,16 @@ export class TrackerServer {
     this.options.onResult?.('scrape', 'ok');
   }
 
-  private refuse(action: 'announce' | 'scrape', res: ServerResponse, result: TrackerResult, reason: string): void {
+  private refuse(
+    action: 'announce' | 'scrape',
+    req: IncomingMessage,
+    res: ServerResponse,
+    result: TrackerResult,
+    reason: string,
+    infoHash?: string,
+  ): void {
     this.options.onResult?.(action, result);
-    this.options.onWarning?.(new Error(reason));
+    this.options.onWarning?.(new Error(reason), { peer: (req.socket.remoteAddress ?? '').replace(/^::ffff:/, ''), infoHash });
     this.reply(res, Buffer.concat([Buffer.from('d14:failure reason'), bstr(Buffer.from(reason)), Buffer.from('e')]));
   }
 

@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Logger, type DynamicModule, type LoggerService, type Type } from '@nestjs/common';
+import { Logger, type DynamicModule, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { BaseAppConfig } from '../config/base.config.js';
-import { createAppLogger, redactUrl } from '../logging/app-logger.js';
+import { durationMs, installAppLogger, type AppLogger } from '../logging/app-logger.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 
 export interface BootOptions {
@@ -12,7 +12,6 @@ export interface BootOptions {
   config: BaseAppConfig;
   /** Hook for app-specific Fastify setup before listen (content parsers, raw routes). */
   configure?: (app: NestFastifyApplication) => void | Promise<void>;
-  logger?: LoggerService;
   /**
    * GET paths answered on the Node HTTP server before Fastify and Nest see the request (the
    * tracker's /announce and /scrape): for hot protocol endpoints where the framework pipeline
@@ -41,7 +40,7 @@ const QUIET_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
 /** Creates, configures and starts one app on Fastify: the same shape for agent, proxy and tracker. */
 export async function bootstrapApp(options: BootOptions): Promise<RunningApp> {
-  const logger = options.logger ?? createAppLogger(options.appName, options.config);
+  const logger = installAppLogger(options.appName, options.config);
   const adapter = new FastifyAdapter({
     // During shutdown new requests on kept-alive sockets get 503 so clients retry elsewhere.
     return503OnClosing: true,
@@ -54,31 +53,41 @@ export async function bootstrapApp(options: BootOptions): Promise<RunningApp> {
   });
   // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment -- Nest types its options as a class but documents (and reads) a plain object
   const app = await NestFactory.create<NestFastifyApplication>(options.module, adapter, { logger, abortOnError: false });
-  instrumentRequests(app);
+  instrumentRequests(app, logger);
   await options.configure?.(app);
   if (options.rawRoutes) mountRawRoutes(app, options.rawRoutes(app));
   await app.listen(options.config.port, options.config.host);
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : options.config.port;
-  new Logger('Bootstrap').log(`${options.appName} listening on ${options.config.host}:${port}${options.https ? ' (HTTPS)' : ''}`);
+  // Tests and benches wait for "listening on <host>:<port>" in this msg: keep its wording.
+  const listening = `${options.appName} listening on ${options.config.host}:${port}${options.https ? ' (HTTPS)' : ''}`;
+  new Logger('Bootstrap').log({ msg: listening, host: options.config.host, port, https: Boolean(options.https) });
   return { app, url: `${options.https ? 'https' : 'http'}://127.0.0.1:${port}`, port, close: () => app.close() };
 }
 
-/** Request log lines (method, redacted URL, status, duration — never headers) and the request counter. */
-function instrumentRequests(app: NestFastifyApplication): void {
-  const log = new Logger('Http');
+/**
+ * Request log lines (method, URL — redacted by the logger's `url` serializer —, status, duration;
+ * never headers) and the request counter. Straight on the pino child, not through Nest's Logger
+ * wrapper: this runs on every request.
+ */
+function instrumentRequests(app: NestFastifyApplication, logger: AppLogger): void {
+  const log = logger.child('Http');
   const metrics = app.get(MetricsService);
   const requests = metrics.counter('http_requests_total', 'HTTP requests by route, method and status.', ['route', 'method', 'status']);
   const fastify = app.getHttpAdapter().getInstance();
   fastify.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     requests.inc({ route, method: request.method, status: String(reply.statusCode) });
-    const isQuiet = QUIET_ROUTES.has(route);
-    // Building the line (URL redaction) is the costly part: skip it when nobody will see it.
-    if (isQuiet && !Logger.isLevelEnabled('debug')) return;
-    const line = `${request.method} ${redactUrl(request.url)} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)}ms`;
-    if (isQuiet) log.debug(line);
-    else log.log(line);
+    const level = QUIET_ROUTES.has(route) ? 'debug' : 'info';
+    // Building the line (URL redaction, serialisation) is the costly part: skip it when nobody will see it.
+    if (!log.isLevelEnabled(level)) return;
+    log[level]({
+      msg: 'request',
+      method: request.method,
+      url: request.url,
+      status: reply.statusCode,
+      durationMs: durationMs(reply.elapsedTime),
+    });
   });
 }
 
@@ -100,7 +109,7 @@ function mountRawRoutes(app: NestFastifyApplication, routes: Record<string, RawH
     try {
       handler(req, res);
     } catch (err) {
-      log.error(`GET ${redactUrl(url)} failed: ${(err as Error).stack ?? String(err)}`);
+      log.error({ msg: 'raw route failed', method: 'GET', url, err });
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
       res.end('internal error');
     }
@@ -117,10 +126,10 @@ export function exitOnSignals(running: RunningApp, graceSeconds: number, beforeE
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
-    log.log(`${signal}: draining in-flight requests (up to ${graceSeconds}s)`);
+    log.log({ msg: `${signal}: draining in-flight requests`, signal, graceSeconds });
     const server = running.app.getHttpServer();
     const timer = setTimeout(() => {
-      log.warn(`grace period over: closing remaining connections`);
+      log.warn({ msg: 'grace period over: closing remaining connections', graceSeconds });
       server.closeAllConnections();
       process.exit(0);
     }, graceSeconds * 1000);
@@ -134,7 +143,7 @@ export function exitOnSignals(running: RunningApp, graceSeconds: number, beforeE
           process.exit(0);
         },
         (err: unknown) => {
-          log.error(`error while stopping: ${(err as Error).message}`);
+          log.error({ msg: 'error while stopping', reason: (err as Error).message });
           process.exit(0);
         },
       );

@@ -52,14 +52,24 @@ class KubeletVolume {
   }
 }
 
+/** Keeps each line as `<level> <msg and fields as JSON>` (the watcher logs objects: msg plus fields). */
 class CapturingLogger extends Logger {
   readonly lines: string[] = [];
-  override log(message: string): void {
-    this.lines.push(`log ${message}`);
+  override log(message: unknown): void {
+    this.lines.push(`log ${asText(message)}`);
   }
-  override warn(message: string): void {
-    this.lines.push(`warn ${message}`);
+  override warn(message: unknown): void {
+    this.lines.push(`warn ${asText(message)}`);
   }
+  override error(message: unknown): void {
+    this.lines.push(`error ${asText(message)}`);
+  }
+}
+
+function asText(message: unknown): string {
+  return typeof message === 'string'
+    ? message
+    : JSON.stringify(message, (_k, v: unknown) => (v instanceof Error ? `${v.name}: ${v.message}` : v));
 }
 
 describe(ConfigWatcher.name, () => {
@@ -157,7 +167,6 @@ describe(ConfigWatcher.name, () => {
     const t = await setup('downloadRate: 2MB\n');
     let fail = true;
     const logger = new CapturingLogger();
-    logger.error = (m: string) => void logger.lines.push(`error ${m}`);
     const { configOrigin } = await import('./config-loader.js');
     const results: ReloadResult[] = [];
     const running = loadConfig(SampleConfig, { file: t.file, env: {} });
@@ -176,7 +185,7 @@ describe(ConfigWatcher.name, () => {
     await t.volume.update('downloadRate: 3MB\n');
     await watcher.check();
     expect(results).toEqual(['rejected']);
-    expect(logger.lines.join('\n')).toMatch(/error reloading .* failed; the running values stay: Error: boom/);
+    expect(logger.lines.join('\n')).toMatch(/error .*reloading the config file failed; the running values stay.*Error: boom/);
     fail = false;
     await t.volume.update('downloadRate: 4MB\n');
     await watcher.check();

@@ -76,21 +76,33 @@ export class ConfigWatcher<T extends object> {
     if (this.options.watchDirectory !== false) this.watchDirectory(dir);
     this.poll = setInterval(() => void this.check(), this.pollMs());
     this.poll.unref();
-    this.logger.log(
-      `watching ${this.file}: edits to ${[...this.live].join(', ') || '(no live keys)'} apply live; other keys need a restart`,
-    );
+    this.logger.log({
+      msg: 'watching the config file: live keys apply on edit, other keys need a restart',
+      file: this.file,
+      live: [...this.live],
+    });
   }
 
   private watchDirectory(dir: string): void {
     try {
       this.dirWatcher = watch(dir, { persistent: false }, () => this.soon());
       this.dirWatcher.on('error', (err) => {
-        this.logger.warn(`watching ${dir} failed (${err.message}); polling ${this.file} every ${this.pollMs() / 1000}s instead`);
+        this.logger.warn({
+          msg: `watching the directory failed; polling the file every ${this.pollMs() / 1000}s instead`,
+          dir,
+          file: this.file,
+          reason: err.message,
+        });
         this.dirWatcher?.close();
         this.dirWatcher = undefined;
       });
     } catch (err) {
-      this.logger.warn(`cannot watch ${dir} (${(err as Error).message}); polling ${this.file} every ${this.pollMs() / 1000}s instead`);
+      this.logger.warn({
+        msg: `cannot watch the directory; polling the file every ${this.pollMs() / 1000}s instead`,
+        dir,
+        file: this.file,
+        reason: (err as Error).message,
+      });
     }
   }
 
@@ -114,7 +126,7 @@ export class ConfigWatcher<T extends object> {
             await this.checkOnce();
           } catch (err) {
             // A reload must never take the app down: log it and keep the running values.
-            this.logger.error(`reloading ${this.file} failed; the running values stay: ${(err as Error).stack ?? String(err)}`);
+            this.logger.error({ msg: 'reloading the config file failed; the running values stay', file: this.file, err });
             this.options.onResult?.('rejected');
           }
         } while (this.takeAgain() && !this.stopped);
@@ -187,20 +199,21 @@ export class ConfigWatcher<T extends object> {
     const what = applied.length > 0 ? `applied ${applied.join(', ')}` : 'no live key changed';
     if (restart.length > 0) {
       // Key names only: values of non-live keys may be paths or URLs an operator would not want echoed.
-      this.logger.warn(
-        `config file ${this.file} reloaded (${what}); ${restart.join(', ')} changed: needs a restart to take effect, the running values stay until then`,
-      );
+      this.logger.warn({
+        msg: `config file reloaded (${what}); ${restart.join(', ')} changed: needs a restart to take effect, the running values stay until then`,
+        file: this.file,
+        applied,
+        restart,
+      });
       this.options.onResult?.('restart_needed');
     } else {
-      this.logger.log(`config file ${this.file} reloaded: ${what}`);
+      this.logger.log({ msg: `config file reloaded: ${what}`, file: this.file, applied });
       this.options.onResult?.('applied');
     }
   }
 
   private reject(problems: string[]): void {
-    this.logger.warn(
-      `config file ${this.file} changed but is not usable; ignored, the running values stay:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
-    );
+    this.logger.warn({ msg: 'config file changed but is not usable; ignored, the running values stay', file: this.file, problems });
     this.options.onResult?.('rejected');
   }
 }

@@ -86,7 +86,13 @@ export class ThrottleService {
     for (const b of this.keyed.get(name)?.values() ?? []) b.setRate(rate);
     this.provenance.set(name, { source, updatedAt: new Date() });
     if (previous !== rate) {
-      this.logger.log(`${name} changed from ${previous} to ${rate} ${this.specs[name].unit} (0 = unlimited) by ${SET_BY[source]}`);
+      this.logger.log({
+        msg: `${name} changed from ${previous} to ${rate} ${this.specs[name].unit} (0 = unlimited) by ${SET_BY[source]}`,
+        limit: name,
+        previous,
+        rate,
+        source,
+      });
       this.events.emit('change', { name, previous, rate } satisfies RateChange);
     }
   }

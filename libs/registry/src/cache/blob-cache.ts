@@ -97,7 +97,7 @@ export class BlobCache {
     }
     found.sort((a, b) => a.used - b.used);
     for (const f of found) this.add(f.hex, f.size);
-    this.logger.log(`cache at ${this.options.dir}: ${this.entries.size} blobs, ${this.bytes} bytes`);
+    this.logger.log({ msg: 'cache ready', dir: this.options.dir, blobs: this.entries.size, bytes: this.bytes });
     this.usable = true;
     await this.evictIfNeeded();
   }
@@ -112,7 +112,11 @@ export class BlobCache {
     try {
       await this.init();
     } catch (err) {
-      this.logger.error(`cache at ${this.options.dir} unusable, retrying every ${retryMs / 1000}s: ${(err as Error).message}`);
+      this.logger.error({
+        msg: `cache unusable, retrying every ${retryMs / 1000}s`,
+        dir: this.options.dir,
+        reason: (err as Error).message,
+      });
       this.retry = setTimeout(() => void this.start(retryMs), retryMs);
       this.retry.unref();
     }
@@ -307,7 +311,8 @@ export class BlobCache {
         await this.drop(hex);
         this.evictions++;
       }
-      if (this.bytes > target) this.logger.warn(`cache cannot shrink to its target: remaining blobs are in use`);
+      if (this.bytes > target)
+        this.logger.warn({ msg: 'cache cannot shrink to its target: remaining blobs are in use', bytes: this.bytes, target });
     })();
     try {
       await this.evicting;

@@ -3,6 +3,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { Readable, type Writable } from 'node:stream';
 import { pooledCopy } from './pooled-copy.js';
 import { Logger } from '@nestjs/common';
+import { durationMs } from '#ops';
 import type { ByteRange } from '../oci/byte-range.js';
 import { BadOriginResponseError, DigestMismatchError } from '../oci/oci.errors.js';
 import type { BlobFetcher, BlobRequest, FillObserver, FillTarget, StoredUntil } from '../sources/blob-source.js';
@@ -231,6 +232,7 @@ export class BlobFill {
 
   private async run(): Promise<void> {
     const unpin = this.cache.pin(this.request.digest);
+    const started = performance.now();
     let temp: string | undefined;
     try {
       temp = await this.cache.tempFileInOwnDir(this.request.digest);
@@ -244,7 +246,13 @@ export class BlobFill {
           if (this.fatal) throw this.fatal;
           lastError = err as Error;
           this.options.onFetcherFailed?.(fetcher.name);
-          this.logger.warn(`${this.request.digest}: ${fetcher.name} stopped at byte ${this.pos}: ${lastError.message}`);
+          this.logger.warn({
+            msg: 'fetcher stopped; the next one continues',
+            digest: this.request.digest,
+            source: fetcher.name,
+            bytes: this.pos,
+            reason: lastError.message,
+          });
         }
       }
       if (this.size === undefined || this.written !== this.size) {
@@ -253,6 +261,15 @@ export class BlobFill {
       const actual = `sha256:${this.hash.digest('hex')}`;
       if (actual !== this.request.digest) throw new DigestMismatchError(this.request.digest, actual);
       await this.cache.commitVerified(this.request.digest, temp);
+      const source = [...new Set(this.segments.map((s) => s.source))].join('+');
+      this.logger.log({
+        msg: 'fill complete',
+        digest: this.request.digest,
+        repo: this.request.repository,
+        bytes: this.size,
+        source,
+        durationMs: durationMs(performance.now() - started),
+      });
       this.state = 'done';
       this.tellObserver((o) => o.committed?.());
       await this.cache.removeTempDir(temp).catch(() => undefined);
@@ -264,7 +281,8 @@ export class BlobFill {
       this.state = 'failed';
       this.rejectSize(failure);
       this.tellObserver((o) => o.failed?.(failure));
-      if (err instanceof DigestMismatchError) this.logger.error(`${err.message}: discarded, readers aborted`);
+      if (err instanceof DigestMismatchError)
+        this.logger.error({ msg: 'fill discarded, readers aborted', digest: this.request.digest, reason: err.message });
       throw err;
     } finally {
       unpin();
@@ -397,7 +415,7 @@ export class BlobFill {
       if (!ac.signal.aborted) ac.abort(err);
       // What was hashed goes to disk before the next fetcher continues after it.
       await this.drain().catch(() => undefined);
-      if (fetched.stop) await boundedStop(fetched.stop(), source, this.logger);
+      if (fetched.stop) await boundedStop(fetched.stop(), source, this.request.digest, this.logger);
       throw err;
     } finally {
       clearTimeout(timer);
@@ -438,7 +456,7 @@ export class BlobFill {
     try {
       fn(this.observer);
     } catch (err) {
-      this.logger.warn(`${this.request.digest}: fill observer failed: ${(err as Error).message}`);
+      this.logger.warn({ msg: 'fill observer failed', digest: this.request.digest, reason: (err as Error).message });
     }
   }
 
@@ -527,7 +545,7 @@ export class BlobFill {
 }
 
 /** Waits for an abandoned fetcher to stop writing, at most STOP_TIMEOUT_MS (then goes on, logged). */
-async function boundedStop(stopping: Promise<void>, source: string, logger: Logger): Promise<void> {
+async function boundedStop(stopping: Promise<void>, source: string, digest: string, logger: Logger): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), STOP_TIMEOUT_MS)));
   try {
@@ -538,7 +556,7 @@ async function boundedStop(stopping: Promise<void>, source: string, logger: Logg
       ),
       late,
     ]);
-    if (outcome === 'late') logger.warn(`${source} did not stop within ${STOP_TIMEOUT_MS} ms; continuing`);
+    if (outcome === 'late') logger.warn({ msg: `fetcher did not stop within ${STOP_TIMEOUT_MS} ms; continuing`, digest, source });
   } finally {
     clearTimeout(timer);
   }

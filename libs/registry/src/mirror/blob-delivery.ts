@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Writable } from 'node:stream';
 import { Logger } from '@nestjs/common';
+import { durationMs } from '#ops';
 import type { FastifyReply } from 'fastify';
 import { DestinationClosedError } from '../cache/pooled-copy.js';
 import { DigestMismatchError } from '../oci/oci.errors.js';
@@ -92,9 +93,18 @@ export class BlobDelivery {
   ): void {
     this.metrics?.blobResponse(source, outcome);
     const shown = outcome === 'complete' ? 'complete' : outcome === 'client_gone' ? 'client-gone' : `cut:${reason}`;
-    const line =
-      `blob ${what.digest} repo=${what.repository} status=${reply.raw.statusCode} outcome=${shown} bytes=${sent}/${length} ` +
-      `source=${source} durationMs=${reply.elapsedTime.toFixed(1)}${detail ? ` (${detail})` : ''}`;
+    const line = {
+      msg: 'blob response',
+      digest: what.digest,
+      repo: what.repository,
+      status: reply.raw.statusCode,
+      outcome: shown,
+      bytes: sent,
+      length,
+      source,
+      durationMs: durationMs(reply.elapsedTime),
+      ...(detail ? { detail } : {}),
+    };
     if (outcome === 'cut_error') this.logger.warn(line);
     else this.logger.log(line);
   }

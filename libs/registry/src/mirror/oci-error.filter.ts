@@ -29,9 +29,12 @@ export class OciErrorFilter implements ExceptionFilter {
       const request = host.switchToHttp().getRequest<FastifyRequest>();
       this.disconnects?.inc({ phase: 'before_response' });
       if (Logger.isLevelEnabled('debug')) {
-        this.logger.debug(
-          `${request.method} ${redactUrl(request.url)}: client disconnected before the response (${errorMessage(exception)})`,
-        );
+        this.logger.debug({
+          msg: 'client disconnected before the response',
+          method: request.method,
+          url: redactUrl(request.url),
+          reason: errorMessage(exception),
+        });
       }
       reply.raw.destroy();
       return;
@@ -55,7 +58,7 @@ export class OciErrorFilter implements ExceptionFilter {
       const status = exception.getStatus();
       return new OciError(status, status === 404 ? 'NAME_UNKNOWN' : status === 401 ? 'UNAUTHORIZED' : 'UNSUPPORTED', exception.message);
     }
-    this.logger.error(`unexpected error: ${exception instanceof Error ? (exception.stack ?? exception.message) : String(exception)}`);
+    this.logger.error({ msg: 'unexpected error', err: exception });
     return new OciError(500, 'UNKNOWN', 'internal error');
   }
 }

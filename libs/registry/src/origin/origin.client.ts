@@ -247,14 +247,28 @@ export class OriginClient {
       // drop ourselves (undici reports a destroy() or an abort as UND_ERR_ABORTED).
       res.body.once('error', (err: Error & { code?: string }) => {
         if (err instanceof undiciErrors.UndiciError && err.code !== 'UND_ERR_ABORTED') {
-          this.logger.warn(`${options.method} ${origin.host}${redactPath(options.path)} failed mid-body: ${err.code}`);
+          this.logger.warn({
+            msg: 'origin failed mid-body',
+            method: options.method,
+            origin: origin.host,
+            path: redactPath(options.path),
+            digest: blobDigestIn(options.path),
+            reason: err.code,
+          });
         }
       });
       return { status: res.statusCode, headers: res.headers, body: res.body };
     } catch (err) {
       if (options.signal && (options.signal as AbortSignal).aborted) throw err;
       const e = err as Error & { code?: string };
-      this.logger.warn(`${options.method} ${origin.host}${redactPath(options.path)} failed: ${e.code ?? e.name}`);
+      this.logger.warn({
+        msg: 'origin request failed',
+        method: options.method,
+        origin: origin.host,
+        path: redactPath(options.path),
+        digest: blobDigestIn(options.path),
+        reason: e.code ?? e.name,
+      });
       if (err instanceof undiciErrors.UndiciError || /^E[A-Z]+/.test(e.code ?? '')) throw new OriginUnavailableError(e.code ?? e.message);
       throw err;
     }
@@ -285,6 +299,11 @@ export function forwardableHeaders(headers: HeaderMap): Record<string, string | 
 function redactPath(path: string): string {
   const q = path.indexOf('?');
   return q < 0 ? path : `${path.slice(0, q)}?…`;
+}
+
+/** The digest of a blob path (`…/blobs/sha256:…`), for the log's `digest` field; undefined for other paths. */
+function blobDigestIn(path: string): string | undefined {
+  return /\/blobs\/(sha256:[0-9a-f]{64})/.exec(path)?.[1];
 }
 
 /** Reads a small body (tokens, manifests) with a hard cap; over the cap → undefined body error. */

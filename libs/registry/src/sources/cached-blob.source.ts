@@ -184,7 +184,7 @@ export class CachedBlobSource implements BlobSource {
   /** Evicts a blob whose file failed a check; logs once per file (concurrent readers find the same). */
   private async evict(digest: string, identity: FileIdentity | undefined, reason: string): Promise<void> {
     if (await this.cache.discardCorrupt(digest, identity, reason)) {
-      this.logger.warn(`${digest}: cached file ${reason}; evicted, the next request fetches it again`);
+      this.logger.warn({ msg: `cached file ${reason}; evicted, the next request fetches it again`, digest, reason });
     }
   }
 }

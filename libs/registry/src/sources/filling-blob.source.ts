@@ -36,7 +36,12 @@ export class FillingBlobSource implements BlobSource {
       if (!(await this.cache.canHold(request.size))) {
         const last = this.fetchers.at(-1);
         if (last) {
-          this.logger.warn(`${request.digest}: no room for ${request.size} B in the cache; serving it from ${last.name} uncached`);
+          this.logger.warn({
+            msg: `no room in the cache; serving it from ${last.name} uncached`,
+            digest: request.digest,
+            bytes: request.size,
+            source: last.name,
+          });
           this.options.onUncached?.();
           return uncachedBlob(last, request, request.size, this.options.onServed);
         }

@@ -205,13 +205,13 @@ export class SwarmClient {
       this.server.once('error', reject);
       this.server.listen({ port: options.port, host: options.host }, () => {
         this.server.off('error', reject);
-        this.server.on('error', (err) => this.logger.error(`BitTorrent listener error: ${err.message}`));
+        this.server.on('error', (err) => this.logger.error({ msg: 'BitTorrent listener error', reason: err.message }));
         this.port = (this.server.address() as { port: number }).port;
         resolve(this.port);
       });
     });
     // Nobody may be awaiting ready(); the failure is logged here once.
-    this.listening.catch((err: unknown) => this.logger.error(`BitTorrent listener failed: ${(err as Error).message}`));
+    this.listening.catch((err: unknown) => this.logger.error({ msg: 'BitTorrent listener failed', reason: (err as Error).message }));
     this.seeds = new SeedLru(options.maxSeeding, options.seedTtlSeconds * 1000);
     this.timer = setInterval(() => this.tick(), 1000);
     this.timer.unref();
@@ -451,7 +451,12 @@ export class SwarmClient {
 
   private onCorrupt(session: TorrentSession, piece: number): void {
     const infoHash = session.info.infoHash;
-    this.logger.error(`${session.path}: piece ${piece} fails its SHA-1 on disk; stopping seeding it so the owner evicts and refetches it`);
+    this.logger.error({
+      msg: 'piece fails its SHA-1 on disk; stopping seeding it so the owner evicts and refetches it',
+      infoHash,
+      path: session.path,
+      piece,
+    });
     this.options.metrics?.corruptFiles.inc();
     if (this.sessions.get(infoHash) === session && session.state === 'seeding') {
       void this.remove(infoHash, 'corrupt').then(() =>

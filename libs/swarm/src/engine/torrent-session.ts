@@ -178,7 +178,7 @@ export class TorrentSession implements PeerSessionLink {
       reputation ??
       new PeerReputation<PeerConnection>(
         (peer, reason) => {
-          this.logger.warn(`torrent ${this.short}: dropping peer ${peer.address}: ${reason}`);
+          this.logger.warn({ msg: 'dropping peer', infoHash: this.info.infoHash, peer: peer.address, reason });
           ctx.metrics?.banned.inc();
           peer.close(`banned: ${reason}`);
         },
@@ -205,7 +205,7 @@ export class TorrentSession implements PeerSessionLink {
       }),
       onPeers: (peers) => this.onTrackerPeers(peers),
       retryFirstMs: ctx.reannounceSeconds * 1000,
-      onError: (url, err) => this.logger.debug(`torrent ${this.short}: tracker ${url}: ${err.message}`),
+      onError: (url, err) => this.logger.debug({ msg: 'announce failed', infoHash: this.info.infoHash, tracker: url, reason: err.message }),
     });
     this.announcer.start();
   }
@@ -216,10 +216,6 @@ export class TorrentSession implements PeerSessionLink {
 
   get localId(): Buffer {
     return this.ctx.localId;
-  }
-
-  get short(): string {
-    return this.info.infoHash.slice(0, 12);
   }
 
   pieceLengthOf(index: number): number {
@@ -370,7 +366,7 @@ export class TorrentSession implements PeerSessionLink {
     if (this.reputation.isBanned(peer)) this.dropBlocksOf(peer);
     this.releaseSolo(peer);
     this.reputation.closed(peer);
-    this.logger.debug(`torrent ${this.short}: peer ${peer.address} closed: ${reason}`);
+    this.logger.debug({ msg: 'peer closed', infoHash: this.info.infoHash, peer: peer.address, reason });
     if (this.ended) return;
     if (this.direct.has(peer.address)) this.redialLater(peer.address);
     for (const p of this.peers) this.fill(p);
@@ -751,10 +747,10 @@ export class TorrentSession implements PeerSessionLink {
     } catch (err) {
       this.ctx.pool.give(job.buf);
       if (this.ended) return;
-      this.logger.warn(`torrent ${this.short}: cannot write piece ${job.index}: ${(err as Error).message}`);
+      this.logger.warn({ msg: 'cannot write piece', infoHash: this.info.infoHash, piece: job.index, reason: (err as Error).message });
       // Not awaited: close() waits for the pending writes, this one among them.
       this.close(new TorrentGoneError(`download of ${this.info.infoHash} failed: ${(err as Error).message}`)).catch((e: unknown) =>
-        this.logger.warn(`torrent ${this.short}: close after a failed write: ${(e as Error).message}`),
+        this.logger.warn({ msg: 'close after a failed write failed', infoHash: this.info.infoHash, reason: (e as Error).message }),
       );
       return;
     }
@@ -780,9 +776,12 @@ export class TorrentSession implements PeerSessionLink {
   }
 
   private pieceFailed(job: PieceJob): void {
-    this.logger.warn(
-      `torrent ${this.short}: piece ${job.index} failed verification (from ${[...job.contributors].map((p) => p.address).join(', ')})`,
-    );
+    this.logger.warn({
+      msg: 'piece failed verification',
+      infoHash: this.info.infoHash,
+      piece: job.index,
+      peer: [...job.contributors].map((p) => p.address).join(','),
+    });
     this.ctx.metrics?.pieceFailures.inc();
     // Bytes that failed verification are not progress: a seed sending garbage must look stalled.
     this.received -= job.length;
@@ -1006,7 +1005,13 @@ export class TorrentSession implements PeerSessionLink {
         try {
           piece = await this.readPiece(r.index);
         } catch (err) {
-          this.logger.warn(`torrent ${this.short}: cannot serve piece ${r.index}: ${(err as Error).message}`);
+          this.logger.warn({
+            msg: 'cannot serve piece',
+            infoHash: this.info.infoHash,
+            piece: r.index,
+            peer: peer.address,
+            reason: (err as Error).message,
+          });
           return;
         }
         const name = this.ctx.limits.upload;
@@ -1146,7 +1151,7 @@ export class TorrentSession implements PeerSessionLink {
     for (const p of this.peers) {
       p.keepAlive(now, KEEPALIVE_MS);
       if (p.requests.size > 0 && now - p.lastBlockAt > SNUB_MS) {
-        this.logger.debug(`torrent ${this.short}: peer ${p.address} sent nothing for ${SNUB_MS} ms; asking others`);
+        this.logger.debug({ msg: `peer sent nothing for ${SNUB_MS} ms; asking others`, infoHash: this.info.infoHash, peer: p.address });
         this.dropRequests(p, true);
         p.lastBlockAt = now;
       }
@@ -1202,10 +1207,14 @@ export class TorrentSession implements PeerSessionLink {
 
   private startProgressLog(): void {
     this.progressTimer = setInterval(() => {
-      this.logger.log(
-        `pulling ${this.short}: ${((100 * this.verifiedBytes) / Math.max(this.info.length, 1)).toFixed(1)}% ` +
-          `${(this.down.rate() / 1e6).toFixed(1)} MB/s, ${this.peers.size} peers`,
-      );
+      this.logger.log({
+        msg: 'pulling',
+        infoHash: this.info.infoHash,
+        bytes: this.verifiedBytes,
+        length: this.info.length,
+        rateMBps: Math.round(this.down.rate() / 1e5) / 10,
+        peers: this.peers.size,
+      });
     }, this.ctx.progressLogSeconds * 1000);
     this.progressTimer.unref();
   }

@@ -286,7 +286,13 @@ export class SwarmBlobFetcher implements BlobFetcher {
       handle = download.handle;
       const switchedAt = position;
       joining = self.joining(() => swarmPosition - switchedAt);
-      self.logger.log(`${request.digest}: torrent ready after ${position - offset} relayed bytes; continuing from the swarm`);
+      self.logger.log({
+        msg: 'torrent ready; continuing from the swarm',
+        digest: request.digest,
+        infoHash: download.handle.infoHash,
+        bytes: position - offset,
+        source: 'relay',
+      });
       swarmPosition = position;
       if (download.inPlace) {
         yield* self.inPlace(request, handle, position, size, signal, frontier, (end) => (swarmPosition = end));
@@ -329,7 +335,11 @@ export class SwarmBlobFetcher implements BlobFetcher {
     }
     if (!proxy) return undefined;
     if (this.failedAtProxy.has(request.digest)) {
-      this.logger.log(`${request.digest}: not asking proxy ${proxy} to relay again (it failed this blob); using the origin`);
+      this.logger.log({
+        msg: 'not asking the proxy to relay again (it failed this blob); using the origin',
+        digest: request.digest,
+        proxy,
+      });
       return undefined;
     }
     let answer: RelayAnswer;
@@ -345,7 +355,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
       if (answer.status >= 400) {
         this.proxyFailed(proxy, request.digest, `cannot relay (${answer.status}${answer.reason})`, answer.status >= 500);
       } else {
-        this.logger.warn(`proxy ${proxy} cannot relay ${request.digest} (${answer.status}); waiting for its torrent`);
+        this.logger.warn({ msg: 'proxy cannot relay; waiting for its torrent', digest: request.digest, proxy, status: answer.status });
       }
       return undefined;
     }
@@ -375,7 +385,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
    */
   private proxyFailed(proxy: string, digest: string, reason: string, counts: boolean): void {
     this.failedAtProxy.add(digest);
-    this.logger.warn(`proxy ${proxy} failed ${digest}: ${reason}; this blob continues from the origin`);
+    this.logger.warn({ msg: 'proxy failed the blob; it continues from the origin', digest, proxy, reason });
     if (counts) this.options.ring.blobFailed(proxy, digest);
   }
 
@@ -430,9 +440,14 @@ export class SwarmBlobFetcher implements BlobFetcher {
               : rescueAfter;
         if (!rescuing && Date.now() - since >= patience) {
           rescuing = true;
-          this.logger.log(
-            `${request.digest}: piece ${piece.index} late (${Math.round((Date.now() - since) / 1000)} s, on ${piece.available} peers); fetching it from the proxy too`,
-          );
+          this.logger.log({
+            msg: 'piece late; fetching it from the proxy too',
+            digest: request.digest,
+            infoHash: handle.infoHash,
+            piece: piece.index,
+            waitedMs: Date.now() - since,
+            peers: piece.available,
+          });
           this.rescue(request, handle, piece.index, size, signal).then(
             () => {
               rescuing = false;
@@ -498,6 +513,13 @@ export class SwarmBlobFetcher implements BlobFetcher {
     const handle = await this.options.swarm.download(torrent.metainfo, { dir, peers: [torrent.peer], skipBefore: opts.skipBefore });
     const download: Download = { handle, metainfo: torrent.metainfo, inPlace: intoTarget !== undefined && handle.path === intoTarget };
     this.downloads.set(request.digest, download);
+    this.logger.log({
+      msg: 'swarm download started',
+      digest: request.digest,
+      infoHash: handle.infoHash,
+      peer: torrent.peer,
+      proxy: torrent.proxy,
+    });
     return download;
   }
 
@@ -506,7 +528,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
     try {
       await this.options.seeder.seedWith(digest, metainfo);
     } catch (err) {
-      this.logger.warn(`cannot seed ${digest}: ${(err as Error).message}`);
+      this.logger.warn({ msg: 'cannot seed', digest, reason: (err as Error).message });
     }
   }
 
@@ -532,11 +554,21 @@ export class SwarmBlobFetcher implements BlobFetcher {
           // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- it may have been aborted during the await (TS keeps the narrowing from the loop's first line)
           if (signal.aborted) return undefined;
           if (attempt < TORRENT_ATTEMPTS) {
-            this.logger.warn(`proxy ${proxy} failed for ${request.digest}: ${(err as Error).message}; asking again`);
+            this.logger.warn({
+              msg: 'proxy failed the torrent request; asking again',
+              digest: request.digest,
+              proxy,
+              reason: (err as Error).message,
+            });
             await new Promise((r) => setTimeout(r, attempt * 1000));
             continue;
           }
-          this.logger.warn(`proxy ${proxy} failed for ${request.digest}: ${(err as Error).message}; trying the next`);
+          this.logger.warn({
+            msg: 'proxy failed the torrent request; trying the next',
+            digest: request.digest,
+            proxy,
+            reason: (err as Error).message,
+          });
           this.options.ring.markDown(proxy);
           break;
         }
@@ -554,7 +586,11 @@ export class SwarmBlobFetcher implements BlobFetcher {
       summary = undefined;
     }
     if (!summary || summary.length !== request.size || summary.name !== digestHex(request.digest)) {
-      this.logger.warn(`proxy ${torrent.proxy} sent a torrent that does not describe ${request.digest}; using the origin`);
+      this.logger.warn({
+        msg: 'proxy sent a torrent that does not describe the blob; using the origin',
+        digest: request.digest,
+        proxy: torrent.proxy,
+      });
       return undefined;
     }
     return torrent;

@@ -90,7 +90,7 @@ export class BlobTorrentService {
   private failed(digest: string, what: string, err: unknown): OciError {
     const typed = blobFailure(err, digest);
     if (typed !== err)
-      this.logger.warn(`${what} of ${digest} failed: ${err instanceof Error ? err.message : String(err)} → ${typed.status}`);
+      this.logger.warn({ msg: `${what} failed`, digest, status: typed.status, reason: err instanceof Error ? err.message : String(err) });
     return typed;
   }
 

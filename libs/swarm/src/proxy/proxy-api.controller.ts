@@ -1,7 +1,7 @@
 import { pipeline } from 'node:stream/promises';
-import { Controller, Get, Headers, Param, Query, Res, UseFilters, UseGuards } from '@nestjs/common';
+import { Controller, Get, Headers, Logger, Param, Query, Res, UseFilters, UseGuards } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
-import { SwarmTokenGuard, ThrottleService, throttledStream } from '#ops';
+import { durationMs, SwarmTokenGuard, ThrottleService, throttledStream } from '#ops';
 import { ConfigService } from '@nestjs/config';
 import { ClientIdleWatchdog, OciErrorFilter, type CacheNodeConfig } from '#registry';
 import { SwarmClient } from '../client/swarm-client.js';
@@ -31,6 +31,7 @@ import {
 export class ProxyApiController {
   /** An agent that stops reading a relay (hung, SIGSTOPped) is cut so its buffers are freed. */
   private readonly idle: ClientIdleWatchdog;
+  private readonly logger = new Logger(ProxyApiController.name);
 
   constructor(
     private readonly torrents: BlobTorrentService,
@@ -85,13 +86,32 @@ export class ProxyApiController {
       () => {
         unwatch();
         blob.opened.release();
+        this.logger.log({
+          msg: 'relay done',
+          digest,
+          repo,
+          offset: blob.range?.start ?? 0,
+          bytes: length,
+          source: blob.opened.source,
+          durationMs: durationMs(reply.elapsedTime),
+        });
       },
       // The fill failed after the first bytes went out (wrong digest, origin gone) or the agent
       // left: cut the connection so the agent sees a failed transfer, never a short one.
-      () => {
+      (err: unknown) => {
         unwatch();
         blob.opened.release();
         reply.raw.destroy();
+        this.logger.log({
+          msg: 'relay cut',
+          digest,
+          repo,
+          offset: blob.range?.start ?? 0,
+          length,
+          source: blob.opened.source,
+          durationMs: durationMs(reply.elapsedTime),
+          reason: (err as Error).message,
+        });
       },
     );
   }

@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { durationMs } from '#ops';
 import type { SwarmClient } from '../client/swarm-client.js';
 import { createBlobTorrent, createBlobTorrentFromPieces, describeMetainfo, type BlobTorrent } from '../torrent/blob-torrent.js';
 
@@ -106,9 +107,9 @@ export class BlobSeeder {
     this.pendingPieces.delete(digest);
     try {
       if (await this.store.discardCorrupt(digest))
-        this.logger.warn(`${digest}: corrupt file evicted from the cache; it will be fetched again`);
+        this.logger.warn({ msg: 'corrupt file evicted from the cache; it will be fetched again', digest });
     } catch (err) {
-      this.logger.error(`${digest}: cannot evict the corrupt file: ${(err as Error).message}`);
+      this.logger.error({ msg: 'cannot evict the corrupt file', digest, reason: (err as Error).message });
     }
   }
 
@@ -135,18 +136,24 @@ export class BlobSeeder {
     if (pieces) {
       try {
         const torrent = createBlobTorrentFromPieces(hexOf(digest), size, pieces, this.announce);
-        this.logger.log(`torrent ${torrent.infoHash} for ${digest} (${size} B) made from fill-time piece hashes`);
+        this.logger.log({ msg: 'torrent made from fill-time piece hashes', digest, infoHash: torrent.infoHash, bytes: size });
         this.remember(digest, torrent);
         return torrent;
       } catch (err) {
-        this.logger.warn(`${digest}: precomputed piece hashes unusable (${(err as Error).message}); hashing the file`);
+        this.logger.warn({ msg: 'precomputed piece hashes unusable; hashing the file', digest, reason: (err as Error).message });
       }
     }
     const unpin = this.store.pin(digest);
     try {
       const started = performance.now();
       const torrent = await createBlobTorrent(path, hexOf(digest), size, this.announce);
-      this.logger.log(`torrent ${torrent.infoHash} for ${digest} (${size} B) made in ${Math.round(performance.now() - started)} ms`);
+      this.logger.log({
+        msg: 'torrent made',
+        digest,
+        infoHash: torrent.infoHash,
+        bytes: size,
+        durationMs: durationMs(performance.now() - started),
+      });
       this.remember(digest, torrent);
       return torrent;
     } finally {

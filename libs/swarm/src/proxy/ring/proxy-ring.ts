@@ -97,7 +97,7 @@ export class ProxyRing {
     const m = this.members.find((x) => x.url === url);
     if (m?.healthy) {
       m.healthy = false;
-      this.logger.warn(`proxy ${url} marked down (${reason})`);
+      this.logger.warn({ msg: 'proxy marked down', proxy: url, reason });
     }
   }
 
@@ -141,8 +141,8 @@ export class ProxyRing {
     for (const m of members) {
       const was = before.get(m.url) ?? true;
       if (was === m.healthy) continue;
-      if (m.healthy) this.logger.log(`proxy ${m.url} is up`);
-      else this.logger.warn(`proxy ${m.url} is down${why.has(m.url) ? `: ${why.get(m.url)}` : ''}`);
+      if (m.healthy) this.logger.log({ msg: 'proxy is up', proxy: m.url });
+      else this.logger.warn({ msg: 'proxy is down', proxy: m.url, reason: why.get(m.url) });
     }
     this.members = members;
   }
@@ -163,7 +163,7 @@ export class ProxyRing {
       try {
         ips = await resolve(host);
       } catch (err) {
-        this.logger.warn(`cannot resolve proxy host ${host}: ${(err as Error).message}`);
+        this.logger.warn({ msg: 'cannot resolve proxy host', host, reason: (err as Error).message });
       }
       if (single && ips.length > 0) {
         // A headless Service: each address is one proxy.
