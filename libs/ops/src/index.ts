@@ -18,3 +18,4 @@ export * from './tokens.js';
 export * from './throttle/throttle.service.js';
 export * from './throttle/throttled-stream.js';
 export * from './throttle/token-bucket.js';
+export * from './time/clock.js';

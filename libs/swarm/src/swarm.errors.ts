@@ -17,3 +17,22 @@ export class TorrentGoneError extends SwarmError {
 export class NoProxyAvailableError extends SwarmError {
   override name = 'NoProxyAvailableError';
 }
+
+/**
+ * A proxy's torrent answer the swarm fetcher cannot use: no torrent at all (a body that does not
+ * decode, cut short, too large), a torrent of another blob, no peer port, or a 5xx for the blob.
+ * Counted against the proxy for that blob (`blobFailed`); the fill goes on with its next fetcher.
+ */
+export class ProxyAnswerError extends SwarmError {
+  override name = 'ProxyAnswerError';
+
+  constructor(
+    readonly proxy: string,
+    /** What was wrong with the answer (the message says which proxy too). */
+    readonly reason: string,
+    /** The HTTP status when the proxy answered an error status. */
+    readonly status?: number,
+  ) {
+    super(`proxy ${proxy}: ${reason}`);
+  }
+}

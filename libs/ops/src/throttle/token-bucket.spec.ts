@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../testing/manual-clock.js';
 import { TokenBucket } from './token-bucket.js';
 
 describe(TokenBucket.name, () => {
@@ -8,15 +9,35 @@ describe(TokenBucket.name, () => {
     expect(bucket.tryTake(1e12)).toBe(true);
   });
 
-  it('averages the configured rate over a transfer', async () => {
-    const bucket = new TokenBucket(1_000_000, 0.05, 1);
-    const start = performance.now();
-    for (let i = 0; i < 10; i++) await bucket.take(50_000);
-    const elapsed = (performance.now() - start) / 1000;
-    // 500 kB at 1 MB/s, minus the initial 50 kB burst: ~0.45 s. Loose bounds: this asserts the
-    // bucket throttles at all and does not stall, not a timing target.
-    expect(elapsed).toBeGreaterThan(0.3);
-    expect(elapsed).toBeLessThan(2);
+  it('averages the configured rate over a transfer: exact token arithmetic on a manual clock', async () => {
+    const clock = new ManualClock();
+    const bucket = new TokenBucket(1_000_000, 0.05, 1, clock);
+    const grantedAt: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      let granted = false;
+      void bucket.take(50_000).then(() => (granted = true));
+      // 1 ms steps, bounded: a bucket that never grants fails here rather than hanging.
+      await clock.advance(0);
+      for (let step = 0; !granted && step < 1000; step++) await clock.advance(1);
+      expect(granted).toBe(true);
+      grantedAt.push(clock.now());
+    }
+    // 500 kB at 1 MB/s, the first 50 kB from the initial burst: 450 ms, each later take 50 ms apart.
+    expect(grantedAt).toEqual([0, 50, 100, 150, 200, 250, 300, 350, 400, 450]);
+    expect(clock.pending).toBe(0);
+    // The same over real time (±10 %) is the drill's: test/drills/rate-bands.drill.ts.
+  });
+
+  it('a waiter wakes exactly when its debt is repaid, not a tick before', async () => {
+    const clock = new ManualClock();
+    const bucket = new TokenBucket(1000, 1, 1, clock);
+    expect(bucket.tryTake(1000)).toBe(true);
+    let granted = false;
+    void bucket.take(250).then(() => (granted = true));
+    await clock.advance(249);
+    expect(granted).toBe(false);
+    await clock.advance(1);
+    expect(granted).toBe(true);
   });
 
   it('releases waiters when the rate is lifted', async () => {
@@ -32,6 +53,17 @@ describe(TokenBucket.name, () => {
     const pending = bucket.take(1_000_000, ac.signal);
     ac.abort(new Error('gone'));
     await expect(pending).rejects.toThrow('gone');
+  });
+
+  it('leaves no timer behind when a waiter is aborted', async () => {
+    const clock = new ManualClock();
+    const bucket = new TokenBucket(10, 0.25, 1, clock);
+    const ac = new AbortController();
+    const pending = bucket.take(1_000_000, ac.signal);
+    expect(clock.pending).toBe(1);
+    ac.abort(new Error('gone'));
+    await expect(pending).rejects.toThrow('gone');
+    expect(clock.pending).toBe(0);
   });
 
   it('tryTake refuses once the burst is spent', () => {

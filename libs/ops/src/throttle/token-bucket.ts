@@ -1,3 +1,5 @@
+import { systemClock, type Clock, type ClockTimer } from '../time/clock.js';
+
 /**
  * A token bucket whose rate can change while callers wait.
  *
@@ -8,15 +10,20 @@
  */
 export class TokenBucket {
   private tokens: number;
-  private last = performance.now();
+  private last: number;
   private readonly waiters = new Set<Waiter>();
 
-  /** @param rate units per second; 0 = unlimited. @param burstSeconds how much idle time may be saved up. */
+  /**
+   * @param rate units per second; 0 = unlimited. @param burstSeconds how much idle time may be saved up.
+   * @param clock time for refills and waits (a manual one in specs: exact token arithmetic).
+   */
   constructor(
     private rate: number,
     private readonly burstSeconds = 0.25,
     private readonly minBurst = 64 * 1024,
+    private readonly clock: Clock = systemClock,
   ) {
+    this.last = clock.now();
     this.tokens = this.capacity();
   }
 
@@ -66,7 +73,7 @@ export class TokenBucket {
   }
 
   private schedule(w: Waiter): void {
-    if (w.timer) clearTimeout(w.timer);
+    this.clock.clearTimeout(w.timer);
     if (this.rate === 0) {
       this.tokens = Math.max(this.tokens, 0);
       this.finish(w);
@@ -74,12 +81,12 @@ export class TokenBucket {
     }
     this.refill();
     const waitMs = this.tokens >= 0 ? 0 : (-this.tokens / this.rate) * 1000;
-    w.timer = setTimeout(() => this.finish(w), waitMs);
+    w.timer = this.clock.setTimeout(() => this.finish(w), waitMs);
   }
 
   private finish(w: Waiter, error?: unknown): void {
     if (!this.waiters.delete(w)) return;
-    if (w.timer) clearTimeout(w.timer);
+    this.clock.clearTimeout(w.timer);
     if (w.signal && w.onAbort) w.signal.removeEventListener('abort', w.onAbort);
     if (error !== undefined) w.reject(error);
     else w.resolve();
@@ -90,7 +97,7 @@ export class TokenBucket {
   }
 
   private refill(): void {
-    const now = performance.now();
+    const now = this.clock.now();
     if (this.rate > 0) this.tokens = Math.min(this.capacity(), this.tokens + ((now - this.last) / 1000) * this.rate);
     this.last = now;
   }
@@ -99,7 +106,7 @@ export class TokenBucket {
 interface Waiter {
   resolve: () => void;
   reject: (e: unknown) => void;
-  timer: NodeJS.Timeout | undefined;
+  timer: ClockTimer | undefined;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
 }

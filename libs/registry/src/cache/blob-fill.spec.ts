@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ManualClock, until } from '../../../ops/src/testing/manual-clock.js';
+import { ScriptedBlobFetcher } from '../testing/scripted-blob-fetcher.js';
 import { DigestMismatchError } from '../oci/oci.errors.js';
 import type { BlobFetcher, BlobRequest, FetchedBlob, FillObserver, FillTarget, StoredUntil } from '../sources/blob-source.js';
 import { ClientCredentials } from '../origin/client-credentials.js';
@@ -231,5 +233,38 @@ describe(BlobFill.name, () => {
     await fill.done;
     fill.release();
     expect(Buffer.concat(parts).equals(data)).toBe(true);
+  });
+  it('abandons a stalled fetcher after stallTimeout on its clock, not a tick before; the next continues at the byte reached', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    try {
+      const clock = new ManualClock();
+      const data = randomBytes(1024 * 1024 + 333);
+      const hangAt = 300 * 1024 + 17;
+      const relay = new ScriptedBlobFetcher('relay', data, 100 * 1024).script({ hangAt });
+      const origin = new ScriptedBlobFetcher('origin', data);
+      const failed: string[] = [];
+      let fromRelay = 0;
+      const fill = new BlobFill(cache, requestFor(digestOf(data), data.length), [relay, origin], {
+        stallTimeoutMs: 10_000,
+        clock,
+        onFetcherFailed: (name) => failed.push(name),
+        onBytes: (source, n) => (fromRelay += source === 'relay' ? n : 0),
+      });
+      await until(() => fromRelay === hangAt, 'the relay to stop sending');
+      await clock.advance(9_999);
+      expect(origin.offsets).toEqual([]);
+      await clock.advance(1);
+      await fill.done;
+      fill.release();
+      expect(failed).toEqual(['relay']);
+      expect(origin.offsets).toEqual([hangAt]);
+      expect(relay.open()).toEqual([]);
+      expect(cache.has(digestOf(data))).toBe(true);
+      // The stall, flush and stop timers all ran on the clock, and none is left.
+      expect(clock.pendingDelays()).toEqual([]);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

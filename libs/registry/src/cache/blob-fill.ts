@@ -3,7 +3,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { Readable, type Writable } from 'node:stream';
 import { pooledCopy } from './pooled-copy.js';
 import { Logger } from '@nestjs/common';
-import { durationMs } from '#ops';
+import { durationMs, systemClock, type Clock, type ClockTimer } from '#ops';
 import type { ByteRange } from '../oci/byte-range.js';
 import { BadOriginResponseError, DigestMismatchError } from '../oci/oci.errors.js';
 import type { BlobFetcher, BlobRequest, FillObserver, FillTarget, StoredUntil } from '../sources/blob-source.js';
@@ -24,6 +24,8 @@ export interface BlobFillOptions {
   /** Called once per fill once its size is known; the observer sees every byte of the blob in order, exactly once
    *  (written chunks and StoredUntil bytes alike), synchronously, before the blob is committed. The proxy computes piece SHA-1s this way. */
   observe?: (request: BlobRequest, size: number) => FillObserver | undefined;
+  /** Time for the stall, flush and stop timers (default: the system's; a manual one in specs). */
+  clock?: Clock;
 }
 
 const READ_CHUNK = 256 * 1024;
@@ -64,6 +66,7 @@ export class BlobFill {
   private readonly hash = createHash('sha256');
   private readonly waiters = new Set<() => void>();
   private readonly segments: { end: number; source: string }[] = [];
+  private readonly clock: Clock;
   private fd: FileHandle | undefined;
   /** Bytes accepted (hashed, observed): on disk or in `buf`. */
   private pos = 0;
@@ -102,6 +105,7 @@ export class BlobFill {
     private readonly fetchers: readonly BlobFetcher[],
     private readonly options: BlobFillOptions,
   ) {
+    this.clock = options.clock ?? systemClock;
     this.sized = new Promise<number>((res, rej) => {
       this.resolveSize = res;
       this.rejectSize = rej;
@@ -335,7 +339,7 @@ export class BlobFill {
       ac.abort(err);
       stream.destroy(err);
     };
-    const timer = setTimeout(stalled, this.options.stallTimeoutMs);
+    const timer = this.clock.setTimeout(stalled, this.options.stallTimeoutMs);
     const arm = () => {
       receivedAtArm = received?.() ?? 0;
       timer.refresh();
@@ -354,7 +358,7 @@ export class BlobFill {
       w?.();
     };
     let streamError: Error | undefined;
-    let flushTimer: NodeJS.Timeout | undefined;
+    let flushTimer: ClockTimer | undefined;
     // Set by the flush timer: typed wide so TS does not narrow it to `false` in the loop.
     let flushDue = false as boolean;
     const flushSoon = () => {
@@ -403,7 +407,7 @@ export class BlobFill {
           if (flushDue && !this.writing) {
             flushDue = false;
             this.startWrite();
-          } else flushTimer ??= setTimeout(flushSoon, FLUSH_DELAY_MS);
+          } else flushTimer ??= this.clock.setTimeout(flushSoon, FLUSH_DELAY_MS);
         }
         await new Promise<void>((resolve) => (wake = resolve));
       }
@@ -415,11 +419,11 @@ export class BlobFill {
       if (!ac.signal.aborted) ac.abort(err);
       // What was hashed goes to disk before the next fetcher continues after it.
       await this.drain().catch(() => undefined);
-      if (fetched.stop) await boundedStop(fetched.stop(), source, this.request.digest, this.logger);
+      if (fetched.stop) await boundedStop(this.clock, fetched.stop(), source, this.request.digest, this.logger);
       throw err;
     } finally {
-      clearTimeout(timer);
-      clearTimeout(flushTimer);
+      this.clock.clearTimeout(timer);
+      this.clock.clearTimeout(flushTimer);
       this.rouse = undefined;
       ac.signal.removeEventListener('abort', rouse);
       stream.off('readable', rouse).off('end', rouse).off('close', rouse);
@@ -545,9 +549,9 @@ export class BlobFill {
 }
 
 /** Waits for an abandoned fetcher to stop writing, at most STOP_TIMEOUT_MS (then goes on, logged). */
-async function boundedStop(stopping: Promise<void>, source: string, digest: string, logger: Logger): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), STOP_TIMEOUT_MS)));
+async function boundedStop(clock: Clock, stopping: Promise<void>, source: string, digest: string, logger: Logger): Promise<void> {
+  let timer: ClockTimer | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = clock.setTimeout(() => resolve('late'), STOP_TIMEOUT_MS)));
   try {
     const outcome = await Promise.race([
       stopping.then(
@@ -558,6 +562,6 @@ async function boundedStop(stopping: Promise<void>, source: string, digest: stri
     ]);
     if (outcome === 'late') logger.warn({ msg: `fetcher did not stop within ${STOP_TIMEOUT_MS} ms; continuing`, digest, source });
   } finally {
-    clearTimeout(timer);
+    clock.clearTimeout(timer);
   }
 }

@@ -1,5 +1,6 @@
 import type { Writable } from 'node:stream';
 import { Logger } from '@nestjs/common';
+import { systemClock } from '#ops';
 import type { BlobCache } from '../cache/blob-cache.js';
 import { BlobFill, type BlobFillOptions } from '../cache/blob-fill.js';
 import type { ByteRange } from '../oci/byte-range.js';
@@ -78,12 +79,13 @@ export class FillingBlobSource implements BlobSource {
     }
     // The fill may have just committed: then the cache has it and the chain's cache source missed by a hair.
     if (this.cache.has(request.digest)) return undefined;
-    const started = performance.now();
+    const clock = this.options.clock ?? systemClock;
+    const started = clock.now();
     const fill = new BlobFill(this.cache, request, this.fetchers, this.options);
     this.fills.set(request.digest, fill);
     const finished = (ok: boolean) => {
       if (this.fills.get(request.digest) === fill) this.fills.delete(request.digest);
-      this.options.onFilled?.((performance.now() - started) / 1000, ok);
+      this.options.onFilled?.((clock.now() - started) / 1000, ok);
       for (const fetcher of this.fetchers) fetcher.settled?.(request.digest, ok);
     };
     void fill.done.then(

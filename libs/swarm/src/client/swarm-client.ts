@@ -12,6 +12,7 @@ import { TorrentSession, type Reader, type SessionContext } from '../engine/torr
 import type { PeerReputation } from './peer-reputation.js';
 import { SeedLru } from './seed-lru.js';
 import type { SwarmMetrics, TorrentPeersSnapshot } from './swarm.metrics.js';
+import type { SwarmDownloader } from './swarm-downloader.js';
 
 export interface SwarmClientOptions {
   /** Fixed BitTorrent listen port (config `p2pPort`; 0 picks a free one, tests only). */
@@ -60,7 +61,7 @@ export interface SwarmClientOptions {
 
 export type StopReason = 'cap' | 'ttl' | 'stopped' | 'replaced' | 'shutdown' | 'corrupt';
 
-interface TransferProgress {
+export interface TransferProgress {
   /** Piece bytes received from peers (minus pieces that failed verification): stall detection. */
   received: number;
   /** Verified bytes held. */
@@ -134,7 +135,7 @@ export interface DownloadHandle {
   destroy(): Promise<void>;
 }
 
-interface StoredWatch {
+export interface StoredWatch {
   /** End of the contiguous held bytes from `pos`. */
   end(pos: number): number;
   /** The reader is at `pos` now (the picker favours the pieces from there). */
@@ -160,7 +161,7 @@ const DIAL_TIMEOUT_MS = 10_000;
  * the cluster's trackers only. Seeds verified cache files in place and writes downloads straight
  * into the file the caller names.
  */
-export class SwarmClient {
+export class SwarmClient implements SwarmDownloader {
   private readonly logger = new Logger(SwarmClient.name);
   /** ip:port of peers handed to us as direct peers (owning proxies): trusted, never banned. */
   private readonly directPeers = new Set<string>();

@@ -2,7 +2,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClientCredentials, type BlobRequest } from '#registry';
-import type { BlobSeeder, ProxyRing, SwarmClient } from '#swarm';
+import { systemClock } from '#ops';
+import { FakeBlobSeeder } from '../testing/fake-blob-seeder.js';
+import { FakeProxyRing } from '../testing/fake-proxy-ring.js';
+import { FakeSwarmClient } from '../testing/fake-swarm-client.js';
 import { SwarmBlobFetcher } from './swarm-blob.fetcher.js';
 
 const DIGEST = `sha256:${'c'.repeat(64)}`;
@@ -19,24 +22,12 @@ async function fakeProxy(handle: (req: IncomingMessage, res: ServerResponse) => 
   return { server, url: `http://127.0.0.1:${port}`, seen };
 }
 
-/** The ring's side of the fetcher, recording what it was told. */
-function fakeRing(url: string) {
-  const calls = { markDown: [] as string[], blobFailed: [] as string[], blobServed: [] as string[] };
-  const ring = {
-    dispatcher: undefined,
-    ownersFor: () => [url],
-    markDown: (u: string) => calls.markDown.push(u),
-    blobFailed: (u: string, d: string) => calls.blobFailed.push(`${u} ${d}`),
-    blobServed: (u: string) => calls.blobServed.push(u),
-  };
-  return { ring: ring as unknown as ProxyRing, calls };
-}
-
-function fetcher(ring: ProxyRing) {
+/** The real proxy API client over loopback, with the ring, swarm and seeder in memory. */
+function fetcher(ring: FakeProxyRing) {
   return new SwarmBlobFetcher({
     ring,
-    swarm: {} as SwarmClient,
-    seeder: {} as BlobSeeder,
+    swarm: new FakeSwarmClient(systemClock),
+    seeder: new FakeBlobSeeder(),
     downloadDir: '/nonexistent',
     swarmToken: 'token',
     minSize: 1,
@@ -72,7 +63,7 @@ describe(SwarmBlobFetcher.name, () => {
       res.write(Buffer.alloc(1024 * 1024), () => setTimeout(() => res.destroy(), 20));
     });
     server = proxy.server;
-    const { ring, calls } = fakeRing(proxy.url);
+    const ring = new FakeProxyRing([proxy.url]);
     const f = fetcher(ring);
     const ac = new AbortController();
     const fetched = await f.fetch(request, 0, ac.signal);
@@ -91,7 +82,7 @@ describe(SwarmBlobFetcher.name, () => {
     // stall timeout (10 s by default).
     expect(failure).toBeInstanceOf(Error);
     expect(ms).toBeLessThan(2000);
-    expect(calls.markDown).toEqual([]);
+    expect(ring.markedDown).toEqual([]);
     // The relay fallback does not ask the proxy again for this blob: the origin serves the rest.
     const before = proxy.seen.length;
     expect(await f.relayFallback().fetch(request, 1024 * 1024, new AbortController().signal)).toBeUndefined();
@@ -109,13 +100,13 @@ describe(SwarmBlobFetcher.name, () => {
       setTimeout(() => res.writeHead(502, { 'content-type': 'application/json' }).end(body), req.url?.includes('/torrent') ? 300 : 0);
     });
     server = proxy.server;
-    const { ring, calls } = fakeRing(proxy.url);
+    const ring = new FakeProxyRing([proxy.url]);
     const f = fetcher(ring);
     const started = Date.now();
     expect(await f.fetch(request, 0, new AbortController().signal)).toBeUndefined();
     expect(Date.now() - started).toBeLessThan(2000);
-    expect(calls.blobFailed).toEqual([`${proxy.url} ${DIGEST}`]);
-    expect(calls.markDown).toEqual([]);
+    expect(ring.blobFailures).toEqual([`${proxy.url} ${DIGEST}`]);
+    expect(ring.markedDown).toEqual([]);
     const before = proxy.seen.length;
     expect(await f.relayFallback().fetch(request, 0, new AbortController().signal)).toBeUndefined();
     expect(proxy.seen.length).toBe(before);

@@ -2,17 +2,27 @@ import { mkdir, rm } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { PassThrough, pipeline, Readable, Transform } from 'node:stream';
 import { Logger } from '@nestjs/common';
+import { sleep, systemClock, type Clock, type ClockTimer } from '#ops';
 import { digestHex, type BlobFetcher, type BlobRequest, type FetchedBlob, type FillTarget, type StoredUntil } from '#registry';
-import type { DownloadHandle, SwarmClient } from '../client/swarm-client.js';
-import { ProxyApiClient, type ProxyBlobQuery, type RelayAnswer } from '../proxy/proxy-api.js';
-import type { ProxyRing } from '../proxy/ring/proxy-ring.js';
-import type { BlobSeeder } from '../seeding/blob-seeder.js';
+import type { DownloadHandle } from '../client/swarm-client.js';
+import type { SwarmDownloader } from '../client/swarm-downloader.js';
+import { ProxyApiClient, type ProxyApi, type ProxyBlobQuery, type RelayAnswer, type TorrentAnswer } from '../proxy/proxy-api.js';
+import type { BlobOwners } from '../proxy/ring/blob-owners.js';
+import type { BlobSeeding } from '../seeding/blob-seeding.js';
+import { ProxyAnswerError } from '../swarm.errors.js';
 import { parseBlobMetainfo, type BlobMetainfo } from '../torrent/blob-torrent.js';
 
 export interface SwarmBlobFetcherOptions {
-  ring: ProxyRing;
-  swarm: SwarmClient;
-  seeder: BlobSeeder;
+  /** Which proxy owns a blob (the ProxyRing). */
+  ring: BlobOwners;
+  /** Downloads blob torrents (the process's SwarmClient). */
+  swarm: SwarmDownloader;
+  /** Seeds blobs once cached (the BlobSeeder). */
+  seeder: BlobSeeding;
+  /** The proxies' HTTP API (default: a ProxyApiClient over the ring's dispatcher). */
+  api?: ProxyApi;
+  /** Time for every wait and timeout here (default: the system's; a manual one in specs). */
+  clock?: Clock;
   /** Where downloads are written (inside the cache's temp area, so a restart clears leftovers). */
   downloadDir: string;
   swarmToken: string | undefined;
@@ -100,10 +110,12 @@ export class SwarmBlobFetcher implements BlobFetcher {
    */
   private readonly failedAtProxy = new Set<string>();
   /** The proxies' HTTP API, over the ring's dispatcher (its TLS settings). */
-  private readonly api: ProxyApiClient;
+  private readonly api: ProxyApi;
+  private readonly clock: Clock;
 
   constructor(private readonly options: SwarmBlobFetcherOptions) {
-    this.api = new ProxyApiClient({ dispatcher: options.ring.dispatcher, swarmToken: options.swarmToken });
+    this.api = options.api ?? new ProxyApiClient({ dispatcher: options.ring.dispatcher, swarmToken: options.swarmToken });
+    this.clock = options.clock ?? systemClock;
   }
 
   async fetch(request: BlobRequest, offset: number, signal: AbortSignal, target?: FillTarget): Promise<FetchedBlob | undefined> {
@@ -112,8 +124,10 @@ export class SwarmBlobFetcher implements BlobFetcher {
     // Aborted when the relay shows the proxy cannot serve this blob: its torrent will not come either.
     const torrentAc = new AbortController();
     const torrentP = this.torrentFromOwner(request, AbortSignal.any([signal, torrentAc.signal]));
+    // Whoever awaits it sees its failure; one left behind (the origin took over) must not be unhandled.
+    torrentP.catch(() => undefined);
     const relayAfter = this.options.relayAfterMs ?? DEFAULT_RELAY_AFTER_MS;
-    if (relayAfter > 0 && (await settlesWithin(torrentP, relayAfter)) === 'pending') {
+    if (relayAfter > 0 && (await settlesWithin(this.clock, torrentP, relayAfter)) === 'pending') {
       const relay = await this.openRelay(request, offset, signal);
       if (relay) return this.relayThenSwarm(request, offset, size, relay, torrentP, signal, target);
       if (this.failedAtProxy.has(request.digest)) {
@@ -123,7 +137,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
     }
     const torrent = await torrentP;
     if (!torrent) return undefined;
-    const download = await this.startDownload(request, torrent, { target, skipBefore: offset });
+    const download = await this.startDownload(request, torrent, { target, skipBefore: offset, signal });
     const { handle } = download;
     let delivered = 0;
     let stream: Readable;
@@ -189,8 +203,8 @@ export class SwarmBlobFetcher implements BlobFetcher {
    * hands out a few blocks, then the agent may wait for peers to hold whole pieces.)
    */
   private joining(delivered: () => number): () => boolean {
-    const since = Date.now();
-    return () => delivered() === 0 && Date.now() - since < JOIN_GRACE_MS;
+    const since = this.clock.now();
+    return () => delivered() === 0 && this.clock.now() - since < JOIN_GRACE_MS;
   }
 
   /** Verified and cached: seed the cached file (the download's session turns into the seed). Failed: clean up. */
@@ -282,7 +296,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
       if (position >= size) return;
       const t = torrent ?? (await torrentP);
       if (!t) throw new Error(`relay of ${request.digest} ended at ${position} of ${size} bytes and there is no torrent`);
-      const download = await self.startDownload(request, t, { target, skipBefore: position });
+      const download = await self.startDownload(request, t, { target, skipBefore: position, signal });
       handle = download.handle;
       const switchedAt = position;
       joining = self.joining(() => swarmPosition - switchedAt);
@@ -409,7 +423,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
     const rescueAfter = this.options.rescueAfterMs ?? DEFAULT_RESCUE_AFTER_MS;
     const watch = handle.watch(start);
     let pos = start;
-    let since = Date.now();
+    let since = this.clock.now();
     let rescuing = false;
     let rescueError: Error | undefined;
     // While a late piece is being fetched over the relay the fill sees no output: not a stall. Otherwise
@@ -422,7 +436,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
           pos = end;
           watch.moveTo(pos);
           onPosition(pos);
-          since = Date.now();
+          since = this.clock.now();
           yield { storedUntil: end };
           continue;
         }
@@ -438,20 +452,20 @@ export class SwarmBlobFetcher implements BlobFetcher {
             : piece.receiving || piece.available > 0
               ? 4 * rescueAfter
               : rescueAfter;
-        if (!rescuing && Date.now() - since >= patience) {
+        if (!rescuing && this.clock.now() - since >= patience) {
           rescuing = true;
           this.logger.log({
             msg: 'piece late; fetching it from the proxy too',
             digest: request.digest,
             infoHash: handle.infoHash,
             piece: piece.index,
-            waitedMs: Date.now() - since,
+            waitedMs: this.clock.now() - since,
             peers: piece.available,
           });
           this.rescue(request, handle, piece.index, size, signal).then(
             () => {
               rescuing = false;
-              since = Date.now();
+              since = this.clock.now();
             },
             (err: unknown) => {
               rescuing = false;
@@ -499,12 +513,14 @@ export class SwarmBlobFetcher implements BlobFetcher {
 
   /**
    * Starts the torrent's download (registered for settle/discard). With a fill target (`<dir>/<hex>`) the torrent writes straight into the fill's file — one write
-   * per byte instead of two — unless a download of this torrent already runs elsewhere.
+   * per byte instead of two — unless a download of this torrent already runs elsewhere. A fill
+   * that gave up on this fetcher while the download was starting (the hand-over from the relay)
+   * has already discarded what it could see: the download is stopped here, never registered.
    */
   private async startDownload(
     request: BlobRequest,
     torrent: ProxyTorrent,
-    opts: { target?: FillTarget; skipBefore: number },
+    opts: { target?: FillTarget; skipBefore: number; signal: AbortSignal },
   ): Promise<Download> {
     const hex = digestHex(request.digest);
     const intoTarget = opts.target && basename(opts.target.path) === hex ? opts.target.path : undefined;
@@ -512,6 +528,11 @@ export class SwarmBlobFetcher implements BlobFetcher {
     await mkdir(dir, { recursive: true });
     const handle = await this.options.swarm.download(torrent.metainfo, { dir, peers: [torrent.peer], skipBefore: opts.skipBefore });
     const download: Download = { handle, metainfo: torrent.metainfo, inPlace: intoTarget !== undefined && handle.path === intoTarget };
+    if (opts.signal.aborted) {
+      await handle.destroy().catch(() => undefined);
+      if (!download.inPlace) await rm(handle.path, { force: true });
+      throw opts.signal.reason as Error;
+    }
     this.downloads.set(request.digest, download);
     this.logger.log({
       msg: 'swarm download started',
@@ -545,14 +566,22 @@ export class SwarmBlobFetcher implements BlobFetcher {
       for (let attempt = 1; ; attempt++) {
         if (signal.aborted) return undefined;
         try {
-          const torrent = await this.askProxy(proxy, request, signal);
-          if (torrent) this.options.ring.blobServed(proxy);
-          return torrent ? this.checked(request, { ...torrent, proxy }) : undefined;
+          const answer = await this.askProxy(proxy, request, signal);
+          if (!answer) return undefined;
+          const torrent = this.checked(request, { ...answer, proxy });
+          this.options.ring.blobServed(proxy);
+          return torrent;
         } catch (err) {
           // Aborted by the fill (it moved on, e.g. after the relay broke off): the error is the
           // fill's reason, not the proxy's — no retry, and no reason to rank the proxy down.
           // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- it may have been aborted during the await (TS keeps the narrowing from the loop's first line)
           if (signal.aborted) return undefined;
+          // An answer, but an unusable one (garbage, another blob's torrent, 5xx): asking again
+          // would get the same. Counted against the proxy for this blob; the next fetcher goes on.
+          if (err instanceof ProxyAnswerError) {
+            this.proxyFailed(proxy, request.digest, err.reason, true);
+            throw err;
+          }
           if (attempt < TORRENT_ATTEMPTS) {
             this.logger.warn({
               msg: 'proxy failed the torrent request; asking again',
@@ -560,7 +589,7 @@ export class SwarmBlobFetcher implements BlobFetcher {
               proxy,
               reason: (err as Error).message,
             });
-            await new Promise((r) => setTimeout(r, attempt * 1000));
+            await sleep(this.clock, attempt * 1000, signal);
             continue;
           }
           this.logger.warn({
@@ -577,40 +606,50 @@ export class SwarmBlobFetcher implements BlobFetcher {
     return undefined;
   }
 
-  /** The torrent if it describes the requested blob; undefined (the origin serves) if not. */
-  private checked(request: BlobRequest, torrent: ProxyTorrent): ProxyTorrent | undefined {
-    let summary: BlobMetainfo | undefined;
+  /** The torrent if it describes the requested blob; ProxyAnswerError if it is none, or another blob's. */
+  private checked(request: BlobRequest, torrent: ProxyTorrent): ProxyTorrent {
+    let summary: BlobMetainfo;
     try {
       summary = parseBlobMetainfo(torrent.metainfo);
-    } catch {
-      summary = undefined;
+    } catch (err) {
+      throw new ProxyAnswerError(torrent.proxy, `sent no usable torrent: ${(err as Error).message}`);
     }
-    if (!summary || summary.length !== request.size || summary.name !== digestHex(request.digest)) {
-      this.logger.warn({
-        msg: 'proxy sent a torrent that does not describe the blob; using the origin',
-        digest: request.digest,
-        proxy: torrent.proxy,
-      });
-      return undefined;
+    if (summary.length !== request.size || summary.name !== digestHex(request.digest)) {
+      throw new ProxyAnswerError(
+        torrent.proxy,
+        `sent a torrent of ${summary.name} (${summary.length} B), not of this blob (${request.size ?? '?'} B)`,
+      );
     }
     return torrent;
   }
 
   /**
-   * The torrent from one proxy; undefined when it answers an error status — 4xx: the origin
-   * decides; 5xx: the proxy failed this blob (its origin fetch broke off…), which is no reason to
-   * ask it again or to rank it down for other blobs. Throws when the proxy cannot be reached or its
-   * answer is broken (asked again, then ranked down).
+   * The torrent from one proxy; undefined when it answers a 4xx (the origin decides, e.g. its
+   * 404). ProxyAnswerError for a 5xx — the proxy failed this blob (its origin fetch broke off…),
+   * which is no reason to ask it again or to rank it down for other blobs — and for a broken
+   * answer. Other errors: the proxy could not be reached or did not answer within
+   * `torrentTimeoutMs` on the fetcher's clock (asked again, then ranked down).
    */
   private async askProxy(
     proxy: string,
     request: BlobRequest,
     signal: AbortSignal,
   ): Promise<{ metainfo: Buffer; peer: string } | undefined> {
-    const answer = await this.api.torrent(proxy, blobQuery(request), { signal, timeoutMs: this.options.torrentTimeoutMs });
+    const timeoutMs = this.options.torrentTimeoutMs;
+    const timeout = new AbortController();
+    const timer = this.clock.setTimeout(() => timeout.abort(new Error(`no torrent within ${timeoutMs} ms`)), timeoutMs);
+    let answer: TorrentAnswer;
+    try {
+      answer = await this.api.torrent(proxy, blobQuery(request), { signal: AbortSignal.any([signal, timeout.signal]), timeoutMs });
+    } catch (err) {
+      throw timeout.signal.aborted && !signal.aborted ? (timeout.signal.reason as Error) : err;
+    } finally {
+      this.clock.clearTimeout(timer);
+    }
     if (!answer.ok) {
       if (signal.aborted) return undefined;
-      this.proxyFailed(proxy, request.digest, `torrent answered ${answer.status}${answer.reason}`, answer.status >= 500);
+      if (answer.status >= 500) throw new ProxyAnswerError(proxy, `torrent answered ${answer.status}${answer.reason}`, answer.status);
+      this.proxyFailed(proxy, request.digest, `torrent answered ${answer.status}${answer.reason}`, false);
       return undefined;
     }
     return { metainfo: answer.metainfo, peer: `${new URL(proxy).hostname}:${answer.peerPort}` };
@@ -646,10 +685,10 @@ function blobQuery(request: BlobRequest): ProxyBlobQuery {
   return { digest: request.digest, repository: request.repository, ns: request.origin.host, authorization: request.credentials.header };
 }
 
-/** 'settled' if `p` resolves or rejects within `ms`, else 'pending' (the promise keeps running). */
-async function settlesWithin(p: Promise<unknown>, ms: number): Promise<'settled' | 'pending'> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'pending'>((resolve) => (timer = setTimeout(() => resolve('pending'), ms)));
+/** 'settled' if `p` resolves or rejects within `ms` on `clock`, else 'pending' (the promise keeps running). */
+async function settlesWithin(clock: Clock, p: Promise<unknown>, ms: number): Promise<'settled' | 'pending'> {
+  let timer: ClockTimer | undefined;
+  const timeout = new Promise<'pending'>((resolve) => (timer = clock.setTimeout(() => resolve('pending'), ms)));
   try {
     return await Promise.race([
       p.then(
@@ -659,6 +698,6 @@ async function settlesWithin(p: Promise<unknown>, ms: number): Promise<'settled'
       timeout,
     ]);
   } finally {
-    clearTimeout(timer);
+    clock.clearTimeout(timer);
   }
 }

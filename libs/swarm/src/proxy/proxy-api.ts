@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { request, type Dispatcher } from 'undici';
 import { SWARM_TOKEN_HEADER } from '#ops';
+import { ProxyAnswerError } from '../swarm.errors.js';
 
 /*
  * The proxy's HTTP API (cluster members only), in one place for both sides: the proxy's
@@ -58,6 +59,28 @@ interface ProxyRefusal {
 export type TorrentAnswer = { ok: true; metainfo: Buffer; peerPort: number } | ProxyRefusal;
 export type RelayAnswer = { ok: true; body: Readable } | ProxyRefusal;
 
+/** A torrent request: aborted by `signal`, or after `timeoutMs` without an answer. */
+export interface TorrentRequestOptions {
+  signal: AbortSignal;
+  timeoutMs: number;
+}
+
+/** A relay request for bytes [offset, end) (to the blob's end without `end`). */
+export interface RelayRequestOptions {
+  offset: number;
+  end?: number;
+  signal: AbortSignal;
+  timeoutMs: number;
+}
+
+/** What the swarm fetcher needs of the proxy API (ProxyApiClient; an in-memory fake in specs). */
+export interface ProxyApi {
+  /** The blob's torrent and the proxy's BitTorrent port, or its refusal; throws when unreachable or the answer is broken. */
+  torrent(proxy: string, blob: ProxyBlobQuery, opts: TorrentRequestOptions): Promise<TorrentAnswer>;
+  /** The blob's bytes from `offset` relayed by the proxy, or its refusal; throws when unreachable. */
+  relay(proxy: string, blob: ProxyBlobQuery, opts: RelayRequestOptions): Promise<RelayAnswer>;
+}
+
 export interface ProxyApiClientOptions {
   /** The ring's dispatcher (its TLS settings: proxyCaFile); undefined: undici's global one. */
   dispatcher: Dispatcher | undefined;
@@ -70,14 +93,15 @@ export interface ProxyApiClientOptions {
  * again); an answer that is not the expected one comes back as a `ProxyRefusal` with its body
  * consumed.
  */
-export class ProxyApiClient {
+export class ProxyApiClient implements ProxyApi {
   constructor(private readonly options: ProxyApiClientOptions) {}
 
   /**
    * The blob's torrent from `proxy` (base URL) and the proxy's BitTorrent port. Throws when the
-   * proxy cannot be reached, the torrent is too large or the peer-port header is missing.
+   * proxy cannot be reached; ProxyAnswerError when the torrent is too large or the peer-port
+   * header is missing.
    */
-  async torrent(proxy: string, blob: ProxyBlobQuery, opts: { signal: AbortSignal; timeoutMs: number }): Promise<TorrentAnswer> {
+  async torrent(proxy: string, blob: ProxyBlobQuery, opts: TorrentRequestOptions): Promise<TorrentAnswer> {
     const res = await request(this.url(proxy, TORRENT_ROUTE, blob), {
       headers: this.headers(blob),
       signal: AbortSignal.any([opts.signal, AbortSignal.timeout(opts.timeoutMs)]),
@@ -90,11 +114,11 @@ export class ProxyApiClient {
     let total = 0;
     for await (const chunk of res.body) {
       total += (chunk as Buffer).length;
-      if (total > MAX_METAINFO_BYTES) throw new Error('torrent too large');
+      if (total > MAX_METAINFO_BYTES) throw new ProxyAnswerError(proxy, `torrent larger than ${MAX_METAINFO_BYTES} bytes`);
       chunks.push(chunk as Buffer);
     }
     const port = Number(res.headers[PEER_PORT_HEADER]);
-    if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new Error(`no valid ${PEER_PORT_HEADER} header`);
+    if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new ProxyAnswerError(proxy, `no valid ${PEER_PORT_HEADER} header`);
     return { ok: true, metainfo: Buffer.concat(chunks), peerPort: port };
   }
 
@@ -104,11 +128,7 @@ export class ProxyApiClient {
    * else is a refusal (`reason` read from 4xx/5xx bodies only). Throws when the proxy cannot be
    * reached or does not answer within `timeoutMs`.
    */
-  async relay(
-    proxy: string,
-    blob: ProxyBlobQuery,
-    opts: { offset: number; end?: number; signal: AbortSignal; timeoutMs: number },
-  ): Promise<RelayAnswer> {
+  async relay(proxy: string, blob: ProxyBlobQuery, opts: RelayRequestOptions): Promise<RelayAnswer> {
     const { offset, end } = opts;
     const headers = this.headers(blob);
     headers.range = end === undefined ? `bytes=${offset}-` : `bytes=${offset}-${end - 1}`;

@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { durationMs } from '#ops';
 import type { SwarmClient } from '../client/swarm-client.js';
+import type { BlobSeeding } from './blob-seeding.js';
 import { createBlobTorrent, createBlobTorrentFromPieces, describeMetainfo, type BlobTorrent } from '../torrent/blob-torrent.js';
 
 /**
@@ -35,7 +36,7 @@ const MAX_PENDING_PIECES = 1_000;
  * the file pinned while seeded and stops seeding when the cache drops it. Used by the proxy
  * (torrents it serves) and the agent (blobs it downloaded).
  */
-export class BlobSeeder {
+export class BlobSeeder implements BlobSeeding {
   private readonly logger = new Logger(BlobSeeder.name);
   private readonly torrents = new Map<string, BlobTorrent>();
   private readonly creating = new Map<string, Promise<BlobTorrent>>();

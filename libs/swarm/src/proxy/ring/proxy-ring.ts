@@ -4,6 +4,7 @@ import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { Logger } from '@nestjs/common';
 import { Agent, request, type Dispatcher } from 'undici';
 import { NoProxyAvailableError } from '../../swarm.errors.js';
+import type { BlobOwners } from './blob-owners.js';
 import { rendezvousOrder } from './rendezvous.js';
 
 export interface ProxyRingOptions {
@@ -38,7 +39,7 @@ const HEALTH_TIMEOUT_MS = 2000;
  * agent asks the same proxy and each blob leaves the origin once per cluster. Re-resolved and
  * health checked every `refreshSeconds`; callers report failures with `markDown`.
  */
-export class ProxyRing {
+export class ProxyRing implements BlobOwners {
   private readonly logger = new Logger(ProxyRing.name);
   private members: ProxyMember[] = [];
   /** Address → the DNS name it was resolved from (a headless Service): the name its TLS certificate is for. */
