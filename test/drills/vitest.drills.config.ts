@@ -6,6 +6,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   plugins: [swc.vite({ module: { type: 'es6' }, jsc: { target: 'es2022' } })],
   resolve: { conditions: ['source', 'node', 'import', 'default'] },
+  // Specs run server-side: without this '#ops' & co. resolve to dist/.
+  ssr: { resolve: { conditions: ['source', 'node', 'import', 'default'] } },
   test: {
     name: 'drills',
     root: new URL('../..', import.meta.url).pathname,
