@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { DatapathBenchError } from './datapath-stats.js';
@@ -113,4 +114,35 @@ export async function startApp(
     });
   });
   return { name, pid: proc.pid!, port, url: `http://127.0.0.1:${port}`, logTail: () => log, stop: () => stopProcess(proc) };
+}
+
+/** A profiler attached to a running app (see --attach-proxy); `stop()` sends SIGINT and waits for it to write its output. */
+export interface Attached {
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `argv` with `{pid}` and `{out}` substituted, and resolves once the file it names under
+ * `{out}` exists (perf and strace create it when they attach), at most 10 s; its output goes to
+ * `<out>.log`.
+ */
+export async function attachTo(argv: string[], pid: number, out: string): Promise<Attached> {
+  const args = argv.map((a) => a.replaceAll('{pid}', String(pid)).replaceAll('{out}', out));
+  const files = args.filter((_, i) => argv[i].includes('{out}'));
+  const logFile = await open(`${out}.log`, 'w');
+  const proc = track(spawn(args[0], args.slice(1), { stdio: ['ignore', logFile.fd, logFile.fd] }));
+  const exited = exitOf(proc).finally(() => logFile.close());
+  const deadline = Date.now() + 10_000;
+  while (files.length > 0 && !files.every((f) => existsSync(f)) && Date.now() < deadline) {
+    if (proc.exitCode !== null) throw new DatapathBenchError(`${args.join(' ')} exited with ${proc.exitCode}; see ${out}.log`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGINT');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 60_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
 }

@@ -15,7 +15,7 @@ import { REPO_ROOT } from '../cluster/local-app.js';
 import { OciLayout, pushImage, type Descriptor } from '../../test/support/oci-image.js';
 import { startOriginRegistry, type OriginRegistry } from '../../test/support/origin-registry.js';
 import { baselineDir, describeBuild, prepareBaseline, removeBaseline, type BuildUnderTest } from './baseline-build.js';
-import { run, startApp, stopAllChildren, type RunningApp } from './bench-processes.js';
+import { attachTo, run, startApp, stopAllChildren, type RunningApp } from './bench-processes.js';
 import {
   DatapathBenchError,
   formatTable,
@@ -83,6 +83,7 @@ class DatapathBench {
   }
 
   async run(): Promise<void> {
+    await mkdir(this.resultDir, { recursive: true });
     this.clkTck = Number((await run('getconf', ['CLK_TCK'])).trim()) || 100;
     const candidateRoot = resolve(this.opts.candidateDir ?? REPO_ROOT);
     if (this.opts.baseline) this.builds.set('baseline', await prepareBaseline(REPO_ROOT, this.opts.baseline, log));
@@ -314,10 +315,18 @@ class DatapathBench {
     const agent = await this.startAgent(name, stack);
     try {
       const m = await measured([stack.proxy.pid, agent.pid], async () => {
-        const got = await curlBlob(this.agentUrl(agent, `datapath/${tag}`, blob.digest), blob.size);
-        // The proxy's work ends with the torrent made; this waits for it if the client was faster.
-        await torrentOf(stack.proxy, `datapath/${tag}`, blob.digest);
-        return got;
+        // A profiler (--attach-proxy) runs from before the first request to the torrent, whose CPU it adds to the figures.
+        const profiler = this.opts.attachProxy
+          ? await attachTo(this.opts.attachProxy, stack.proxy.pid, join(this.resultDir, `${name}-proxy-cold-r${round}`))
+          : undefined;
+        try {
+          const got = await curlBlob(this.agentUrl(agent, `datapath/${tag}`, blob.digest), blob.size);
+          // The proxy's work ends with the torrent made; this waits for it if the client was faster.
+          await torrentOf(stack.proxy, `datapath/${tag}`, blob.digest);
+          return got;
+        } finally {
+          await profiler?.stop();
+        }
       });
       const values = {
         ...this.cpuValues(m.cpu[0], m.tail[0], m.result.bytes),

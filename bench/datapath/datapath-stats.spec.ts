@@ -48,6 +48,16 @@ describe('datapath-stats', () => {
     expect(() => parseBenchArgs(['--rows', 'agent-warm,bogus'])).toThrow(/unknown rows: bogus/);
     expect(() => parseBenchArgs(['--rounds', '0'])).toThrow(/positive integer/);
     expect(() => parseBenchArgs(['--nope'])).toThrow(DatapathBenchError);
+    expect(parseBenchArgs(['--attach-proxy', 'perf record  -g -p {pid} -o {out}.data']).attachProxy).toEqual([
+      'perf',
+      'record',
+      '-g',
+      '-p',
+      '{pid}',
+      '-o',
+      '{out}.data',
+    ]);
+    expect(() => parseBenchArgs(['--attach-proxy', 'perf record -g'])).toThrow(/\{pid\}/);
   });
 
   it('summarizes medians per build, skips failed samples and prints the ratio candidate ÷ baseline', () => {

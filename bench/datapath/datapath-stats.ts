@@ -20,11 +20,18 @@ export interface BenchOptions {
   blobMb: number;
   /** Remove the baseline worktree at the end instead of keeping it built for the next run. */
   removeBaseline: boolean;
+  /**
+   * A profiler run against each build's proxy during every proxy-cold transfer (e.g.
+   * `perf record -g -p {pid} -o {out}.data` or `strace -f -c -p {pid} -o {out}.txt`): `{pid}` is the
+   * proxy's PID, `{out}` a path prefix in the result dir; started before the transfer, SIGINT after it.
+   */
+  attachProxy?: string[];
   help: boolean;
 }
 
 export const USAGE = `Usage: npm run bench:datapath -- [--baseline REF] [--candidate-dir DIR] [--rounds N]
-                                 [--rows ${ROWS.join(',')}] [--blob-mb N] [--remove-baseline]`;
+                                 [--rows ${ROWS.join(',')}] [--blob-mb N] [--remove-baseline]
+                                 [--attach-proxy 'perf record -g -p {pid} -o {out}.data']`;
 
 export function parseBenchArgs(argv: string[]): BenchOptions {
   let values;
@@ -38,6 +45,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
         rows: { type: 'string', default: ROWS.join(',') },
         'blob-mb': { type: 'string', default: '512' },
         'remove-baseline': { type: 'boolean', default: false },
+        'attach-proxy': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -58,8 +66,18 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     rows: ROWS.filter((r) => rows.includes(r)),
     blobMb: positiveInt(values['blob-mb'], '--blob-mb'),
     removeBaseline: values['remove-baseline'],
+    attachProxy: attachCommand(values['attach-proxy']),
     help: values.help,
   };
+}
+
+/** The --attach-proxy command split on spaces (no shell); it must name the proxy with {pid}. */
+function attachCommand(text: string | undefined): string[] | undefined {
+  if (text === undefined) return undefined;
+  const argv = text.split(' ').filter(Boolean);
+  if (argv.length === 0 || !argv.some((a) => a.includes('{pid}')))
+    throw new DatapathBenchError(`--attach-proxy wants a command naming the proxy's {pid}, got "${text}"`);
+  return argv;
 }
 
 function positiveInt(text: string, flag: string): number {
