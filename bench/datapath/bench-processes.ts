@@ -4,6 +4,7 @@ import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { DatapathBenchError } from './datapath-stats.js';
+import { quiesce } from './proc-sampler.js';
 
 /** Every child this bench started, so teardown and SIGINT stop exactly those, by PID. */
 const children = new Set<ChildProcess>();
@@ -123,7 +124,7 @@ export interface Attached {
 
 /**
  * Starts `argv` with `{pid}` and `{out}` substituted, and resolves once the file it names under
- * `{out}` exists (perf and strace create it when they attach), at most 10 s; its output goes to
+ * `{out}` exists (at most 10 s) and the profiler has gone quiet (at most 5 s); its output goes to
  * `<out>.log`.
  */
 export async function attachTo(argv: string[], pid: number, out: string): Promise<Attached> {
@@ -137,6 +138,9 @@ export async function attachTo(argv: string[], pid: number, out: string): Promis
     if (proc.exitCode !== null) throw new DatapathBenchError(`${args.join(' ')} exited with ${proc.exitCode}; see ${out}.log`);
     await new Promise((r) => setTimeout(r, 50));
   }
+  // The file exists before the profiler has attached to every thread (perf sets up its events
+  // after creating it): its own CPU going quiet is the sign it is done and recording.
+  if (proc.pid !== undefined) await quiesce([proc.pid]);
   return {
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGINT');
