@@ -147,6 +147,7 @@ export const METRICS: Metric[] = [
   { row: 'agent-origin', key: 'wallToDirect', label: 'wall ÷ direct', digits: 2 },
   { row: 'proxy-cold', key: 'cpuMsPerMB', label: 'proxy CPU ms/MB', digits: 2 },
   { row: 'proxy-cold', key: 'mainMsPerMB', label: 'proxy main-thread ms/MB', digits: 2 },
+  { row: 'proxy-cold', key: 'proxyPeakRssMB', label: 'proxy peak RSS MB', digits: 0 },
   { row: 'proxy-cold', key: 'agentCpuMsPerMB', label: 'agent CPU ms/MB (same pull)', digits: 2 },
   { row: 'proxy-cold', key: 'mbPerS', label: 'MB/s (client)', digits: 0 },
   { row: 'proxy-cold', key: 'wallToDirect', label: 'wall ÷ direct', digits: 2 },
