@@ -20,6 +20,7 @@ import {
   DatapathBenchError,
   formatTable,
   METRICS,
+  metricSum,
   parseBenchArgs,
   summarize,
   USAGE,
@@ -314,6 +315,8 @@ class DatapathBench {
     const blob = this.coldBlobs.get(tag)!;
     const agent = await this.startAgent(name, stack);
     try {
+      // How the proxy delivered the blob (relay stream or BitTorrent pieces) depends on when its torrent was ready.
+      const before = await proxyCounters(stack.proxy);
       const m = await measured([stack.proxy.pid, agent.pid], async () => {
         // A profiler (--attach-proxy) runs from before the first request to the torrent, whose CPU it adds to the figures.
         const profiler = this.opts.attachProxy
@@ -328,9 +331,17 @@ class DatapathBench {
           await profiler?.stop();
         }
       });
+      const after = await proxyCounters(stack.proxy);
+      // Piece bytes the agent received and threw away (not wanted, not requested, duplicates): proxy upload for nothing.
+      const agentMetrics = await request(`${agent.url}/metrics`).then((r) => r.body.text());
       const values = {
         ...this.cpuValues(m.cpu[0], m.tail[0], m.result.bytes),
         ...this.cpuValues(m.cpu[1], m.tail[1], m.result.bytes, 'agent'),
+        relayMB: (after.served - before.served) / MB,
+        swarmUpMB: (after.uploaded - before.uploaded) / MB,
+        agentDiscardedMB: metricSum(agentMetrics, 'p2p_swarm_discarded_bytes_total') / MB,
+        proxyMajorGcs: after.majorGcs - before.majorGcs,
+        proxyHeapMB: after.heap / MB,
         mbPerS: m.result.bytes / MB / m.result.seconds,
         peakRssMB: m.peaks[1] / MB,
         proxyPeakRssMB: m.peaks[0] / MB,
@@ -381,6 +392,19 @@ async function torrentOf(proxy: RunningApp, repo: string, digest: string): Promi
   });
   await res.body.dump();
   if (res.statusCode !== 200) throw new DatapathBenchError(`${proxy.name}: torrent of ${digest} answered ${res.statusCode}`);
+}
+
+/** The proxy's relay (blob bytes served) and BitTorrent upload counters and its heap used, in bytes; its major GCs so far. */
+async function proxyCounters(proxy: RunningApp): Promise<{ served: number; uploaded: number; heap: number; majorGcs: number }> {
+  const res = await request(`${proxy.url}/metrics`);
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new DatapathBenchError(`${proxy.name}: /metrics answered ${res.statusCode}`);
+  return {
+    served: metricSum(text, 'p2p_blob_bytes_served_total'),
+    uploaded: metricSum(text, 'p2p_swarm_uploaded_bytes_total'),
+    heap: metricSum(text, 'nodejs_heap_size_used_bytes'),
+    majorGcs: metricSum(text, 'nodejs_gc_duration_seconds_count', 'kind="major"'),
+  };
 }
 
 /** `curl -o /dev/null` of a blob with the origin's credentials; checks the byte count. */

@@ -103,6 +103,20 @@ export function parseVmRss(status: string): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
 }
 
+/**
+ * Sum of every sample of `name` (all label sets, or those whose labels contain `labels`, e.g.
+ * `kind="major"`) in a Prometheus text exposition; 0 when absent.
+ */
+export function metricSum(text: string, name: string, labels?: string): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name) || (line[name.length] !== ' ' && line[name.length] !== '{')) continue;
+    if (labels !== undefined && !line.slice(name.length, line.lastIndexOf(' ')).includes(labels)) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1)) || 0;
+  }
+  return sum;
+}
+
 export function median(xs: number[]): number {
   if (xs.length === 0) return Number.NaN;
   const s = [...xs].sort((a, b) => a - b);
@@ -148,6 +162,11 @@ export const METRICS: Metric[] = [
   { row: 'proxy-cold', key: 'cpuMsPerMB', label: 'proxy CPU ms/MB', digits: 2 },
   { row: 'proxy-cold', key: 'mainMsPerMB', label: 'proxy main-thread ms/MB', digits: 2 },
   { row: 'proxy-cold', key: 'proxyPeakRssMB', label: 'proxy peak RSS MB', digits: 0 },
+  { row: 'proxy-cold', key: 'relayMB', label: 'proxy relay MB (served_total)', digits: 0 },
+  { row: 'proxy-cold', key: 'swarmUpMB', label: 'proxy BitTorrent upload MB', digits: 0 },
+  { row: 'proxy-cold', key: 'agentDiscardedMB', label: 'agent discarded piece MB', digits: 0 },
+  { row: 'proxy-cold', key: 'proxyMajorGcs', label: 'proxy major GCs', digits: 0 },
+  { row: 'proxy-cold', key: 'proxyHeapMB', label: 'proxy heap used MB after', digits: 0 },
   { row: 'proxy-cold', key: 'agentCpuMsPerMB', label: 'agent CPU ms/MB (same pull)', digits: 2 },
   { row: 'proxy-cold', key: 'mbPerS', label: 'MB/s (client)', digits: 0 },
   { row: 'proxy-cold', key: 'wallToDirect', label: 'wall ÷ direct', digits: 2 },
