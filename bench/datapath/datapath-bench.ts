@@ -402,8 +402,11 @@ async function proxyCounters(proxy: RunningApp): Promise<{ served: number; uploa
   return {
     served: metricSum(text, 'p2p_blob_bytes_served_total'),
     uploaded: metricSum(text, 'p2p_swarm_uploaded_bytes_total'),
-    heap: metricSum(text, 'nodejs_heap_size_used_bytes'),
-    majorGcs: metricSum(text, 'nodejs_gc_duration_seconds_count', 'kind="major"'),
+    // Builds before the issue #13 metrics work named the default metrics p2p_nodejs_*.
+    heap: metricSum(text, 'nodejs_heap_size_used_bytes') || metricSum(text, 'p2p_nodejs_heap_size_used_bytes'),
+    majorGcs:
+      metricSum(text, 'nodejs_gc_duration_seconds_count', 'kind="major"') ||
+      metricSum(text, 'p2p_nodejs_gc_duration_seconds_count', 'kind="major"'),
   };
 }
 
