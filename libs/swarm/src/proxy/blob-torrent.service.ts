@@ -55,10 +55,8 @@ export class BlobTorrentService {
   async torrent(query: TorrentQuery): Promise<BlobTorrent> {
     const { request, opened } = await this.open(query);
     try {
-      // A fill releases the blob's last byte only once the whole blob is verified and committed, so
-      // waiting for that byte is waiting for the blob; reading all of it back (as this once did)
-      // cost a second pass over the file per cold blob for nothing.
-      if (opened.source !== 'cache') await finished(opened.read(lastByte(opened.size)).resume());
+      // Drain a fill so the blob is verified and committed before its torrent is made.
+      if (opened.source !== 'cache') await finished(opened.read().resume());
     } catch (err) {
       throw this.failed(request.digest, 'torrent', err);
     } finally {
@@ -114,11 +112,6 @@ export class BlobTorrentService {
     if (!opened) throw new OciError(404, 'BLOB_UNKNOWN', 'blob unknown to registry', { digest: request.digest });
     return { request, opened };
   }
-}
-
-/** The range of a blob's last byte (the whole, empty, blob when it has none). */
-function lastByte(size: number): ByteRange | undefined {
-  return size > 0 ? { start: size - 1, end: size - 1 } : undefined;
 }
 
 /** Resolves once `stream` has bytes to read or has ended; rejects with its error. */
