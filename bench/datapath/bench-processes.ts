@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -94,6 +94,13 @@ export async function startApp(
     }),
   );
   let log = '';
+  // BENCH_APP_LOG_DIR keeps every app's whole output (e.g. with BENCH_APP_NODE_ARGS=--trace-gc).
+  const logDir = process.env.BENCH_APP_LOG_DIR;
+  if (logDir) {
+    const out = createWriteStream(join(logDir, `${name}.log`));
+    proc.stdout?.pipe(out);
+    proc.stderr?.pipe(out);
+  }
   const port = await new Promise<number>((res, rej) => {
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
