@@ -1,8 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { createWriteStream, existsSync } from 'node:fs';
+import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { DatapathBenchError } from './datapath-stats.js';
+import { quiesce } from './proc-sampler.js';
 
 /** Every child this bench started, so teardown and SIGINT stop exactly those, by PID. */
 const children = new Set<ChildProcess>();
@@ -92,6 +94,13 @@ export async function startApp(
     }),
   );
   let log = '';
+  // BENCH_APP_LOG_DIR keeps every app's whole output (e.g. with BENCH_APP_NODE_ARGS=--trace-gc).
+  const logDir = process.env.BENCH_APP_LOG_DIR;
+  if (logDir) {
+    const out = createWriteStream(join(logDir, `${name}.log`));
+    proc.stdout?.pipe(out);
+    proc.stderr?.pipe(out);
+  }
   const port = await new Promise<number>((res, rej) => {
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
@@ -113,4 +122,38 @@ export async function startApp(
     });
   });
   return { name, pid: proc.pid!, port, url: `http://127.0.0.1:${port}`, logTail: () => log, stop: () => stopProcess(proc) };
+}
+
+/** A profiler attached to a running app (see --attach-proxy); `stop()` sends SIGINT and waits for it to write its output. */
+export interface Attached {
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `argv` with `{pid}` and `{out}` substituted, and resolves once the file it names under
+ * `{out}` exists (at most 10 s) and the profiler has gone quiet (at most 5 s); its output goes to
+ * `<out>.log`.
+ */
+export async function attachTo(argv: string[], pid: number, out: string): Promise<Attached> {
+  const args = argv.map((a) => a.replaceAll('{pid}', String(pid)).replaceAll('{out}', out));
+  const files = args.filter((_, i) => argv[i].includes('{out}'));
+  const logFile = await open(`${out}.log`, 'w');
+  const proc = track(spawn(args[0], args.slice(1), { stdio: ['ignore', logFile.fd, logFile.fd] }));
+  const exited = exitOf(proc).finally(() => logFile.close());
+  const deadline = Date.now() + 10_000;
+  while (files.length > 0 && !files.every((f) => existsSync(f)) && Date.now() < deadline) {
+    if (proc.exitCode !== null) throw new DatapathBenchError(`${args.join(' ')} exited with ${proc.exitCode}; see ${out}.log`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  // The file exists before the profiler has attached to every thread (perf sets up its events
+  // after creating it): its own CPU going quiet is the sign it is done and recording.
+  if (proc.pid !== undefined) await quiesce([proc.pid]);
+  return {
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGINT');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 60_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
 }

@@ -15,11 +15,12 @@ import { REPO_ROOT } from '../cluster/local-app.js';
 import { OciLayout, pushImage, type Descriptor } from '../../test/support/oci-image.js';
 import { startOriginRegistry, type OriginRegistry } from '../../test/support/origin-registry.js';
 import { baselineDir, describeBuild, prepareBaseline, removeBaseline, type BuildUnderTest } from './baseline-build.js';
-import { run, startApp, stopAllChildren, type RunningApp } from './bench-processes.js';
+import { attachTo, run, startApp, stopAllChildren, type RunningApp } from './bench-processes.js';
 import {
   DatapathBenchError,
   formatTable,
   METRICS,
+  metricSum,
   parseBenchArgs,
   summarize,
   USAGE,
@@ -83,6 +84,7 @@ class DatapathBench {
   }
 
   async run(): Promise<void> {
+    await mkdir(this.resultDir, { recursive: true });
     this.clkTck = Number((await run('getconf', ['CLK_TCK'])).trim()) || 100;
     const candidateRoot = resolve(this.opts.candidateDir ?? REPO_ROOT);
     if (this.opts.baseline) this.builds.set('baseline', await prepareBaseline(REPO_ROOT, this.opts.baseline, log));
@@ -313,15 +315,33 @@ class DatapathBench {
     const blob = this.coldBlobs.get(tag)!;
     const agent = await this.startAgent(name, stack);
     try {
+      // How the proxy delivered the blob (relay stream or BitTorrent pieces) depends on when its torrent was ready.
+      const before = await proxyCounters(stack.proxy);
       const m = await measured([stack.proxy.pid, agent.pid], async () => {
-        const got = await curlBlob(this.agentUrl(agent, `datapath/${tag}`, blob.digest), blob.size);
-        // The proxy's work ends with the torrent made; this waits for it if the client was faster.
-        await torrentOf(stack.proxy, `datapath/${tag}`, blob.digest);
-        return got;
+        // A profiler (--attach-proxy) runs from before the first request to the torrent, whose CPU it adds to the figures.
+        const profiler = this.opts.attachProxy
+          ? await attachTo(this.opts.attachProxy, stack.proxy.pid, join(this.resultDir, `${name}-proxy-cold-r${round}`))
+          : undefined;
+        try {
+          const got = await curlBlob(this.agentUrl(agent, `datapath/${tag}`, blob.digest), blob.size);
+          // The proxy's work ends with the torrent made; this waits for it if the client was faster.
+          await torrentOf(stack.proxy, `datapath/${tag}`, blob.digest);
+          return got;
+        } finally {
+          await profiler?.stop();
+        }
       });
+      const after = await proxyCounters(stack.proxy);
+      // Piece bytes the agent received and threw away (not wanted, not requested, duplicates): proxy upload for nothing.
+      const agentMetrics = await request(`${agent.url}/metrics`).then((r) => r.body.text());
       const values = {
         ...this.cpuValues(m.cpu[0], m.tail[0], m.result.bytes),
         ...this.cpuValues(m.cpu[1], m.tail[1], m.result.bytes, 'agent'),
+        relayMB: (after.served - before.served) / MB,
+        swarmUpMB: (after.uploaded - before.uploaded) / MB,
+        agentDiscardedMB: metricSum(agentMetrics, 'p2p_swarm_discarded_bytes_total') / MB,
+        proxyMajorGcs: after.majorGcs - before.majorGcs,
+        proxyHeapMB: after.heap / MB,
         mbPerS: m.result.bytes / MB / m.result.seconds,
         peakRssMB: m.peaks[1] / MB,
         proxyPeakRssMB: m.peaks[0] / MB,
@@ -372,6 +392,22 @@ async function torrentOf(proxy: RunningApp, repo: string, digest: string): Promi
   });
   await res.body.dump();
   if (res.statusCode !== 200) throw new DatapathBenchError(`${proxy.name}: torrent of ${digest} answered ${res.statusCode}`);
+}
+
+/** The proxy's relay (blob bytes served) and BitTorrent upload counters and its heap used, in bytes; its major GCs so far. */
+async function proxyCounters(proxy: RunningApp): Promise<{ served: number; uploaded: number; heap: number; majorGcs: number }> {
+  const res = await request(`${proxy.url}/metrics`);
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new DatapathBenchError(`${proxy.name}: /metrics answered ${res.statusCode}`);
+  return {
+    served: metricSum(text, 'p2p_blob_bytes_served_total'),
+    uploaded: metricSum(text, 'p2p_swarm_uploaded_bytes_total'),
+    // Builds before the issue #13 metrics work named the default metrics p2p_nodejs_*.
+    heap: metricSum(text, 'nodejs_heap_size_used_bytes') || metricSum(text, 'p2p_nodejs_heap_size_used_bytes'),
+    majorGcs:
+      metricSum(text, 'nodejs_gc_duration_seconds_count', 'kind="major"') ||
+      metricSum(text, 'p2p_nodejs_gc_duration_seconds_count', 'kind="major"'),
+  };
 }
 
 /** `curl -o /dev/null` of a blob with the origin's credentials; checks the byte count. */

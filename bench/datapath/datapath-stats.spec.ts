@@ -3,6 +3,7 @@ import {
   DatapathBenchError,
   formatTable,
   median,
+  metricSum,
   parseBenchArgs,
   parseStatTicks,
   parseVmRss,
@@ -22,6 +23,21 @@ describe('datapath-stats', () => {
   it('reads VmRSS in bytes, 0 when the process has none', () => {
     expect(parseVmRss('Name:\tnode\nVmHWM:\t  200000 kB\nVmRSS:\t  123456 kB\n')).toBe(123456 * 1024);
     expect(parseVmRss('Name:\tnode\nState:\tZ (zombie)\n')).toBe(0);
+  });
+
+  it('sums a counter over its label sets, not counters whose name it prefixes', () => {
+    const text = [
+      '# HELP p2p_blob_bytes_served_total x',
+      '# TYPE p2p_blob_bytes_served_total counter',
+      'p2p_blob_bytes_served_total{cache="hit"} 100',
+      'p2p_blob_bytes_served_total{cache="miss"} 23',
+      'p2p_blob_bytes_served_total_other 5',
+      'p2p_swarm_uploaded_bytes_total 7',
+    ].join('\n');
+    expect(metricSum(text, 'p2p_blob_bytes_served_total')).toBe(123);
+    expect(metricSum(text, 'p2p_swarm_uploaded_bytes_total')).toBe(7);
+    expect(metricSum(text, 'p2p_nothing_total')).toBe(0);
+    expect(metricSum(text, 'p2p_blob_bytes_served_total', 'cache="miss"')).toBe(23);
   });
 
   it('takes the median of odd and even counts', () => {
@@ -48,6 +64,16 @@ describe('datapath-stats', () => {
     expect(() => parseBenchArgs(['--rows', 'agent-warm,bogus'])).toThrow(/unknown rows: bogus/);
     expect(() => parseBenchArgs(['--rounds', '0'])).toThrow(/positive integer/);
     expect(() => parseBenchArgs(['--nope'])).toThrow(DatapathBenchError);
+    expect(parseBenchArgs(['--attach-proxy', 'perf record  -g -p {pid} -o {out}.data']).attachProxy).toEqual([
+      'perf',
+      'record',
+      '-g',
+      '-p',
+      '{pid}',
+      '-o',
+      '{out}.data',
+    ]);
+    expect(() => parseBenchArgs(['--attach-proxy', 'perf record -g'])).toThrow(/\{pid\}/);
   });
 
   it('summarizes medians per build, skips failed samples and prints the ratio candidate ÷ baseline', () => {

@@ -20,11 +20,18 @@ export interface BenchOptions {
   blobMb: number;
   /** Remove the baseline worktree at the end instead of keeping it built for the next run. */
   removeBaseline: boolean;
+  /**
+   * A profiler run against each build's proxy during every proxy-cold transfer (e.g.
+   * `perf record -g -p {pid} -o {out}.data` or `strace -f -c -p {pid} -o {out}.txt`): `{pid}` is the
+   * proxy's PID, `{out}` a path prefix in the result dir; started before the transfer, SIGINT after it.
+   */
+  attachProxy?: string[];
   help: boolean;
 }
 
 export const USAGE = `Usage: npm run bench:datapath -- [--baseline REF] [--candidate-dir DIR] [--rounds N]
-                                 [--rows ${ROWS.join(',')}] [--blob-mb N] [--remove-baseline]`;
+                                 [--rows ${ROWS.join(',')}] [--blob-mb N] [--remove-baseline]
+                                 [--attach-proxy 'perf record -g -p {pid} -o {out}.data']`;
 
 export function parseBenchArgs(argv: string[]): BenchOptions {
   let values;
@@ -38,6 +45,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
         rows: { type: 'string', default: ROWS.join(',') },
         'blob-mb': { type: 'string', default: '512' },
         'remove-baseline': { type: 'boolean', default: false },
+        'attach-proxy': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -58,8 +66,18 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     rows: ROWS.filter((r) => rows.includes(r)),
     blobMb: positiveInt(values['blob-mb'], '--blob-mb'),
     removeBaseline: values['remove-baseline'],
+    attachProxy: attachCommand(values['attach-proxy']),
     help: values.help,
   };
+}
+
+/** The --attach-proxy command split on spaces (no shell); it must name the proxy with {pid}. */
+function attachCommand(text: string | undefined): string[] | undefined {
+  if (text === undefined) return undefined;
+  const argv = text.split(' ').filter(Boolean);
+  if (argv.length === 0 || !argv.some((a) => a.includes('{pid}')))
+    throw new DatapathBenchError(`--attach-proxy wants a command naming the proxy's {pid}, got "${text}"`);
+  return argv;
 }
 
 function positiveInt(text: string, flag: string): number {
@@ -83,6 +101,20 @@ export function parseStatTicks(stat: string): number {
 /** VmRSS in bytes from /proc/<pid>/status text; 0 when absent (a zombie has none). */
 export function parseVmRss(status: string): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+}
+
+/**
+ * Sum of every sample of `name` (all label sets, or those whose labels contain `labels`, e.g.
+ * `kind="major"`) in a Prometheus text exposition; 0 when absent.
+ */
+export function metricSum(text: string, name: string, labels?: string): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name) || (line[name.length] !== ' ' && line[name.length] !== '{')) continue;
+    if (labels !== undefined && !line.slice(name.length, line.lastIndexOf(' ')).includes(labels)) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1)) || 0;
+  }
+  return sum;
 }
 
 export function median(xs: number[]): number {
@@ -129,6 +161,12 @@ export const METRICS: Metric[] = [
   { row: 'agent-origin', key: 'wallToDirect', label: 'wall ÷ direct', digits: 2 },
   { row: 'proxy-cold', key: 'cpuMsPerMB', label: 'proxy CPU ms/MB', digits: 2 },
   { row: 'proxy-cold', key: 'mainMsPerMB', label: 'proxy main-thread ms/MB', digits: 2 },
+  { row: 'proxy-cold', key: 'proxyPeakRssMB', label: 'proxy peak RSS MB', digits: 0 },
+  { row: 'proxy-cold', key: 'relayMB', label: 'proxy relay MB (served_total)', digits: 0 },
+  { row: 'proxy-cold', key: 'swarmUpMB', label: 'proxy BitTorrent upload MB', digits: 0 },
+  { row: 'proxy-cold', key: 'agentDiscardedMB', label: 'agent discarded piece MB', digits: 0 },
+  { row: 'proxy-cold', key: 'proxyMajorGcs', label: 'proxy major GCs', digits: 0 },
+  { row: 'proxy-cold', key: 'proxyHeapMB', label: 'proxy heap used MB after', digits: 0 },
   { row: 'proxy-cold', key: 'agentCpuMsPerMB', label: 'agent CPU ms/MB (same pull)', digits: 2 },
   { row: 'proxy-cold', key: 'mbPerS', label: 'MB/s (client)', digits: 0 },
   { row: 'proxy-cold', key: 'wallToDirect', label: 'wall ÷ direct', digits: 2 },
