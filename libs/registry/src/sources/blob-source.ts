@@ -106,6 +106,12 @@ export interface OpenedBlob {
    * garbage); rejects if the blob proves wrong or `dest` closes. Does not end `dest`.
    */
   copyTo(dest: Writable, range?: ByteRange): Promise<void>;
+  /**
+   * Resolves once the whole blob has been read and checked, serving nothing (no served bytes
+   * counted): a fill is then verified and in the cache; rejects if the blob proves wrong. For a
+   * blob already in the cache it resolves at once. The proxy waits on it before making a torrent.
+   */
+  drain(): Promise<void>;
   /** Lets the cache evict the blob again; call once when the response is over. */
   release(): void;
 }

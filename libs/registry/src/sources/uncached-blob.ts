@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { BadOriginResponseError, DigestMismatchError } from '../oci/oci.errors.js';
 import type { ByteRange } from '../oci/byte-range.js';
 import type { BlobFetcher, BlobRequest, FetchedBlob, OpenedBlob } from './blob-source.js';
@@ -29,7 +30,7 @@ export async function uncachedBlob(
     first?.stream.destroy();
     first = undefined;
   };
-  const read = (range?: ByteRange): Readable => {
+  const readCounted = (range: ByteRange | undefined, served: typeof onServed): Readable => {
     const start = range?.start ?? 0;
     const end = range?.end ?? size - 1;
     const out = new PassThrough();
@@ -38,13 +39,15 @@ export async function uncachedBlob(
     if (prefetched) first = undefined;
     else dropFirst();
     out.once('close', () => ac.abort(new Error('client went away')));
-    void pump(fetcher, request, start, end, size, out, ac.signal, onServed, prefetched).catch((err: unknown) => out.destroy(err as Error));
+    void pump(fetcher, request, start, end, size, out, ac.signal, served, prefetched).catch((err: unknown) => out.destroy(err as Error));
     return out;
   };
+  const read = (range?: ByteRange) => readCounted(range, onServed);
   return {
     size,
     source: fetcher.name,
     read,
+    drain: () => finished(readCounted(undefined, undefined).resume()),
     async copyTo(dest: Writable, range?: ByteRange) {
       for await (const chunk of read(range)) if (!dest.write(chunk)) await once(dest, 'drain');
     },

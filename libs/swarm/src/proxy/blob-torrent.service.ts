@@ -1,5 +1,4 @@
 import type { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import { Injectable, Logger } from '@nestjs/common';
 import {
   BlobAccessAuthorizer,
@@ -55,8 +54,9 @@ export class BlobTorrentService {
   async torrent(query: TorrentQuery): Promise<BlobTorrent> {
     const { request, opened } = await this.open(query);
     try {
-      // Drain a fill so the blob is verified and committed before its torrent is made.
-      if (opened.source !== 'cache') await finished(opened.read().resume());
+      // A fill must be verified and committed before its torrent is made; this read serves nobody,
+      // so it counts no served bytes (it used to count as relay traffic: 1.2–1.7× the blob per cold fill).
+      await opened.drain();
     } catch (err) {
       throw this.failed(request.digest, 'torrent', err);
     } finally {
