@@ -5,8 +5,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TokenBucket } from '#ops';
 import { fileDigest, skopeoPull } from '../support/oci-image.js';
 import { startApp, tempDir, type AppProcess } from '../support/app-process.js';
-import { admin, CREDS, metrics, pushLayer, sample, startLoopbackCluster, until, type LoopbackCluster } from '../p2p/cluster.js';
-import { startPeer, type PeerEvent, type PeerProcess } from '../swarm/swarm-peer-process.js';
+import { admin, CREDS, pushLayer, startLoopbackCluster, swarmBytes, until, type LoopbackCluster } from '../p2p/cluster.js';
+import { rateBetween, startPeer, type PeerProcess } from '../swarm/swarm-peer-process.js';
 
 /*
  * Rates measured over seconds of real time, within tight bands: they hold on a quiet machine and
@@ -31,12 +31,6 @@ describe('rate bands: the token bucket over real time', () => {
     expect(elapsed).toBeLessThan(0.45 * 1.1);
   });
 });
-
-/** Bytes the agent has received from BitTorrent peers and proxies (per 16 KiB block) and relayed from a proxy. */
-async function swarmBytes(cluster: LoopbackCluster, i = 0): Promise<number> {
-  const text = await metrics(cluster.agents[i]);
-  return ['peer', 'proxy', 'relay'].reduce((n, source) => n + sample(text, 'p2p_blob_bytes_received_total', `source="${source}"`), 0);
-}
 
 describe('rate bands: PATCH /admin/rate mid-pull (real processes, loopback)', () => {
   let cluster: LoopbackCluster | undefined;
@@ -70,15 +64,6 @@ describe('rate bands: PATCH /admin/rate mid-pull (real processes, loopback)', ()
     expect(await fileDigest(join(out, layer.digest.slice(7)))).toBe(layer.digest);
   });
 });
-
-/** Average rate (bytes/s) over progress events in [from, to] (epoch ms). */
-function rateBetween(events: PeerEvent[], from: number, to: number): number {
-  const window = events.filter((e) => e.event === 'progress' && e.at >= from && e.at <= to);
-  const first = window[0];
-  const last = window.at(-1);
-  if (!first || !last || last.at === first.at) return NaN;
-  return (((last.bytes as number) - (first.bytes as number)) * 1000) / (last.at - first.at);
-}
 
 describe('rate bands: a swarm client follows a download-rate change live (separate processes)', () => {
   const SWARM_TOKEN = 'swarm-token-for-rate-drill';

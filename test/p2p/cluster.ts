@@ -119,3 +119,9 @@ export async function pushLayer(cluster: LoopbackCluster, repo: string, size: nu
   await pushImage(layout.dir, 'v1', { host: cluster.origin.host, repo, creds: CREDS });
   return image.layers[0];
 }
+
+/** Bytes the agent has received from BitTorrent peers and proxies (per 16 KiB block) and relayed from a proxy. */
+export async function swarmBytes(cluster: LoopbackCluster, i = 0): Promise<number> {
+  const text = await metrics(cluster.agents[i]);
+  return ['peer', 'proxy', 'relay'].reduce((n, source) => n + sample(text, 'p2p_blob_bytes_received_total', `source="${source}"`), 0);
+}

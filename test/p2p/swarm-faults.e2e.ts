@@ -3,15 +3,20 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { findLogs } from '../support/app-process.js';
 import { fileDigest, skopeoPull } from '../support/oci-image.js';
-import { admin, CREDS, metrics, pushLayer, sample, startLoopbackCluster, SWARM, until, type LoopbackCluster } from './cluster.js';
+import {
+  admin,
+  CREDS,
+  metrics,
+  pushLayer,
+  sample,
+  startLoopbackCluster,
+  SWARM,
+  swarmBytes,
+  until,
+  type LoopbackCluster,
+} from './cluster.js';
 
 const MB = 1_000_000;
-
-/** Bytes the agent has received from BitTorrent peers and proxies (per 16 KiB block) and relayed from a proxy. */
-async function swarmBytes(cluster: LoopbackCluster, i = 0): Promise<number> {
-  const text = await metrics(cluster.agents[i]);
-  return ['peer', 'proxy', 'relay'].reduce((n, source) => n + sample(text, 'p2p_blob_bytes_received_total', `source="${source}"`), 0);
-}
 
 /** Makes the owning proxy fetch the blob and make its torrent now (so the agent gets it over BitTorrent, not the relay). */
 async function warmProxies(cluster: LoopbackCluster, repo: string, digest: string): Promise<void> {

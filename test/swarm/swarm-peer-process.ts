@@ -82,3 +82,12 @@ export function startPeer(config: Record<string, unknown>): PeerProcess {
     },
   };
 }
+
+/** Average rate (bytes/s) over progress events in [from, to] (epoch ms). */
+export function rateBetween(events: PeerEvent[], from: number, to: number): number {
+  const window = events.filter((e) => e.event === 'progress' && e.at >= from && e.at <= to);
+  const first = window[0];
+  const last = window.at(-1);
+  if (!first || !last || last.at === first.at) return NaN;
+  return (((last.bytes as number) - (first.bytes as number)) * 1000) / (last.at - first.at);
+}

@@ -4,7 +4,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, tempDir, type AppProcess } from '../support/app-process.js';
-import { startPeer, type PeerEvent, type PeerProcess } from './swarm-peer-process.js';
+import { rateBetween, startPeer, type PeerProcess } from './swarm-peer-process.js';
 
 const SWARM_TOKEN = 'swarm-token-for-swarm-tests';
 const SIZE = 64 * 1024 * 1024;
@@ -32,15 +32,6 @@ function sumSource(text: string, source: string): number {
     .split('\n')
     .filter((l) => l.startsWith('p2p_blob_bytes_received_total{') && l.includes(`source="${source}"`))
     .reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
-}
-
-/** Average rate (bytes/s) over progress events in [from, to] (epoch ms). */
-function rateBetween(events: PeerEvent[], from: number, to: number): number {
-  const window = events.filter((e) => e.event === 'progress' && e.at >= from && e.at <= to);
-  const first = window[0];
-  const last = window.at(-1);
-  if (!first || !last || last.at === first.at) return NaN;
-  return (((last.bytes as number) - (first.bytes as number)) * 1000) / (last.at - first.at);
 }
 
 describe('SwarmClient over the tracker app (separate processes)', () => {
