@@ -33,8 +33,8 @@ export class BlobDelivery {
   readonly idle: ClientIdleWatchdog;
 
   constructor(
-    options: BlobDeliveryOptions = { clientIdleTimeoutMs: 60_000 },
-    private readonly metrics?: RegistryMetrics,
+    options: BlobDeliveryOptions,
+    private readonly metrics: RegistryMetrics,
   ) {
     this.idle = new ClientIdleWatchdog(options.clientIdleTimeoutMs);
   }
@@ -91,7 +91,7 @@ export class BlobDelivery {
     sent: number,
     length: number,
   ): void {
-    this.metrics?.blobResponse(source, outcome);
+    this.metrics.blobResponse(source, outcome);
     const shown = outcome === 'complete' ? 'complete' : outcome === 'client_gone' ? 'client-gone' : `cut:${reason}`;
     const line = {
       msg: 'blob response',

@@ -1,4 +1,4 @@
-import { All, Controller, Optional, Req, Res, UseFilters } from '@nestjs/common';
+import { All, Controller, Req, Res, UseFilters } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Readable } from 'node:stream';
 import { classifyPath } from '../oci/oci-names.js';
@@ -11,14 +11,10 @@ import { RegistryMirror, type MirrorRequest, type MirrorResponse } from './regis
 @Controller()
 @UseFilters(OciErrorFilter)
 export class RegistryMirrorController {
-  private readonly delivery: BlobDelivery;
-
   constructor(
     private readonly mirror: RegistryMirror,
-    @Optional() delivery?: BlobDelivery,
-  ) {
-    this.delivery = delivery ?? new BlobDelivery();
-  }
+    private readonly delivery: BlobDelivery,
+  ) {}
 
   @All(['v2', 'v2/*'])
   async handle(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
